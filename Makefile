@@ -1,0 +1,35 @@
+# Two entry points: `make run` (serve on 127.0.0.1:8000) and `make test` (the whole suite).
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip
+
+.PHONY: run test dev bench-imaging train-digits clean
+
+$(VENV)/.runtime: requirements.txt setup.py
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP) install --quiet -r requirements.txt
+	$(PIP) install --quiet --no-deps --no-build-isolation -e .
+	touch $@
+
+$(VENV)/.dev: $(VENV)/.runtime requirements-dev.txt
+	$(PIP) install --quiet -r requirements-dev.txt
+	touch $@
+
+run: $(VENV)/.runtime
+	$(VENV)/bin/gunicorn -c gunicorn.conf.py app:app
+
+dev: $(VENV)/.runtime
+	$(PY) app.py
+
+test: $(VENV)/.dev
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+bench-imaging: $(VENV)/.dev
+	$(PY) bench/imaging.py
+
+train-digits: $(VENV)/.runtime
+	$(VENV)/bin/ai-service train-digits
+
+clean:
+	rm -rf $(VENV) .pytest_cache build *.egg-info

@@ -1,0 +1,48 @@
+"""ai_service: PyTorch image models behind an upload page and a JSON API."""
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+__version__ = "0.1.0"
+
+
+def create_app(overrides: Mapping[str, Any] | None = None):
+    """Application factory: settings → logging → device → registry → blueprints."""
+    from flask import Flask
+    from loguru import logger
+
+    from ai_service import api, web
+    from ai_service.config import PROJECT_ROOT, load_settings
+    from ai_service.devices import apply_gpu_visibility, configure_torch_threads, select_device
+    from ai_service.errors import register_error_handlers
+    from ai_service.logging import install_request_logging, setup_logging
+    from ai_service.models import ModelRegistry
+    from ai_service.models.builtin import builtin_models
+
+    settings = load_settings(overrides)
+    settings.ensure_dirs()
+    setup_logging(settings)
+    apply_gpu_visibility(settings.gpus)
+    device = select_device(settings.device, settings.require_cuda)
+    threads = configure_torch_threads(settings.torch_threads, settings.workers)
+
+    app = Flask(__name__, template_folder=str(PROJECT_ROOT / "templates"),
+                static_folder=str(PROJECT_ROOT / "static"))
+    app.config.update(SETTINGS=settings, MAX_CONTENT_LENGTH=settings.max_content_length,
+                      MAX_FORM_PARTS=settings.max_files + 16)
+    app.config.update({key: value for key, value in (overrides or {}).items() if key.isupper()})
+
+    registry = ModelRegistry(device)
+    for model in builtin_models():
+        registry.register(model)
+    app.extensions["registry"] = registry
+
+    register_error_handlers(app)
+    install_request_logging(app)
+    app.register_blueprint(api.bp)
+    app.register_blueprint(web.bp)
+
+    logger.info("ai_service {} starting: home={} device={} torch_threads={} models={}", __version__, settings.home,
+                device, threads, registry.names())
+    registry.preload(settings.preload)
+    return app

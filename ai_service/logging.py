@@ -1,0 +1,108 @@
+"""Loguru everywhere: console + rotating file, optional JSON lines, request ids, stdlib routed in."""
+from __future__ import annotations
+
+import contextvars
+import logging
+import re
+import sys
+import time
+import uuid
+from typing import TYPE_CHECKING
+
+from loguru import logger
+
+if TYPE_CHECKING:
+    from flask import Flask
+
+    from ai_service.config import Settings
+
+request_id_var: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="-")
+CONSOLE_FORMAT = (
+    "<green>{time:YYYY-MM-DD HH:mm:ss.SSS}</green> | <level>{level: <7}</level> | "
+    "{process} | <cyan>{extra[request_id]}</cyan> | {name}:{line} - <level>{message}</level>"
+)
+STDLIB_LOGGERS = ("flask", "werkzeug", "gunicorn", "gunicorn.error", "gunicorn.access", "py.warnings")
+_configured_for: tuple | None = None
+_sink_ids: list[int] = [0]  # 0 is loguru's default stderr sink, replaced on first setup
+
+
+class InterceptHandler(logging.Handler):
+    """Send stdlib records (Flask, werkzeug, gunicorn) to loguru with the caller's location."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            level: str | int = logger.level(record.levelname).name
+        except ValueError:
+            level = record.levelno
+        frame, depth = logging.currentframe(), 2
+        while frame and frame.f_code.co_filename == logging.__file__:
+            frame, depth = frame.f_back, depth + 1
+        logger.opt(depth=depth, exception=record.exc_info).log(level, record.getMessage())
+
+
+def _add_request_id(record: dict) -> None:
+    """Stamp every line with the request id of the request being served (or '-')."""
+    record["extra"].setdefault("request_id", request_id_var.get())
+
+
+def setup_logging(settings: "Settings") -> None:
+    """Configure sinks once per settings; safe to call from the app factory and gunicorn hooks."""
+    global _configured_for
+    key = (settings.log_level, settings.log_json, settings.log_to_file, str(settings.logs_dir),
+           settings.log_rotation, settings.log_retention, settings.log_compression)
+    if _configured_for == key:
+        return
+    for sink_id in _sink_ids:
+        try:
+            logger.remove(sink_id)
+        except ValueError:
+            pass
+    _sink_ids.clear()
+    logger.configure(patcher=_add_request_id)
+    level = settings.log_level.upper()
+    _sink_ids.append(logger.add(sys.stderr, level=level, format=CONSOLE_FORMAT, serialize=settings.log_json,
+               backtrace=False, diagnose=False, enqueue=False))
+    if settings.log_to_file:
+        settings.logs_dir.mkdir(parents=True, exist_ok=True)
+        _sink_ids.append(logger.add(settings.logs_dir / "ai_service.log", level=level, serialize=settings.log_json,
+                   format=CONSOLE_FORMAT.replace("<green>", "").replace("</green>", ""),
+                   rotation=settings.log_rotation, retention=settings.log_retention,
+                   compression=settings.log_compression or None, enqueue=True, backtrace=False, diagnose=False))
+    logging.basicConfig(handlers=[InterceptHandler()], level=0, force=True)
+    for name in STDLIB_LOGGERS:
+        std = logging.getLogger(name)
+        std.handlers = [InterceptHandler()]
+        std.propagate = False
+    logging.captureWarnings(True)
+    _configured_for = key
+
+
+REQUEST_ID_PATTERN = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+
+
+def install_request_logging(app: "Flask") -> None:
+    """Give every request an id (X-Request-ID or new), echo it back, and log one access line."""
+    from flask import g, request
+
+    @app.before_request
+    def _start_request() -> None:
+        incoming = request.headers.get("X-Request-ID", "")
+        g.request_id = incoming if REQUEST_ID_PATTERN.match(incoming) else uuid.uuid4().hex
+        g.request_started = time.perf_counter()
+        g.request_token = request_id_var.set(g.request_id)
+
+    @app.after_request
+    def _finish_request(response):
+        request_id = g.get("request_id")
+        if request_id:
+            response.headers["X-Request-ID"] = request_id
+            elapsed = (time.perf_counter() - g.request_started) * 1000.0
+            logger.bind(access=True).info("{} {} {} {}B {:.1f}ms", request.method, request.path, response.status_code,
+                                          response.calculate_content_length() or 0, elapsed)
+        return response
+
+    @app.teardown_request
+    def _end_request(_exc: BaseException | None) -> None:
+        token = g.pop("request_token", None)
+        if token is not None:
+            request_id_var.reset(token)

@@ -1,0 +1,5 @@
+"""Models: the contract, the registry, and the built-in networks."""
+from ai_service.models.base import ImageModel, ModelInfo
+from ai_service.models.registry import ModelLoadError, ModelRegistry, UnknownModelError
+
+__all__ = ["ImageModel", "ModelInfo", "ModelRegistry", "ModelLoadError", "UnknownModelError"]

@@ -1,0 +1,10 @@
+"""Models that ship with the service and need no downloaded weights."""
+from __future__ import annotations
+
+from ai_service.models.base import ImageModel
+from ai_service.models.builtin.digits import DigitsModel
+
+
+def builtin_models() -> list[ImageModel]:
+    """Fresh instances of every built-in model, registered by the app factory."""
+    return [DigitsModel()]

@@ -1,0 +1,120 @@
+"""The built-in `digits` model: the classic SimpleCNN on MNIST-style 28×28 inputs."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+from torch import nn
+
+from ai_service.models.base import ImageModel, ModelInfo, top_k_predictions
+
+WEIGHTS_PATH = Path(__file__).resolve().parent / "weights" / "digits.pt"
+CANVAS, BOX = 28, 20
+ANALYSIS_SIDE = 256
+INK_THRESHOLD = 0.2
+MEAN, STD = 0.1307, 0.3081
+
+
+class SimpleCNN(nn.Module):
+    """conv 1→10 k5, conv 10→20 k5, max-pool, fc 320→50→10 (the PyTorch MNIST example)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(1, 10, kernel_size=5)
+        self.conv2 = nn.Conv2d(10, 20, kernel_size=5)
+        self.conv2_drop = nn.Dropout2d(0.25)
+        self.fc1 = nn.Linear(320, 50)
+        self.fc2 = nn.Linear(50, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = F.relu(F.max_pool2d(self.conv1(x), 2))
+        x = F.relu(F.max_pool2d(self.conv2_drop(self.conv2(x)), 2))
+        x = F.relu(self.fc1(x.flatten(1)))
+        x = F.dropout(x, p=0.3, training=self.training)
+        return self.fc2(x)
+
+
+def _gray_with_alpha(image: Image.Image) -> tuple[np.ndarray, np.ndarray | None]:
+    """Luminance (BT.601, 0–255 floats) and alpha (0–1) or None for opaque modes."""
+    if image.mode not in ("L", "LA", "RGB", "RGBA"):
+        image = image.convert("RGBA" if "transparency" in image.info or "A" in image.getbands() else "RGB")
+    alpha = None
+    if image.mode in ("LA", "RGBA"):
+        alpha = np.asarray(image.getchannel("A"), dtype=np.float32) / 255.0
+    gray = np.asarray(image.convert("L"), dtype=np.float32)
+    return gray, alpha
+
+
+def normalize_digit(image: Image.Image) -> np.ndarray:
+    """Any upload → 28×28 floats in [0, 1]: white ink on black, fitted to 20 px, centred by mass."""
+    if max(image.size) > ANALYSIS_SIDE:
+        image = image.copy()
+        image.thumbnail((ANALYSIS_SIDE, ANALYSIS_SIDE), Image.Resampling.BOX)
+    gray, alpha = _gray_with_alpha(image)
+    if alpha is not None:
+        coverage = float(alpha.sum())
+        ink_is_dark = coverage == 0 or float((gray * alpha).sum()) / coverage < 128
+        gray = gray * alpha + (255.0 if ink_is_dark else 0.0) * (1.0 - alpha)
+    border = np.concatenate([gray[0], gray[-1], gray[:, 0], gray[:, -1]])
+    background = float(np.median(border))
+    if background > 127:
+        gray, background = 255.0 - gray, 255.0 - background
+    ink = np.clip(gray - background, 0.0, None)
+    peak = float(ink.max())
+    canvas = np.zeros((CANVAS, CANVAS), dtype=np.float32)
+    if peak < 1.0:
+        return canvas
+    ink /= peak
+    rows, cols = np.nonzero(ink > INK_THRESHOLD)
+    crop = ink[rows.min():rows.max() + 1, cols.min():cols.max() + 1]
+    height, width = crop.shape
+    scale = BOX / max(height, width)
+    new_w, new_h = max(1, round(width * scale)), max(1, round(height * scale))
+    resized = np.asarray(Image.fromarray(crop.astype(np.float32)).resize((new_w, new_h), Image.Resampling.BILINEAR))
+    top, left = (CANVAS - new_h) // 2, (CANVAS - new_w) // 2
+    canvas[top:top + new_h, left:left + new_w] = np.clip(resized, 0.0, 1.0)
+    mass = float(canvas.sum())
+    ys, xs = np.indices(canvas.shape)
+    shift_y = int(np.clip(round(13.5 - float((ys * canvas).sum()) / mass), -top, CANVAS - new_h - top))
+    shift_x = int(np.clip(round(13.5 - float((xs * canvas).sum()) / mass), -left, CANVAS - new_w - left))
+    return np.roll(canvas, (shift_y, shift_x), axis=(0, 1))
+
+
+def to_input_tensor(arrays: Sequence[np.ndarray]) -> torch.Tensor:
+    """Stack normalised 28×28 arrays into the network's (N, 1, 28, 28) standardised input."""
+    batch = torch.from_numpy(np.stack(arrays)).unsqueeze(1)
+    return (batch - MEAN) / STD
+
+
+class DigitsModel(ImageModel):
+    """Handwritten digit classifier trained on scikit-learn's digits (`ai-service train-digits`)."""
+
+    info = ModelInfo(
+        name="digits", version="1.0", task="classification", input_size=(28, 28), input_mode="L",
+        labels=tuple(str(i) for i in range(10)), mean=(MEAN,), std=(STD,),
+        description="Handwritten digit 0–9 (SimpleCNN trained on scikit-learn's digits). "
+                    "Any colours, alpha, either polarity, any size.",
+    )
+
+    def __init__(self, weights_path: Path = WEIGHTS_PATH) -> None:
+        super().__init__()
+        self.weights_path = weights_path
+
+    def load(self, device: torch.device) -> None:
+        network = SimpleCNN()
+        network.load_state_dict(torch.load(self.weights_path, map_location="cpu", weights_only=True))
+        self.network = network.eval().to(device)
+        self.device = device
+
+    def decode_size(self) -> tuple[int, int] | None:
+        return (ANALYSIS_SIDE, ANALYSIS_SIDE)
+
+    def preprocess(self, images: Sequence[Image.Image], options: dict[str, Any]) -> torch.Tensor:
+        return to_input_tensor([normalize_digit(image) for image in images]).to(self.device)
+
+    def postprocess(self, outputs: torch.Tensor, options: dict[str, Any]) -> list[dict[str, Any]]:
+        return top_k_predictions(outputs, self.info.labels, options.get("top_k", 3))

@@ -1,0 +1,16 @@
+"""HTML pages: the upload form and its server-rendered result (works without JavaScript)."""
+from flask import Blueprint
+
+bp = Blueprint("web", __name__)
+NAV = (("web.index", "Predict"), ("web.tools", "Tools"), ("web.status", "Status"), ("api.health", "Health (JSON)"))
+
+
+@bp.app_context_processor
+def nav_links() -> dict:
+    """Links for the header: only pages that exist in this build of the app."""
+    from flask import current_app
+
+    return {"nav_links": [(endpoint, label) for endpoint, label in NAV if endpoint in current_app.view_functions]}
+
+
+from ai_service.web import pages  # noqa: E402,F401  (routes register on import)

@@ -1,0 +1,81 @@
+import hashlib
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from ai_service.models.builtin.digits import WEIGHTS_PATH, DigitsModel, normalize_digit
+from ai_service.models.builtin.digits_training import render_digit, train_digits
+
+from conftest import digit_variants
+
+
+@pytest.fixture(scope="module")
+def model():
+    model = DigitsModel()
+    model.load(torch.device("cpu"))
+    return model
+
+
+def accuracy(model, images, labels) -> float:
+    results = model.postprocess(model.forward(model.preprocess(images, {})), {"top_k": 1})
+    predicted = [int(r["predictions"][0]["label"]) for r in results]
+    return float(np.mean(np.asarray(predicted) == labels))
+
+
+def test_committed_weights_are_small():
+    assert WEIGHTS_PATH.stat().st_size < 300_000
+
+
+def test_held_out_accuracy_at_least_97_percent(model, digits_split):
+    images = [Image.fromarray(p, mode="L") for p in digits_split.test_images]
+    assert accuracy(model, images, digits_split.test_labels) >= 0.97
+
+
+def test_held_out_accuracy_on_realistic_uploads(model, digits_split):
+    """The same held-out digits as users upload them: colour, alpha, inverted, large, JPEG."""
+    subset = slice(0, 120)
+    labels = digits_split.test_labels[subset]
+    for name in ("gray.png", "inverted.png", "colour.jpg", "alpha.png", "large-inverted.jpg"):
+        from ai_service.imaging.io import decode_image
+
+        images = [decode_image(digit_variants(p)[name][0]) for p in digits_split.test_images[subset]]
+        assert accuracy(model, images, labels) >= 0.95, name
+
+
+def test_normalisation_is_polarity_and_alpha_invariant(digits_split):
+    pixels = digits_split.test_images[0]
+    reference = normalize_digit(render_digit(pixels, 64))
+    inverted = normalize_digit(Image.eval(render_digit(pixels, 64), lambda v: 255 - v))
+    dark_on_clear = Image.merge("LA", (Image.new("L", (64, 64), 0), render_digit(pixels, 64)))
+    light_on_clear = Image.merge("LA", (Image.new("L", (64, 64), 255), render_digit(pixels, 64)))
+    for variant in (inverted, normalize_digit(dark_on_clear), normalize_digit(light_on_clear)):
+        assert np.abs(variant - reference).mean() < 0.03
+    assert reference.shape == (28, 28) and 0 <= reference.min() and reference.max() <= 1
+
+
+def test_blank_and_tiny_images_do_not_crash():
+    assert normalize_digit(Image.new("L", (50, 50), 255)).max() == 0
+    assert normalize_digit(Image.new("RGBA", (10, 10), (0, 0, 0, 0))).max() == 0
+    dot = Image.new("L", (1, 1), 255)
+    assert normalize_digit(dot).shape == (28, 28)
+    odd = Image.new("P", (5, 30))
+    assert normalize_digit(odd).shape == (28, 28)
+
+
+def test_training_is_deterministic(tmp_path):
+    first = train_digits(tmp_path / "a.pt", epochs=1, copies=0)
+    second = train_digits(tmp_path / "b.pt", epochs=1, copies=0)
+    assert first["sha256"] == second["sha256"]
+    assert hashlib.sha256((tmp_path / "a.pt").read_bytes()).hexdigest() == first["sha256"]
+
+
+def test_cli_train_digits_writes_loadable_weights(tmp_path, capsys):
+    from ai_service.cli import main
+
+    output = tmp_path / "digits.pt"
+    assert main(["train-digits", "--output", str(output), "--epochs", "1", "--copies", "0"]) == 0
+    assert '"held_out_accuracy"' in capsys.readouterr().out
+    state = torch.load(output, weights_only=True)
+    assert set(state) == set(torch.load(WEIGHTS_PATH, weights_only=True))
