@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 
-.PHONY: run test dev bench-imaging train-digits clean
+.PHONY: run test dev bench-imaging bench-serving train-digits clean
 
 $(VENV)/.runtime: requirements.txt setup.py
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -27,6 +27,9 @@ test: $(VENV)/.dev
 
 bench-imaging: $(VENV)/.dev
 	$(PY) bench/imaging.py
+
+bench-serving: $(VENV)/.dev  # ~13 min on 2 cores; writes bench/results/serving.md
+	$(PY) bench/serving.py
 
 train-digits: $(VENV)/.runtime
 	$(VENV)/bin/ai-service train-digits

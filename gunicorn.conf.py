@@ -8,6 +8,11 @@ Choices:
   (CUDA does not survive fork) and a crash while loading cannot take the master down.
 - Access logging is done by the app (one structured line with the request id), so gunicorn's own
   access log is off; gunicorn's error log goes through loguru like everything else.
+- Sizing (README "Performance / batching"): AI_SERVICE_WORKERS=0 means one worker per core on CPU,
+  one per listed GPU with AI_SERVICE_GPUS. Workers share the cores through a budget in shared memory
+  (ai_service/engine/cores.py): a lone forward takes every idle core, under load each forward gets
+  its share, so workers × torch threads never exceeds the cores. With several GPUs each worker is
+  pinned to one GPU through CUDA_VISIBLE_DEVICES (ai_service/engine/placement.py).
 """
 from __future__ import annotations
 
@@ -16,12 +21,14 @@ import logging
 from gunicorn.glogging import Logger
 
 from ai_service.config import load_settings
+from ai_service.engine import placement
+from ai_service.engine.cores import shared_slots
 from ai_service.logging import InterceptHandler, setup_logging
 
 _settings = load_settings()
 
 bind = _settings.bind
-workers = _settings.workers
+workers = _settings.workers or placement.default_workers(_settings.gpus, _settings.device)
 threads = _settings.threads
 worker_class = "gthread"
 timeout = _settings.timeout
@@ -48,3 +55,25 @@ class LoguruLogger(Logger):
 
 
 logger_class = LoguruLogger
+
+
+# Shared by every worker (created before the first fork): cores held by each worker's forwards.
+_core_slots = shared_slots(workers)
+
+
+def pre_fork(server, worker) -> None:
+    """Give the new worker the lowest slot (and so GPU) that no live worker holds."""
+    worker.ai_slot = placement.free_slot((getattr(w, "ai_slot", None) for w in server.WORKERS.values()), workers)
+
+
+def post_fork(server, worker) -> None:
+    """In the worker, before the app is built: join the core budget and pin this worker's GPU."""
+    gpu = placement.enter_worker(_core_slots, worker.ai_slot, _settings.gpus)
+    server.log.info("worker %s: core budget slot %s%s", worker.pid, worker.ai_slot,
+                    f", pinned to GPU {gpu}" if gpu is not None else "")
+
+
+def child_exit(server, worker) -> None:
+    """A dead worker holds no cores: clear its slot so the others may use them."""
+    if getattr(worker, "ai_slot", None) is not None:
+        _core_slots[worker.ai_slot] = 0

@@ -14,10 +14,13 @@ def create_app(overrides: Mapping[str, Any] | None = None):
     from ai_service import api, web
     from ai_service.config import PROJECT_ROOT, load_settings
     from ai_service.devices import apply_gpu_visibility, configure_torch_threads, select_device
+    from ai_service import health
     from ai_service.errors import register_error_handlers
+    from ai_service.metrics import install_request_metrics
+    from ai_service.security import install_security
     from ai_service.logging import install_request_logging, setup_logging
-    from ai_service.models import ModelRegistry
-    from ai_service.models.builtin import builtin_models
+    from ai_service.engine import EngineOptions, attach_engine
+    from ai_service.models.catalog import build_registry
 
     settings = load_settings(overrides)
     settings.ensure_dirs()
@@ -32,13 +35,15 @@ def create_app(overrides: Mapping[str, Any] | None = None):
                       MAX_FORM_PARTS=settings.max_files + 16)
     app.config.update({key: value for key, value in (overrides or {}).items() if key.isupper()})
 
-    registry = ModelRegistry(device)
-    for model in builtin_models():
-        registry.register(model)
+    registry = build_registry(settings, device)
     app.extensions["registry"] = registry
+    app.extensions["engine"] = attach_engine(registry, EngineOptions.from_settings(settings))
 
     register_error_handlers(app)
     install_request_logging(app)
+    install_request_metrics(app)
+    install_security(app, settings)
+    app.register_blueprint(health.bp)
     app.register_blueprint(api.bp)
     app.register_blueprint(web.bp)
 

@@ -36,12 +36,37 @@ class Settings:
     default_model: str = "digits"
     default_top_k: int = 3
     preload: tuple[str, ...] = ()
+    models_file: str = ""
+    load_plugins: bool = True
+    warmup: bool = False
+    admin_token: str = field(default="", repr=False)
+    gpu_memory_budget: str = ""
+    max_loaded_models: int = 0
+    eviction: str = "auto"
     host: str = "127.0.0.1"
     port: int = 8000
     bind: str = "127.0.0.1:8000"
     workers: int = 1
     threads: int = 4
     timeout: int = 60
+    max_batch_size: int = 0
+    max_batch_delay_ms: float = 5.0
+    max_queue: int = 64
+    request_timeout_s: float = 30.0
+    amp: str = ""
+    compile: bool = False
+    compile_mode: str = "default"
+    channels_last: bool = True
+    api_keys: tuple[str, ...] = field(default=(), repr=False)
+    rate_limit: str = ""
+    redis_url: str = field(default="", repr=False)
+    trusted_proxies: int = 0
+    cors_origins: tuple[str, ...] = ()
+    csp: str = ""
+    body_timeout: float = 30.0
+    metrics: bool = True
+    max_requests: int = 5000
+    max_requests_jitter: int = 500
     extra: Mapping[str, Any] = field(default_factory=dict)
 
     @property

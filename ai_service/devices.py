@@ -96,3 +96,65 @@ def release_memory(device: "torch.device | None" = None) -> None:
     gc.collect()
     if torch.cuda.is_available() and (device is None or device.type == "cuda"):
         torch.cuda.empty_cache()
+
+
+MEMORY_UNITS = {"": 1, "b": 1, "k": 1000, "kb": 1000, "m": 1000**2, "mb": 1000**2, "g": 1000**3, "gb": 1000**3,
+                "t": 1000**4, "tb": 1000**4, "kib": 1024, "mib": 1024**2, "gib": 1024**3, "tib": 1024**4}
+
+
+def total_memory(device: "torch.device") -> int:
+    """Bytes of memory behind `device`: the GPU's total on CUDA, physical RAM otherwise."""
+    import torch
+
+    if device.type == "cuda":
+        return int(torch.cuda.get_device_properties(device).total_memory)
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+
+
+def parse_memory_budget(value: str, device: "torch.device") -> int | None:
+    """'8GiB', '2500000000', '75%' (of the device's memory) → bytes; empty → None (no budget)."""
+    text = (value or "").strip().lower().replace(" ", "")
+    if not text:
+        return None
+    if text.endswith("%"):
+        percent = float(text[:-1])
+        if not 0 < percent <= 100:
+            raise DeviceError(f"a memory budget in percent must be in (0, 100], got {value!r}")
+        return int(total_memory(device) * percent / 100)
+    match = re.fullmatch(r"(\d+(?:\.\d+)?)([a-z]*)", text)
+    if not match or match.group(2) not in MEMORY_UNITS:
+        raise DeviceError(f"cannot read memory budget {value!r}: use e.g. 4GiB, 4000MB, 4000000000 (bytes) or 75%")
+    budget = int(float(match.group(1)) * MEMORY_UNITS[match.group(2)])
+    if budget <= 0:
+        raise DeviceError(f"a memory budget must be positive, got {value!r}")
+    return budget
+
+
+def process_rss() -> int:
+    """Resident set size of this process in bytes (current, from /proc; peak where /proc is missing)."""
+    try:
+        with open("/proc/self/statm", encoding="ascii") as statm:
+            return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except OSError:
+        import resource
+        import sys
+
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        return peak if sys.platform == "darwin" else peak * 1024
+
+
+def describe_devices() -> list[dict[str, Any]]:
+    """Every device this process can use: the CPU and each visible CUDA GPU with its memory counters."""
+    import torch
+
+    devices = [describe_device(torch.device("cpu"))]
+    if torch.cuda.is_available():
+        devices += [describe_device(torch.device("cuda", index)) for index in range(torch.cuda.device_count())]
+    return devices
+
+
+def memory_allocated(device: "torch.device") -> int:
+    """Bytes PyTorch's allocator currently holds for tensors on `device` (0 off CUDA)."""
+    import torch
+
+    return int(torch.cuda.memory_allocated(device)) if device.type == "cuda" else 0

@@ -60,6 +60,8 @@ def register_error_handlers(app: Flask) -> None:
         if status == 413:
             limit_mb = app.config["SETTINGS"].max_upload_mb
             message = f"The upload is larger than the {limit_mb:g} MB limit."
+        elif status == 429:
+            message = f"Too many requests: this client may send {message}; retry after Retry-After seconds."
         api_error = APIError(HTTP_CODES.get(status, "http_error"), message, status)
         response, status, _ = _render(api_error)
         headers = dict(error.get_headers()) if status == 405 else {}

@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from ai_service.config import Settings
 
 request_id_var: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="-")
+request_fields_var: contextvars.ContextVar[dict | None] = contextvars.ContextVar("request_fields", default=None)
 CONSOLE_FORMAT = (
     "<green>{time:YYYY-MM-DD HH:mm:ss.SSS}</green> | <level>{level: <7}</level> | "
     "{process} | <cyan>{extra[request_id]}</cyan> | {name}:{line} - <level>{message}</level>"
@@ -80,6 +81,31 @@ def setup_logging(settings: "Settings") -> None:
 REQUEST_ID_PATTERN = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 
 
+def annotate_request(**fields: object) -> None:
+    """Attach facts (model, item count, stage timings) to the current request's access line and metrics.
+
+    Flask-free so that inference code can call it; outside a request it does nothing."""
+    current = request_fields_var.get()
+    if current is not None:
+        current.update(fields)
+
+
+def request_fields() -> dict:
+    """What has been annotated on the current request so far (empty outside a request)."""
+    return request_fields_var.get() or {}
+
+
+def _access_text(fields: dict) -> str:
+    """`key=value` pairs for the text access line; timings as stage:ms pairs."""
+    parts = []
+    for key, value in fields.items():
+        if isinstance(value, dict):
+            value = ",".join(f"{stage}:{ms:g}" if isinstance(ms, (int, float)) else f"{stage}:{ms}"
+                             for stage, ms in value.items())
+        parts.append(f"{key}={value}")
+    return " ".join(parts)
+
+
 def install_request_logging(app: "Flask") -> None:
     """Give every request an id (X-Request-ID or new), echo it back, and log one access line."""
     from flask import g, request
@@ -90,6 +116,7 @@ def install_request_logging(app: "Flask") -> None:
         g.request_id = incoming if REQUEST_ID_PATTERN.match(incoming) else uuid.uuid4().hex
         g.request_started = time.perf_counter()
         g.request_token = request_id_var.set(g.request_id)
+        g.request_fields_token = request_fields_var.set({})
 
     @app.after_request
     def _finish_request(response):
@@ -97,8 +124,13 @@ def install_request_logging(app: "Flask") -> None:
         if request_id:
             response.headers["X-Request-ID"] = request_id
             elapsed = (time.perf_counter() - g.request_started) * 1000.0
-            logger.bind(access=True).info("{} {} {} {}B {:.1f}ms", request.method, request.path, response.status_code,
-                                          response.calculate_content_length() or 0, elapsed)
+            fields = {"client": g.get("client") or "ip:" + (request.remote_addr or "unknown"), **request_fields()}
+            bytes_in, bytes_out = request.content_length or 0, response.calculate_content_length() or 0
+            logger.bind(**{**fields, "access": True, "method": request.method, "path": request.path,
+                           "status": response.status_code, "bytes_in": bytes_in, "bytes_out": bytes_out,
+                           "duration_ms": round(elapsed, 3)}).info(
+                "{} {} {} in={}B out={}B {:.1f}ms {}", request.method, request.path, response.status_code, bytes_in,
+                bytes_out, elapsed, _access_text(fields))
         return response
 
     @app.teardown_request
@@ -106,3 +138,6 @@ def install_request_logging(app: "Flask") -> None:
         token = g.pop("request_token", None)
         if token is not None:
             request_id_var.reset(token)
+        fields_token = g.pop("request_fields_token", None)
+        if fields_token is not None:
+            request_fields_var.reset(fields_token)

@@ -1,58 +1,297 @@
-// Progressive enhancement: submit the upload form with fetch and show the JSON result in place.
-"use strict";
+// Progressive enhancement of the upload page: the plain form keeps working without this script; with it the
+// page gains drop/paste/multi-file previews, a model picker from the API, in-place results, drawing and history.
+import { errorMessage, fetchModels, normalise, postForm } from "./api.js";
+import { el, formatBytes, percent } from "./dom.js";
+import { setupDrawing } from "./draw.js";
+import { Selection } from "./files.js";
+import { History, thumbnail } from "./history.js";
+import { imageUrl, renderRun } from "./results.js";
 
-(function () {
-  const form = document.getElementById("predict-form");
-  const output = document.getElementById("js-result");
-  if (!form || !output || !window.fetch) return;
+const MULTIPART_ALLOWANCE = 64 * 1024;  // headers and boundaries around the files in one request
+const byId = (id) => document.getElementById(id);
+const reducedMotion = window.matchMedia("(prefers-reduced-motion: reduce)");
 
-  function element(tag, attrs, text) {
-    const node = document.createElement(tag);
-    Object.entries(attrs || {}).forEach(([key, value]) => node.setAttribute(key, value));
-    if (text !== undefined) node.textContent = text;
-    return node;
+/** Models can be drawn on when the API says so, or for the built-in handwritten digits model. */
+const drawable = (model) => Boolean(model && (model.drawable || model.name === "digits"));
+
+/** The value the API takes for a model: its bare name for the default version, else name@version. */
+const refOf = (model) => (model.default === false && model.key ? model.key : model.name);
+
+/** Which option fields a model uses: its own list when the API gives one, else the defaults for its task. */
+function usesOption(model, field) {
+  const name = field.dataset.option;
+  if (model && Array.isArray(model.options)) return model.options.includes(name);
+  return (field.dataset.tasks || "").split(" ").includes(model ? model.task : "classification");
+}
+
+function modelFacts(model) {
+  const size = Array.isArray(model.input_size) ? `input ${model.input_size.join("×")} ${model.input_mode || ""}`.trim() : null;
+  return [
+    el("p", { class: "model-description" }, model.description || "No description."),
+    el("p", { class: "model-facts" }, el("span", { class: `badge task-${model.task}` }, model.task),
+      size ? el("span", {}, size) : null, model.version ? el("span", {}, `v${model.version}`) : null,
+      model.state ? el("span", { class: `state state-${model.state}` }, model.state) : null),
+  ];
+}
+
+/** Split the chosen files into requests the server accepts: at most max_files and max bytes each. */
+function batches(items, limits) {
+  const groups = [];
+  let current = [];
+  let bytes = 0;
+  for (const item of items) {
+    if (current.length && (current.length >= limits.maxFiles || bytes + item.file.size > limits.maxFileBytes)) {
+      groups.push(current);
+      current = [];
+      bytes = 0;
+    }
+    current.push(item);
+    bytes += item.file.size;
+  }
+  if (current.length) groups.push(current);
+  return groups;
+}
+
+/** One line for the history list. */
+function summarise(result) {
+  if (result.error) return `error: ${typeof result.error === "string" ? result.error : result.error.message}`;
+  if (Array.isArray(result.predictions) && result.predictions.length) {
+    const best = result.predictions[0];
+    return `${best.label} (${percent(best.score)})`;
+  }
+  if (imageUrl(result.image || result.output_image || result.image_url)) return "image output";
+  if (Array.isArray(result.detections)) return `${result.detections.length} object(s)`;
+  if (result.mask) return "segmentation mask";
+  return "done";
+}
+
+function start(form) {
+  const maxBytes = Number(form.dataset.maxBytes);
+  const limits = { maxBytes, maxFileBytes: maxBytes - MULTIPART_ALLOWANCE, maxFiles: Number(form.dataset.maxFiles),
+    maxPixels: Number(form.dataset.maxPixels) };
+  const apiUrl = form.dataset.api;
+  const input = byId("file");
+  const dropzone = byId("dropzone");
+  const modelSelect = byId("model");
+  const results = byId("results");
+  const runButton = byId("run");
+  const progress = byId("progress");
+  const progressBar = byId("progress-bar");
+  const progressText = byId("progress-text");
+  const optionFields = Array.from(form.querySelectorAll(".option"));
+  const backgroundMode = byId("background_mode");
+  const background = byId("background");
+  const models = new Map(Array.from(modelSelect.options, (o) => [o.value, { name: o.value, task: o.dataset.task }]));
+  let busy = false;
+  let runs = 0;
+
+  byId("file-hint").textContent = `Each image up to ${formatBytes(limits.maxBytes)} and ${limits.maxPixels.toLocaleString("en")} pixels; `
+    + `any number of images (sent ${limits.maxFiles} per request).`;
+  if (/Mac|iPhone|iPad/.test(navigator.platform || navigator.userAgent)) {
+    const key = dropzone.querySelector("kbd");
+    if (key) key.textContent = "⌘";
+  }
+  form.noValidate = true;  // the script validates with clearer messages and sends files held outside the input
+  input.removeAttribute("required");
+  const selection = new Selection({ input, list: byId("file-list"), messages: byId("file-messages"), limits,
+    onChange: (current) => { runButton.textContent = current.valid().length > 1 ? `Run on ${current.valid().length} images` : "Run"; } });
+  const history = new History({ panel: byId("history-panel"), list: byId("history"), clearButton: byId("clear-history"),
+    onShow: (run) => { results.replaceChildren(renderRun(run)); results.focus(); } });
+  results.tabIndex = -1;
+
+  // Model picker and the options that apply to the chosen model.
+  const currentModel = () => models.get(modelSelect.value);
+  function applyModel() {
+    const model = currentModel();
+    if (model && model.description !== undefined) byId("model-info").replaceChildren(...modelFacts(model));
+    optionFields.forEach((field) => { field.hidden = !usesOption(model, field); });
+    byId("quality").closest(".option").hidden ||= byId("output_format").value === "png";
+    form.querySelector(".options").hidden = optionFields.every((field) => field.hidden);
+    byId("draw-panel").hidden = !drawable(model);
+    background.disabled = backgroundMode.value !== "color";
+    const url = new URL(window.location.href);
+    url.searchParams.set("model", modelSelect.value);
+    window.history.replaceState(null, "", url);
+  }
+  modelSelect.addEventListener("change", applyModel);
+  backgroundMode.addEventListener("change", applyModel);
+  byId("output_format").addEventListener("change", applyModel);
+  const wanted = new URL(window.location.href).searchParams.get("model");
+  if (wanted && models.has(wanted)) modelSelect.value = wanted;
+  applyModel();
+  fetchModels(form.dataset.models).then((list) => {
+    if (!list.length) return;
+    const chosen = modelSelect.value;
+    models.clear();
+    list.forEach((model) => models.set(refOf(model), model));
+    modelSelect.replaceChildren(...list.map((model) => el("option", { value: refOf(model), selected: refOf(model) === chosen,
+      disabled: model.state === "failed" }, `${refOf(model)} — ${model.task}${model.state === "failed" ? " (failed to load)" : ""}`)));
+    applyModel();
+  }).catch(() => { /* the server-rendered list stays usable */ });
+
+  // Files: picker, drag and drop anywhere on the page, paste.
+  input.addEventListener("change", () => selection.add(Array.from(input.files), "picker"));
+  byId("clear-files").addEventListener("click", () => { selection.clear(); input.focus(); });
+  let dragDepth = 0;
+  const hasFiles = (event) => Array.from(event.dataTransfer ? event.dataTransfer.types : []).includes("Files");
+  window.addEventListener("dragenter", (event) => {
+    if (!hasFiles(event)) return;
+    dragDepth += 1;
+    dropzone.classList.add("dragging");
+  });
+  window.addEventListener("dragleave", () => {
+    dragDepth = Math.max(0, dragDepth - 1);
+    if (!dragDepth) dropzone.classList.remove("dragging");
+  });
+  window.addEventListener("dragover", (event) => {
+    if (!hasFiles(event)) return;
+    event.preventDefault();
+    event.dataTransfer.dropEffect = "copy";
+  });
+  window.addEventListener("drop", (event) => {
+    if (!hasFiles(event)) return;
+    event.preventDefault();
+    dragDepth = 0;
+    dropzone.classList.remove("dragging");
+    selection.add(Array.from(event.dataTransfer.files), "drop");
+  });
+  document.addEventListener("paste", (event) => {
+    const data = event.clipboardData;
+    if (!data) return;
+    const files = data.files && data.files.length ? Array.from(data.files)
+      : Array.from(data.items || []).filter((item) => item.kind === "file").map((item) => item.getAsFile()).filter(Boolean);
+    if (!files.length) return;
+    event.preventDefault();
+    selection.add(files, "paste");
+  });
+
+  // Progress.
+  function setProgress(text, fraction) {
+    progress.hidden = false;
+    progressBar.hidden = fraction === null;
+    if (fraction === undefined) progressBar.removeAttribute("value");
+    else if (fraction !== null) progressBar.value = Math.round(fraction * 100);
+    progressText.textContent = text;
   }
 
-  function showError(message) {
-    output.replaceChildren(element("div", { class: "alert", role: "alert" }, message));
-  }
-
-  function showResult(body, file) {
-    const figure = element("figure", { class: "result" });
-    const img = element("img", { class: "preview checker", alt: "Uploaded image " + file.name });
-    img.src = URL.createObjectURL(file);
-    const caption = element("figcaption");
-    caption.append(element("p", { class: "muted" }, `${file.name} · ${body.width}×${body.height} ${body.mode} · ${body.model} v${body.version}`));
-    const list = element("ol", { class: "bars" });
-    body.predictions.forEach((p) => {
-      const item = element("li");
-      item.append(element("span", { class: "label" }, p.label));
-      const meter = element("meter", { class: "bar", min: "0", max: "1", value: String(p.score) }, (p.score * 100).toFixed(1) + "%");
-      item.append(meter, element("span", { class: "score" }, (p.score * 100).toFixed(1) + "%"));
-      list.append(item);
+  function optionsFor(model) {
+    const values = {};
+    optionFields.filter((field) => !field.hidden).forEach((field) => {
+      const name = field.dataset.option;
+      if (name === "background") {
+        if (backgroundMode.value === "color") values.background = background.value;
+      } else if (field.querySelector("[name]").value !== "") {
+        values[name] = field.querySelector("[name]").value;
+      }
     });
-    caption.append(list);
-    const timings = Object.entries(body.timing_ms).map(([k, v]) => `${k} ${v.toFixed(1)} ms`).join(" · ");
-    caption.append(element("p", { class: "muted" }, timings));
-    figure.append(img, caption);
-    output.replaceChildren(figure);
+    return values;
+  }
+
+  async function sendBatch(items, model, options, label) {
+    const data = new FormData();
+    data.append("model", modelSelect.value);
+    Object.entries(options).forEach(([key, value]) => data.append(key, value));
+    items.forEach((item) => data.append("file", item.file, item.name));
+    const batch = { model: model.name, count: items.length, items: [] };
+    setProgress(`${label}Sending ${items.length === 1 ? items[0].name : `${items.length} images`}…`, 0);
+    try {
+      const response = await postForm(apiUrl, data, (state) => {
+        if (state.phase === "upload") setProgress(`${label}Uploading… ${Math.round(state.fraction * 100)}%`, state.fraction);
+        else setProgress(`${label}Running ${model.name}…`, undefined);
+      });
+      Object.assign(batch, { status: response.status, requestId: response.requestId, roundTripMs: response.roundTripMs });
+      if (response.ok) {
+        const outcome = normalise(response.body);
+        Object.assign(batch, { model: outcome.model || model.name, version: outcome.version, timing: outcome.timing });
+        batch.items = items.map((input, index) => ({ input, result: outcome.results[index] || { error: "No result for this image." } }));
+      } else {
+        const message = errorMessage(response.body, response.status);
+        batch.items = items.map((input) => ({ input, result: { error: message } }));
+      }
+    } catch (error) {
+      batch.items = items.map((input) => ({ input, result: { error: error.message } }));
+    }
+    batch.items.filter(({ result }) => result.error)
+      .forEach(({ input, result }) => selection.reject(input.id, typeof result.error === "string" ? result.error : result.error.message));
+    return batch;
+  }
+
+  async function remember(run) {
+    for (const batch of run.batches) {
+      for (const { input, result } of batch.items) {
+        const output = imageUrl(result.image || result.output_image || result.image_url);
+        history.add({ runId: run.id, time: Date.now(), model: batch.model, filename: input.name, summary: summarise(result),
+          requestId: batch.requestId || null, thumb: await thumbnail(output || input.url) }, run);
+      }
+    }
   }
 
   form.addEventListener("submit", async (event) => {
-    const file = form.file.files[0];
-    if (!file) return;
     event.preventDefault();
+    if (busy) return;
+    const items = selection.valid();
+    if (!items.length) {
+      selection.showMessages([selection.items.length ? "None of the chosen files can be sent; see the messages below."
+        : "Choose at least one image first: drop it here, paste it, or browse your files."]);
+      input.focus();
+      return;
+    }
+    const model = currentModel();
+    const options = optionsFor(model);
+    const groups = batches(items, limits);
+    selection.clearServerErrors();
+    busy = true;
     form.classList.add("busy");
-    output.replaceChildren(element("p", { class: "muted" }, "Running…"));
+    runButton.disabled = true;
+    form.setAttribute("aria-busy", "true");
+    results.setAttribute("aria-busy", "true");
+    runs += 1;
+    const run = { id: runs, model: model.name, batches: [] };
+    const started = performance.now();
     try {
-      const response = await fetch("/api/v1/predict", { method: "POST", body: new FormData(form) });
-      const body = await response.json();
-      if (!response.ok) showError(body.error ? body.error.message : "Request failed (" + response.status + ")");
-      else showResult(body, file);
-    } catch (err) {
-      showError("Could not reach the server: " + err);
+      for (const [index, group] of groups.entries()) {
+        const label = groups.length > 1 ? `Request ${index + 1} of ${groups.length}: ` : "";
+        run.batches.push(await sendBatch(group, model, options, label));
+      }
+      results.replaceChildren(renderRun(run));
+      results.dataset.run = String(run.id);
+      const heading = byId("results-title");
+      if (heading.getBoundingClientRect().top > window.innerHeight) heading.scrollIntoView({ behavior: reducedMotion.matches ? "auto" : "smooth" });
+      const seconds = ((performance.now() - started) / 1000).toFixed(2);
+      const outcomes = run.batches.flatMap((b) => b.items);
+      const failed = outcomes.filter(({ result }) => result.error).length;
+      const single = outcomes.length === 1 ? ` ${outcomes[0].input.name}: ${summarise(outcomes[0].result)}.` : "";
+      setProgress(failed ? `Finished with ${failed} error(s) in ${seconds} s.${single}` : `Done in ${seconds} s.${single}`, null);
+      await remember(run);
     } finally {
+      busy = false;
       form.classList.remove("busy");
+      form.removeAttribute("aria-busy");
+      results.removeAttribute("aria-busy");
+      runButton.disabled = false;
     }
   });
-})();
+
+  // Drawing: the selected drawable model predicts from the canvas as the user draws.
+  setupDrawing({
+    canvas: byId("digit-canvas"),
+    clearButton: byId("clear-canvas"),
+    output: byId("draw-result"),
+    predict: async (blob) => {
+      const data = new FormData();
+      data.append("model", modelSelect.value);
+      data.append("top_k", byId("top_k").value || "3");
+      data.append("file", blob, "drawing.png");
+      const response = await postForm(apiUrl, data);
+      if (!response.ok) throw new Error(errorMessage(response.body, response.status));
+      const outcome = normalise(response.body);
+      const result = outcome.results[0] || {};
+      if (result.error) throw new Error(result.error.message || String(result.error));
+      return { predictions: result.predictions || [], totalMs: outcome.timing.total, requestId: response.requestId };
+    },
+  });
+  document.documentElement.dataset.ready = "true";  // lets tests (and curious users) know the page is wired
+}
+
+const form = byId("predict-form");
+if (form) start(form);

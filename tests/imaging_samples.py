@@ -7,6 +7,7 @@ import zlib
 from functools import lru_cache
 
 import numpy as np
+import pytest
 from PIL import Image
 
 SVG_NS = 'xmlns="http://www.w3.org/2000/svg" xmlns:xlink="http://www.w3.org/1999/xlink"'
@@ -61,6 +62,16 @@ def sample_images() -> dict[str, np.ndarray]:
         "camera": data.camera(),
         "logo": data.logo(),
     }
+
+
+def photo_rgba(name: str = "chelsea") -> np.ndarray:
+    """A real photo with a generated alpha: opaque disc, soft ramp, fully transparent corners."""
+    rgb = sample_images()[name]
+    h, w = rgb.shape[:2]
+    yy, xx = np.mgrid[0:h, 0:w]
+    r = np.hypot((yy - h / 2) / (h / 2), (xx - w / 2) / (w / 2))
+    alpha = np.clip((1.0 - r) * 2.0 * 255.0, 0, 255).astype(np.uint8)
+    return np.dstack([rgb, alpha])
 
 
 def sample_rgb() -> list[tuple[str, np.ndarray]]:
@@ -328,3 +339,21 @@ def adobe_rgb_icc() -> bytes:
     )
     assert len(header) == 128
     return header + table + body
+
+
+# ---------------------------------------------------------------- fixtures shared by the imaging test modules
+
+
+@pytest.fixture(scope="module")
+def torch_single_thread():
+    """Run a module's torch work on one intra-op thread (restored afterwards).
+
+    The imaging tests use small tensors; on a busy 2-core machine OpenMP worker threads spin against other
+    processes and make them several times slower, which says nothing about the code under test.
+    """
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

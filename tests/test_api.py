@@ -22,16 +22,18 @@ def test_predict_returns_the_documented_shape(client, seven):
     assert response.status_code == 200
     body = response.get_json()
     assert body["model"] == "digits" and body["version"] == "1.0"
-    assert body["predictions"][0]["label"] == "7" and len(body["predictions"]) == 3
-    assert body["predictions"][0]["score"] >= body["predictions"][1]["score"]
-    assert {"decode", "preprocess", "forward", "postprocess", "total"} <= set(body["timing_ms"])
+    [result] = body["results"]  # one entry per input, also for a single file
+    assert result["index"] == 0 and result["filename"] == "digit.png"
+    assert result["predictions"][0]["label"] == "7" and len(result["predictions"]) == 3
+    assert result["predictions"][0]["score"] >= result["predictions"][1]["score"]
+    assert {"decode", "preprocess", "queue", "forward", "postprocess", "total"} <= set(body["timing_ms"])
 
 
 @pytest.mark.parametrize("variant", ["gray.png", "inverted.png", "colour.jpg", "alpha.png", "large-inverted.jpg"])
 def test_predict_real_uploads(client, seven, variant):
     data, _ = seven[variant]
     body = post_file(client, data, variant, top_k="1").get_json()
-    assert [p["label"] for p in body["predictions"]] == ["7"]
+    assert [p["label"] for p in body["results"][0]["predictions"]] == ["7"]
 
 
 def test_several_files_give_one_result_each_in_order(client, seven):
@@ -78,7 +80,8 @@ def test_unknown_model(client, seven):
 
 @pytest.mark.parametrize("top_k", ["zero", "0", "-3", "1e9"])
 def test_bad_top_k(client, seven, top_k):
-    assert_error(post_file(client, seven["gray.png"][0], top_k=top_k), 422, "invalid_parameter")
+    body = assert_error(post_file(client, seven["gray.png"][0], top_k=top_k), 422, "validation_error")
+    assert [issue["loc"] for issue in body["error"]["details"]] == [["top_k"]]
 
 
 def test_upload_too_large_is_413_json(home, seven):

@@ -58,17 +58,17 @@ def server(tmp_path_factory):
 
 
 def test_digits_predicted_over_http(server, digits_split):
+    from ai_service.client import Client
+
     base, _ = server
+    client = Client(base, timeout=30)
     checked = 0
     for index in range(0, 40, 4):
         label = str(digits_split.test_labels[index])
         for name, (data, mime) in digit_variants(digits_split.test_images[index]).items():
-            response = requests.post(base + "/api/v1/predict", files={"file": (name, data, mime)},
-                                     data={"model": "digits", "top_k": "2"}, timeout=30)
-            assert response.status_code == 200, response.text
-            body = response.json()
-            assert len(body["predictions"]) == 2
-            checked += body["predictions"][0]["label"] == label
+            [result] = client.predict(data, model="digits", top_k=2).results
+            assert len(result.predictions) == 2
+            checked += result.predictions[0].label == label
     assert checked >= 48  # 10 digits × 5 variants; allow two misreads of the hardest renders
 
 

@@ -3,4 +3,4 @@ from flask import Blueprint
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
 
-from ai_service.api import models, predict  # noqa: E402,F401  (routes register on import)
+from ai_service.api import models, predict, openapi, admin, convert  # noqa: E402,F401  (routes register on import)

@@ -1,14 +1,29 @@
-"""Request parsing shared by the JSON API and the HTML form: uploads, model choice, options."""
+"""Request parsing shared by the JSON API and the HTML form: uploads, model choice, options, validation."""
 from __future__ import annotations
 
-from typing import Any
+import base64
+import binascii
+import re
+from dataclasses import dataclass
+from typing import Any, Mapping, TypeVar
 
 from flask import current_app, request
+from pydantic import BaseModel, ValidationError
+from werkzeug.exceptions import BadRequest
 
+from ai_service.api.schemas import PredictJSON, PredictOptions, validation_details
 from ai_service.config import Settings
 from ai_service.errors import APIError
 from ai_service.inference import Upload
-from ai_service.models.registry import ModelRegistry
+from ai_service.models.registry import ModelLoadError, ModelRegistry, UnknownModelError
+
+Body = TypeVar("Body", bound=BaseModel)
+FORM_TYPES = ("multipart/form-data", "application/x-www-form-urlencoded")
+URL_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://|^(?:file|ftp|https?|s3|gs):", re.IGNORECASE)
+BASE64_TEXT = re.compile(r"^[A-Za-z0-9+/=_\s-]*$")
+DATA_URL = re.compile(r"^data:(?P<mime>[^,;]*)(?P<params>(?:;[^,;]*)*),", re.IGNORECASE)
+BASE64_OVERHEAD = 4 / 3
+JSON_SLACK_BYTES = 64 * 1024
 
 
 def settings() -> Settings:
@@ -19,6 +34,103 @@ def registry() -> ModelRegistry:
     return current_app.extensions["registry"]
 
 
+@dataclass
+class PredictCall:
+    """A parsed predict request: each input's bytes (or why it is unusable), the options, batch or single."""
+
+    items: list[Upload | APIError]
+    options: PredictOptions
+    batch: bool
+
+
+def validate(schema: type[Body], data: Any) -> Body:
+    """Validate a body against its pydantic model; failures become 422 `validation_error` naming each field."""
+    try:
+        return schema.model_validate(data)
+    except ValidationError as error:
+        issues = validation_details(error)
+        first = issues[0]
+        where = ".".join(str(part) for part in first["loc"]) or "body"
+        more = f" (and {len(issues) - 1} more problem(s))" if len(issues) > 1 else ""
+        raise APIError("validation_error", f"Invalid request: {where}: {first['msg']}{more}.", 422, issues) from None
+
+
+def parse_predict_request() -> PredictCall:
+    """Read POST /api/v1/predict as multipart/form-data or application/json (the only two bodies accepted)."""
+    mimetype = request.mimetype
+    if mimetype == "application/json" or mimetype.endswith("+json"):
+        return _parse_json()
+    if mimetype in FORM_TYPES or (not mimetype and not request.content_length):
+        uploads = uploads_from_form()
+        fields = {key: value for key, value in request.form.items() if value != ""}
+        return PredictCall(list(uploads), validate(PredictOptions, fields), batch=len(uploads) > 1)
+    raise APIError("unsupported_media_type", f"Send multipart/form-data (field `file`) or application/json "
+                   f"(`image` / `images` as base64); got {mimetype or 'no content type'}.", 415)
+
+
+def _parse_json() -> PredictCall:
+    """JSON body: options plus `image` or `images` as base64 / data: URLs; a bad item fails alone."""
+    limit = settings().max_content_length
+    request.max_content_length = int(limit * BASE64_OVERHEAD) + JSON_SLACK_BYTES
+    try:
+        data = request.get_json()
+    except BadRequest:
+        raise APIError("invalid_json", "The request body is not valid JSON.", 400) from None
+    body = validate(PredictJSON, data)
+    texts = body.images if body.images is not None else [body.image]
+    check_file_count(len(texts))
+    field = "images" if body.images is not None else "image"
+    items: list[Upload | APIError] = []
+    for index, text in enumerate(texts):
+        loc: list[str | int] = [field, index] if body.images is not None else [field]
+        try:
+            items.append(Upload(data=bytes_from_text(str(text), loc)))
+        except APIError as error:
+            items.append(error)
+    total = sum(len(item.data) for item in items if isinstance(item, Upload))
+    if total > limit:
+        raise APIError("payload_too_large", f"The decoded images total {total / 2**20:.2f} MB; the limit is "
+                       f"{settings().max_upload_mb:g} MB per request.", 413, {"limit_bytes": limit})
+    return PredictCall(items, body, batch=body.images is not None)
+
+
+def bytes_from_text(text: str, loc: list[str | int]) -> bytes:
+    """Base64 or a base64 `data:` URL → bytes; URLs are refused because the server never fetches them."""
+    text = text.strip()
+    if looks_like_url(text):
+        raise APIError("remote_url_not_fetched", "Remote URLs are not fetched: the server never downloads images "
+                       "(that would allow server-side request forgery). Send the image bytes as base64, a "
+                       "data: URL, or a multipart upload.", 422, {"loc": loc})
+    match = DATA_URL.match(text)
+    if match:
+        if ";base64" not in match["params"].lower():
+            raise APIError("invalid_base64", "data: URLs must be base64-encoded (data:image/png;base64,...).", 422,
+                           {"loc": loc})
+        text = text[match.end():]
+    payload = re.sub(r"\s+", "", text)
+    payload += "=" * (-len(payload) % 4)
+    try:
+        alphabet = b"-_" if ("-" in payload or "_" in payload) else None
+        return base64.b64decode(payload, altchars=alphabet, validate=True)
+    except (binascii.Error, ValueError):
+        raise APIError("invalid_base64", "The image is neither valid base64 nor a base64 data: URL.", 422,
+                       {"loc": loc}) from None
+
+
+def looks_like_url(text: str) -> bool:
+    """http(s)://, file:, ftp:, s3:, //host/... — anything but base64 and data: URLs."""
+    if text[:5].lower() == "data:":
+        return False
+    return bool(URL_SCHEME.match(text)) or (text.startswith("//") and not BASE64_TEXT.match(text))
+
+
+def check_file_count(count: int) -> None:
+    """Refuse more images per request than `max_files`."""
+    limit = settings().max_files
+    if count > limit:
+        raise APIError("too_many_files", f"At most {limit} files per request; got {count}.", 413, {"limit": limit})
+
+
 def uploads_from_form() -> list[Upload]:
     """The `file` parts of a multipart request, with clear errors for the usual mistakes."""
     files = [f for f in request.files.getlist("file")]
@@ -26,24 +138,27 @@ def uploads_from_form() -> list[Upload]:
         other = sorted(request.files)
         hint = f" (got file field(s) {other})" if other else ""
         raise APIError("missing_file", f"Send the image as a multipart/form-data field named 'file'{hint}.", 400)
-    limit = settings().max_files
-    if len(files) > limit:
-        raise APIError("too_many_files", f"At most {limit} files per request; got {len(files)}.", 413,
-                       {"limit": limit})
+    check_file_count(len(files))
     return [Upload(data=f.read(), filename=(f.filename or "")[:255]) for f in files]
 
 
-def model_name_from(values: Any) -> str:
-    """The requested model, checked against the registry."""
-    name = (values.get("model") or settings().default_model).strip()
-    if name not in registry().names():
-        raise APIError("unknown_model", f"No model named {name!r}. Available: {', '.join(registry().names())}.",
-                       404, {"model": name, "available": registry().names()})
-    return name
+def model_name_from(values: Mapping[str, Any]) -> str:
+    """The requested model ('name' = newest version, or 'name@version'), resolved through the registry."""
+    ref = (values.get("model") or settings().default_model).strip()
+    models = registry()
+    try:
+        return models.resolve(ref).info.key
+    except UnknownModelError:
+        available = models.names()
+        raise APIError("unknown_model", f"No model named {ref!r}. Available: {', '.join(available)} "
+                       "(address a version as name@version).", 404,
+                       {"model": ref, "available": available}) from None
+    except ModelLoadError as error:
+        raise APIError("model_unavailable", str(error), 503, {"model": ref}) from None
 
 
 def top_k_from(values: Any) -> int:
-    """`top_k` as a positive integer (default from settings)."""
+    """`top_k` as a positive integer (default from settings); used by the HTML form."""
     raw = values.get("top_k")
     if raw in (None, ""):
         return settings().default_top_k

@@ -91,12 +91,17 @@ def decode_image(
     target_size: tuple[int, int] | None = None,
     svg_size: tuple[int, int] | None = None,
 ) -> Image.Image:
-    """Turn uploaded bytes into a loaded, upright, sRGB PIL image in L/LA/RGB/RGBA, or a specific error."""
+    """Turn uploaded bytes into a loaded, upright, sRGB PIL image in L/LA/RGB/RGBA, or a specific error.
+
+    `target_size` is the size the caller will resize to (JPEGs decode at a reduced scale still >= it, SVGs
+    render just covering it); `svg_size` renders an SVG at exactly that size. `info["source_size"]` always
+    holds the full upright size of the original (intrinsic size for SVG), whatever was decoded.
+    """
     fmt = sniff_format(data)
     if fmt == "svg":
         from ai_service.imaging.svg import rasterize_svg
 
-        return rasterize_svg(data, size=svg_size or target_size, max_pixels=max_pixels)
+        return rasterize_svg(data, size=svg_size, cover=target_size, max_pixels=max_pixels)
     if fmt == "psd":
         from ai_service.imaging.psd import decode_psd
 
@@ -105,15 +110,29 @@ def decode_image(
         check_png_structure(data)
     elif fmt == "ico":
         check_ico_entries(data, max_pixels)
-    im = open_raster(data, fmt, max_pixels)
-    if fmt == "jpeg" and target_size is not None:
-        apply_draft(im, target_size)
-    load_pixels(im)
+    try:
+        im = open_raster(data, fmt, max_pixels)
+        header_size_px = im.size
+        if fmt == "jpeg" and target_size is not None:
+            apply_draft(im, target_size)  # JPEG EXIF lives in APP1, readable before the pixels
+        load_pixels(im)  # before any getexif(): for PNG that would load (and swallow errors) itself
+        full_size = upright_size(im, header_size_px)
+    except CorruptImageError:
+        if fmt != "tiff":
+            raise
+        im = decode_tiff_fallback(data, max_pixels)
+        full_size = im.size
     if is_deep_colour(im, data, fmt):
         im = reload_deep_colour(im, data)
-    im = apply_exif_orientation(im)
-    im = to_srgb(im)
-    return normalize_mode(im)
+    im = normalize_mode(to_srgb(apply_exif_orientation(im)))
+    im.info["source_size"] = full_size
+    return im
+
+
+def upright_size(im: Image.Image, size: tuple[int, int]) -> tuple[int, int]:
+    """A (header) size as viewers show it: width and height swapped for 90-degree EXIF orientations."""
+    w, h = size
+    return (h, w) if exif_orientation(im) in (5, 6, 7, 8) else (w, h)
 
 
 def _plugin(fmt: str) -> type[ImageFile.ImageFile]:
@@ -151,9 +170,9 @@ def open_raster(data: bytes, fmt: str, max_pixels: int = DEFAULT_MAX_PIXELS) -> 
 
 def header_size(data: bytes, fmt: str) -> tuple[int, int]:
     """Canvas size read straight from PNG/GIF headers (before Pillow sees them); (1, 1) when not known here."""
-    if fmt == "png" and len(data) >= 24 and data[12:16] == b"IHDR":
+    if fmt == "png" and len(data) >= 33 and data[12:16] == b"IHDR":
         return struct.unpack_from(">II", data, 16)
-    if fmt == "gif" and len(data) >= 10:
+    if fmt == "gif" and len(data) >= 13:
         return struct.unpack_from("<HH", data, 6)
     return (1, 1)
 
@@ -184,6 +203,67 @@ def load_pixels(im: Image.Image) -> None:
     except _OPEN_ERRORS as exc:
         fmt = (im.format or "image").upper()
         raise CorruptImageError(f"The {fmt} file is damaged or truncated and cannot be read.", reason=str(exc)[:200]) from exc
+
+
+#: Largest decoded first page the tifffile fallback may allocate (float64 RGB at 40 MP would be ~1 GB).
+MAX_TIFF_FALLBACK_BYTES: Final = 256 * 1024 * 1024
+
+
+def decode_tiff_fallback(data: bytes, max_pixels: int) -> Image.Image:
+    """First page of TIFFs Pillow cannot read (float/64-bit/planar scientific files) via tifffile."""
+    import tifffile
+
+    try:
+        with tifffile.TiffFile(io.BytesIO(data)) as tif:
+            page = tif.pages.first
+            check_pixel_limit((int(page.imagewidth), int(page.imagelength)), max_pixels)
+            if int(page.samplesperpixel) > 4 or int(page.imagedepth) > 1:
+                raise UnsupportedFormatError("TIFF files with more than 4 samples per pixel or 3-D pages are not supported.", format="tiff")
+            if int(page.nbytes) > MAX_TIFF_FALLBACK_BYTES:
+                raise ImageTooLargeError("The TIFF page is too large to decode.", format="tiff", nbytes=int(page.nbytes))
+            arr = np.asarray(page.asarray())
+            shape = (int(page.imagelength), int(page.imagewidth))
+            if "S" in str(page.axes) and str(page.axes).index("S") == 0:
+                arr = np.moveaxis(arr, 0, -1)
+            if arr.ndim == 2:
+                arr = arr[..., None]
+            if arr.ndim != 3 or arr.shape[:2] != shape or arr.shape[2] not in _MODE_BY_CHANNELS:
+                raise CorruptImageError("The TIFF page's layout is inconsistent.", format="tiff", shape=list(arr.shape))
+            pixels = _to_uint8(arr)
+    except ImageDecodeError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - tifffile/codec failures of every kind
+        raise CorruptImageError("The TIFF file is damaged or uses an encoding we cannot read.", format="tiff", reason=str(exc)[:200]) from exc
+    mode = _MODE_BY_CHANNELS[pixels.shape[2]]
+    return Image.fromarray(pixels[..., 0] if mode == "L" else np.ascontiguousarray(pixels), mode)
+
+
+_MODE_BY_CHANNELS: Final = {1: "L", 2: "LA", 3: "RGB", 4: "RGBA"}
+
+
+def _to_uint8(arr: np.ndarray) -> np.ndarray:
+    """Scale any numeric array to uint8: ints by their type's range, floats as in float_to_l."""
+    if arr.dtype == np.uint8:
+        return arr
+    if arr.dtype == np.bool_:
+        return arr.astype(np.uint8) * 255
+    if np.issubdtype(arr.dtype, np.unsignedinteger):
+        top = float(np.iinfo(arr.dtype).max)
+        return np.rint(arr.astype(np.float64) * (255.0 / top)).astype(np.uint8)
+    return _float_to_uint8(arr.astype(np.float64))
+
+
+def _float_to_uint8(arr: np.ndarray) -> np.ndarray:
+    """[0,1] data is scaled by 255, [0,255] kept, anything else min-max stretched; NaN/inf become 0."""
+    arr = np.nan_to_num(arr, nan=0.0, posinf=0.0, neginf=0.0)
+    lo, hi = (float(arr.min()), float(arr.max())) if arr.size else (0.0, 0.0)
+    if lo >= 0.0 and hi <= 1.0:
+        scaled = arr * 255.0
+    elif lo >= 0.0 and hi <= 255.0:
+        scaled = arr
+    else:
+        scaled = (arr - lo) * (255.0 / (hi - lo)) if hi > lo else np.zeros_like(arr)
+    return np.clip(np.rint(scaled), 0, 255).astype(np.uint8)
 
 
 def is_deep_colour(im: Image.Image, data: bytes, fmt: str) -> bool:
@@ -290,6 +370,8 @@ def to_srgb(im: Image.Image) -> Image.Image:
 def normalize_mode(im: Image.Image) -> Image.Image:
     """Bring any Pillow mode to L, LA, RGB or RGBA with values correctly scaled to 8 bits."""
     mode = im.mode
+    if mode in ("L", "RGB") and "transparency" in im.info:  # PNG tRNS colour key on grey / truecolour
+        return im.convert("LA" if mode == "L" else "RGBA")
     if mode in NORMAL_MODES:
         return im
     if mode == "1":
@@ -325,15 +407,7 @@ def sixteen_bit_to_l(im: Image.Image) -> Image.Image:
 
 def float_to_l(im: Image.Image) -> Image.Image:
     """Map float grey to 8 bits: [0,1] data is scaled by 255, [0,255] kept, anything else min-max stretched."""
-    arr = np.nan_to_num(np.asarray(im, dtype=np.float64), nan=0.0, posinf=0.0, neginf=0.0)
-    lo, hi = (float(arr.min()), float(arr.max())) if arr.size else (0.0, 0.0)
-    if lo >= 0.0 and hi <= 1.0:
-        scaled = arr * 255.0
-    elif lo >= 0.0 and hi <= 255.0:
-        scaled = arr
-    else:
-        scaled = (arr - lo) * (255.0 / (hi - lo)) if hi > lo else np.zeros_like(arr)
-    return Image.fromarray(np.clip(np.rint(scaled), 0, 255).astype(np.uint8))
+    return Image.fromarray(_float_to_uint8(np.asarray(im, dtype=np.float64)))
 
 
 def lab_image_to_rgb(im: Image.Image) -> Image.Image:
@@ -401,7 +475,7 @@ def encode_image(im: Image.Image, fmt: str = "png", *, quality: int = 90) -> byt
     if fmt == "jpeg":
         options = {"quality": quality, "optimize": False}
     elif fmt == "webp":
-        options = {"quality": quality, "lossless": quality == 100, "method": 4}
+        options = {"quality": quality, "lossless": quality == 100, "exact": quality == 100, "method": 4}
     elif fmt == "png":
         options = {"compress_level": 6}
     im.save(buf, PIL_FORMATS.get(fmt, fmt.upper()), **options)

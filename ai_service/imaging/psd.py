@@ -114,7 +114,9 @@ def decode_psd(data: bytes, *, max_pixels: int = 40_000_000) -> Image.Image:
     if im is None:
         raise CorruptImageError("The PSD file has no pixels to show.", format="psd")
     im.load()
-    return normalize_mode(im)
+    out = normalize_mode(im)
+    out.info["source_size"] = out.size
+    return out
 
 
 def psd_layers(data: bytes, *, max_pixels: int = 40_000_000) -> list[PsdLayer]:

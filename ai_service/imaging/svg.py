@@ -4,6 +4,7 @@ from __future__ import annotations
 import base64
 import binascii
 import io
+import math
 import re
 from typing import Final
 from urllib.parse import unquote_to_bytes
@@ -46,14 +47,20 @@ def rasterize_svg(
     data: bytes,
     *,
     size: tuple[int, int] | None = None,
+    cover: tuple[int, int] | None = None,
     max_pixels: int = 40_000_000,
 ) -> Image.Image:
-    """Render SVG bytes to an RGBA PIL image at `size` (w, h) or its intrinsic size, refusing unsafe content."""
+    """Render SVG bytes to RGBA at exactly `size` (w, h), else its intrinsic size scaled (aspect kept) to cover `cover`."""
     root = parse_svg(data)
     check_svg_safety(data, root, max_pixels)
-    width, height = size if size else intrinsic_size(root)
+    natural = intrinsic_size(root)
+    width, height = size if size else natural
+    if size is None and cover is not None:
+        width, height = cover_size(natural, cover, max_pixels)
     check_svg_canvas(width, height, max_pixels)
-    return _render(data, width, height)
+    out = _render(data, width, height)
+    out.info["source_size"] = natural
+    return out
 
 
 def parse_svg(data: bytes) -> Element:
@@ -93,7 +100,8 @@ def check_svg_safety(data: bytes, root: Element, max_pixels: int) -> None:
             if attr.startswith("on"):
                 raise UnsafeImageError(f"SVG event handler attributes ({attr}) are not allowed.", reason="script", attribute=attr)
             if attr in ("href", "src") or name == _XLINK:
-                _check_reference(value, max_pixels)
+                if tag != "a":  # hyperlinks are never fetched when rasterising
+                    _check_reference(value, max_pixels)
             elif "url(" in value.lower() or attr == "style":
                 _check_css(value, max_pixels)
     count_rendered_nodes(root)
@@ -151,6 +159,7 @@ def count_rendered_nodes(root: Element, limit: int = MAX_SVG_NODES) -> int:
     active: set[int] = set()
 
     def cost(el: Element) -> int:
+        """Drawn elements under el, <use> targets included (memoised)."""
         key = id(el)
         if key in memo:
             return memo[key]
@@ -216,6 +225,14 @@ def _viewbox(value: str | None) -> tuple[float, float, float, float] | None:
     if len(parts) != 4 or parts[2] <= 0 or parts[3] <= 0:
         return None
     return parts[0], parts[1], parts[2], parts[3]
+
+
+def cover_size(intrinsic: tuple[int, int], target: tuple[int, int], max_pixels: int) -> tuple[int, int]:
+    """Smallest aspect-preserving size >= target (a resize hint), shrunk if needed to respect the caps."""
+    w, h = intrinsic
+    scale = max(target[0] / w, target[1] / h)
+    scale = min(scale, MAX_SVG_SIDE / w, MAX_SVG_SIDE / h, (max_pixels / (w * h)) ** 0.5)
+    return max(1, math.ceil(w * scale - 1e-9)), max(1, math.ceil(h * scale - 1e-9))
 
 
 def check_svg_canvas(width: int, height: int, max_pixels: int) -> None:

@@ -1,13 +1,16 @@
 """The model contract: load on a device, preprocess images to a batch, forward, postprocess per image."""
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
-from typing import Any, Sequence
+import re
+from dataclasses import asdict, dataclass
+from typing import Any, Iterator, Sequence
 
 import torch
 from PIL import Image
 
 TASKS = ("classification", "image-to-image", "detection", "segmentation")
+NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,99}$")
+WARMUP_SIDE = 64
 
 
 @dataclass(frozen=True)
@@ -17,7 +20,7 @@ class ModelInfo:
     name: str
     version: str = "1"
     task: str = "classification"
-    input_size: tuple[int, int] = (224, 224)
+    input_size: tuple[int, int] | None = (224, 224)
     input_mode: str = "RGB"
     labels: tuple[str, ...] = ()
     mean: tuple[float, ...] = ()
@@ -27,19 +30,38 @@ class ModelInfo:
     def __post_init__(self) -> None:
         if self.task not in TASKS:
             raise ValueError(f"model {self.name}: task must be one of {TASKS}, got {self.task!r}")
+        for what, value in (("name", self.name), ("version", self.version)):
+            if not NAME_PATTERN.match(str(value)):
+                raise ValueError(f"model {what} {value!r} must be 1-100 letters, digits, '.', '_', '+' or '-' "
+                                 "(no '@', '/' or spaces) so that it can be addressed as name@version")
+        if self.input_size is not None and (len(self.input_size) != 2 or min(self.input_size) < 1):
+            raise ValueError(f"model {self.name}: input_size must be [width, height] of positive ints or None")
+
+    @property
+    def key(self) -> str:
+        """The unique address of this model: name@version."""
+        return f"{self.name}@{self.version}"
 
     def as_dict(self) -> dict[str, Any]:
         data = asdict(self)
-        data["input_size"] = list(self.input_size)
+        data["input_size"] = list(self.input_size) if self.input_size is not None else None
         data["labels"] = list(self.labels)
         data["mean"], data["std"] = list(self.mean), list(self.std)
         return data
 
 
 class ImageModel:
-    """Subclass this to serve a network: set `info`, implement the four steps; never touch Flask."""
+    """Subclass this to serve a network: set `info`, implement the four steps; never touch Flask.
+
+    Create every tensor and module in `load` and keep them as attributes (directly or in a list/dict):
+    `to`, `unload`, `parameter_count` and `weight_bytes` find them there, so offloading and unloading
+    reach cached buffers and compiled artefacts too, not only `network`.
+    """
 
     info: ModelInfo
+    #: Batching limits for this model (None: the engine's defaults, see AI_SERVICE_MAX_BATCH_SIZE / _DELAY_MS).
+    max_batch_size: int | None = None
+    max_batch_delay_ms: float | None = None
 
     def __init__(self) -> None:
         self.device: torch.device | None = None
@@ -67,14 +89,116 @@ class ImageModel:
         """Turn the batch output into one JSON-ready result per input image."""
         raise NotImplementedError
 
+    def warmup(self) -> None:
+        """Run one dummy batch so lazy initialisation (cuDNN autotune, allocator growth) happens at load."""
+        width, height = self.info.input_size or (WARMUP_SIDE, WARMUP_SIDE)
+        mode = self.info.input_mode if self.info.input_mode in ("L", "LA", "RGB", "RGBA") else "RGB"
+        image = Image.new(mode, (width, height), 0)
+        options = {"top_k": 1}
+        self.postprocess(self.forward(self.preprocess([image], options)), options)
+
     def unload(self) -> None:
-        """Drop every reference to weights so the memory can be returned."""
+        """Drop every reference to weights (modules, tensors, caches of them) so the memory can be returned."""
+        for name, _ in list(self._weight_attributes()):
+            setattr(self, name, None)
         self.network = None
         self.device = None
+
+    def to(self, device: torch.device) -> None:
+        """Move every module and tensor attribute to `device` (offload to CPU, or back for a fast reload)."""
+        for name, value in list(self._weight_attributes()):
+            setattr(self, name, _move(value, device))
+        self.device = device
+
+    def parameter_count(self) -> int:
+        """Number of learnable parameters currently held."""
+        seen: set[int] = set()
+        total = 0
+        for module in self._modules_held():
+            for parameter in module.parameters():
+                if id(parameter) not in seen:
+                    seen.add(id(parameter))
+                    total += parameter.numel()
+        return total
+
+    def weight_bytes(self) -> dict[str, int]:
+        """Bytes of every distinct tensor held, per device ('cpu', 'cuda:0', ...)."""
+        seen: set[tuple[str, int]] = set()
+        totals: dict[str, int] = {}
+        for tensor in self._tensors_held():
+            storage = tensor.untyped_storage()
+            key = (str(tensor.device), storage.data_ptr() or id(storage))
+            if key in seen:
+                continue
+            seen.add(key)
+            totals[str(tensor.device)] = totals.get(str(tensor.device), 0) + storage.nbytes()
+        return totals
+
+    def estimated_bytes(self) -> int | None:
+        """Bytes the weights will take once loaded, if known before loading (lets the registry evict first)."""
+        return None
 
     @property
     def loaded(self) -> bool:
         return self.network is not None
+
+    def _weight_attributes(self) -> Iterator[tuple[str, Any]]:
+        """Attributes that hold a module, a tensor, or a list/tuple/dict of them."""
+        for name, value in list(vars(self).items()):
+            if name != "device" and _holds_weights(value):
+                yield name, value
+
+    def _modules_held(self) -> Iterator[torch.nn.Module]:
+        for _, value in self._weight_attributes():
+            yield from (item for item in _flatten(value) if isinstance(item, torch.nn.Module))
+
+    def _tensors_held(self) -> Iterator[torch.Tensor]:
+        for _, value in self._weight_attributes():
+            for item in _flatten(value):
+                if isinstance(item, torch.nn.Module):
+                    yield from item.parameters()
+                    yield from item.buffers()
+                elif isinstance(item, torch.Tensor):
+                    yield item
+
+
+def move_module(module: torch.nn.Module, device: torch.device) -> torch.nn.Module:
+    """`module.to(device)` plus the plain tensor attributes `.to` skips (torch.export keeps constants so)."""
+    module.to(device)
+    for submodule in module.modules():
+        for name, value in list(vars(submodule).items()):
+            if isinstance(value, torch.Tensor) and not isinstance(value, torch.nn.Parameter):
+                setattr(submodule, name, value.to(device))
+    return module
+
+
+def _flatten(value: Any) -> Iterator[Any]:
+    if isinstance(value, dict):
+        for item in value.values():
+            yield from _flatten(item)
+    elif isinstance(value, (list, tuple)):
+        for item in value:
+            yield from _flatten(item)
+    else:
+        yield value
+
+
+def _holds_weights(value: Any) -> bool:
+    return any(isinstance(item, (torch.nn.Module, torch.Tensor)) for item in _flatten(value))
+
+
+def _move(value: Any, device: torch.device) -> Any:
+    """`value` with its modules/tensors on `device`; modules move in place, containers are rebuilt."""
+    if isinstance(value, torch.nn.Module):
+        return move_module(value, device)
+    if isinstance(value, torch.Tensor):
+        return value.to(device)
+    if isinstance(value, dict):
+        return type(value)((key, _move(item, device)) for key, item in value.items())
+    if isinstance(value, (list, tuple)):
+        items = [_move(item, device) for item in value]
+        return type(value)(*items) if hasattr(value, "_fields") else type(value)(items)
+    return value
 
 
 def top_k_predictions(logits: torch.Tensor, labels: Sequence[str], top_k: int) -> list[dict[str, Any]]:

@@ -2,7 +2,7 @@
 from flask import Blueprint
 
 bp = Blueprint("web", __name__)
-NAV = (("web.index", "Predict"), ("web.tools", "Tools"), ("web.status", "Status"), ("api.health", "Health (JSON)"))
+NAV = (("web.index", "Predict"), ("web.tools", "Tools"), ("web.status", "Status"), ("web.docs", "API docs"), ("api.health", "Health (JSON)"))
 
 
 @bp.app_context_processor
@@ -13,4 +13,4 @@ def nav_links() -> dict:
     return {"nav_links": [(endpoint, label) for endpoint, label in NAV if endpoint in current_app.view_functions]}
 
 
-from ai_service.web import pages  # noqa: E402,F401  (routes register on import)
+from ai_service.web import pages, status, docs, tools  # noqa: E402,F401  (routes register on import)

@@ -1,18 +1,38 @@
-"""GET / (upload form) and POST /predict (plain form post → result page)."""
+"""GET / (upload page) and POST /predict (plain form post → server-rendered result; works without JavaScript).
+
+The form path validates options and runs models through the same functions as POST /api/v1/predict, so a
+result page and a JSON answer never disagree.
+"""
 from __future__ import annotations
 
-from flask import render_template, request
+import time
+from pathlib import PurePath
+from typing import Any, Mapping
 
-from ai_service.api.common import model_name_from, registry, settings, top_k_from, uploads_from_form
+from flask import render_template, request
+from PIL import Image
+
+from ai_service.api.common import PredictCall, model_name_from, registry, settings, uploads_from_form, validate
+from ai_service.api.predict import finish_timing, run_model, serialise
+from ai_service.api.schemas import PredictOptions
 from ai_service.errors import APIError
-from ai_service.imaging.errors import ImageDecodeError
 from ai_service.imaging.encode import preview_data_url
-from ai_service.inference import predict
+from ai_service.imaging.errors import ImageDecodeError
+from ai_service.inference import Upload
 from ai_service.web import bp
+
+FORM_OPTIONS = ("model", "top_k", "fit", "output_format", "quality")
+
+
+def model_choices() -> list[dict[str, Any]]:
+    """Registry statuses plus the value the form sends: the bare name for a default version, else name@version."""
+    return [{**status, "ref": status["name"] if status.get("default") else status.get("key", status["name"])}
+            for status in registry().statuses()]
 
 
 def _form_page(error: APIError | None = None, status: int = 200):
-    return render_template("index.html", models=registry().statuses(), settings=settings(), error=error), status
+    return render_template("index.html", models=model_choices(), settings=settings(), error=error,
+                           selected_model=request.values.get("model")), status
 
 
 @bp.get("/")
@@ -20,18 +40,48 @@ def index():
     return _form_page()
 
 
+def form_options(form: Mapping[str, str]) -> PredictOptions:
+    """The form's fields as API options; the background colour counts only when 'Solid colour' is chosen."""
+    fields = {key: form[key] for key in FORM_OPTIONS if form.get(key)}
+    if form.get("background_mode") == "color" and form.get("background"):
+        fields["background"] = form["background"]
+    return validate(PredictOptions, fields)
+
+
+def download_name(filename: str, model: str, fmt: str) -> str:
+    stem = PurePath(filename or "image").stem or "image"
+    return f"{stem}-{model}.{'jpg' if fmt == 'jpeg' else fmt}"
+
+
+def present(result: dict[str, Any], upload: Upload, model: str, options: PredictOptions) -> dict[str, Any]:
+    """What the result page shows: the input preview, outputs as data URLs, output size, download names."""
+    image = result.get("image")
+    shown = serialise(result, options)
+    if isinstance(image, Image.Image):
+        shown.update(image_url=shown.pop("image"), image_width=image.width, image_height=image.height,
+                     image_format=options.output_format)
+    if isinstance(shown.get("mask"), str):
+        shown["mask_url"] = shown.pop("mask")
+    shown["download_name"] = download_name(upload.filename, model, options.output_format if image is not None else "png")
+    try:
+        shown["preview"] = preview_data_url(upload.data, settings().max_pixels)
+    except ImageDecodeError:
+        shown["preview"] = None
+    return shown
+
+
 @bp.post("/predict")
 def predict_form():
     try:
         uploads = uploads_from_form()
-        name = model_name_from(request.form)
-        outcome = predict(registry(), name, uploads, {"top_k": top_k_from(request.form)}, settings().max_pixels)
+        options = form_options(request.form)
+        name = model_name_from({"model": options.model})
+        info = registry().resolve(name).info
+        outcome = run_model(PredictCall(list(uploads), options, batch=True), name, info)
     except APIError as error:
         return _form_page(error, error.status)
-    for upload, result in zip(uploads, outcome["results"]):
-        if "error" not in result:
-            try:
-                result["preview"] = preview_data_url(upload.data, settings().max_pixels)
-            except ImageDecodeError:
-                result["preview"] = None
-    return render_template("result.html", outcome=outcome, models=registry().statuses())
+    encode_started = time.perf_counter()
+    outcome["results"] = [result if "error" in result else present(result, upload, info.name, options)
+                          for upload, result in zip(uploads, outcome["results"])]
+    finish_timing(outcome["timing_ms"], encode_started)
+    return render_template("result.html", outcome=outcome)

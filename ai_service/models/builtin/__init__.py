@@ -2,9 +2,12 @@
 from __future__ import annotations
 
 from ai_service.models.base import ImageModel
+from ai_service.models.builtin.background import RemoveBackgroundModel
 from ai_service.models.builtin.digits import DigitsModel
+from ai_service.models.builtin.edges import EdgesModel
+from ai_service.models.builtin.upscale import UpscaleModel
 
 
 def builtin_models() -> list[ImageModel]:
     """Fresh instances of every built-in model, registered by the app factory."""
-    return [DigitsModel()]
+    return [DigitsModel(), EdgesModel(), UpscaleModel(2), UpscaleModel(4), RemoveBackgroundModel()]

@@ -1,0 +1,409 @@
+"""Pydantic models for every API request and response body: the views validate with them, OpenAPI is built from them."""
+from __future__ import annotations
+
+from typing import Any, Final, Literal, Optional, Union
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+FitPolicy = Literal["stretch", "letterbox", "crop"]
+Resample = Literal["nearest", "bilinear", "bicubic", "lanczos", "area", "box"]
+OutputFormat = Literal["png", "webp", "jpeg"]
+ReturnKind = Literal["json", "image"]
+MODEL_NAME_PATTERN: Final = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}(@[A-Za-z0-9._-]{1,64})?$"
+
+#: Every error code the API answers with: code → (HTTP status, when it happens). Listed in the docs and the schema.
+ERROR_CODES: Final[dict[str, tuple[int, str]]] = {
+    "validation_error": (422, "A field is missing, has the wrong type or is out of range; `details` names each field."),
+    "invalid_json": (400, "The body is not valid JSON."),
+    "unsupported_media_type": (415, "The request body is neither multipart/form-data nor application/json."),
+    "missing_file": (400, "No image was sent (multipart field `file`, or JSON `image` / `images`)."),
+    "too_many_files": (413, "More images in one request than the configured limit."),
+    "payload_too_large": (413, "The request body or the decoded images exceed the configured byte limit."),
+    "remote_url_not_fetched": (422, "An image was given as a URL; the server never downloads URLs (no SSRF)."),
+    "invalid_base64": (422, "A JSON image is neither valid base64 nor a base64 data: URL."),
+    "empty_file": (400, "An image is zero bytes."),
+    "unsupported_format": (415, "The bytes are not an image format the service reads."),
+    "corrupt_image": (422, "A known image format whose data is damaged or truncated."),
+    "invalid_image": (422, "The bytes could not be decoded as an image."),
+    "unsafe_image": (422, "An image (SVG) that refers to the network or file system or expands without bound."),
+    "image_too_large": (413, "An image has more pixels than the configured limit."),
+    "unknown_model": (404, "No model of that name (or name@version) is registered."),
+    "model_unavailable": (503, "The model is registered but failed to load; see GET /api/v1/models."),
+    "overloaded": (503, "The model's queue is full; retry after the Retry-After header's seconds."),
+    "timeout": (504, "The prediction did not finish within the configured time."),
+    "unauthorized": (401, "A required API key or admin token is missing or wrong (see WWW-Authenticate)."),
+    "missing_api_key": (401, "The server requires an API key (Authorization: Bearer <key> or X-API-Key)."),
+    "invalid_api_key": (401, "The API key is not one the server accepts."),
+    "admin_disabled": (403, "Model management is off: the server has no AI_SERVICE_ADMIN_TOKEN."),
+    "forbidden": (403, "The credentials are valid but not allowed to do this."),
+    "invalid_state": (409, "The lifecycle step does not fit the model's state (e.g. offloading an unloaded model)."),
+    "model_busy": (409, "Requests kept using the model, so it was not unloaded/offloaded; try again."),
+    "rate_limited": (429, "Too many requests from this client; retry after the Retry-After header's seconds."),
+    "not_found": (404, "No such endpoint."),
+    "method_not_allowed": (405, "The endpoint exists but not for this HTTP method."),
+    "bad_request": (400, "The request could not be parsed."),
+    "invalid_parameter": (422, "A parameter has an invalid value (non-body parameters)."),
+    "request_timeout": (408, "The request body did not arrive in time."),
+    "unprocessable": (422, "The request was understood but cannot be processed."),
+    "unavailable": (503, "The service cannot take requests right now."),
+    "http_error": (400, "Any other HTTP-level error; the status tells which."),
+    "internal_error": (500, "A bug on our side; it has been logged with the request id."),
+}
+
+
+class Schema(BaseModel):
+    """Base for API bodies: unknown request fields are errors (typos never pass silently)."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+
+class ValidationIssue(Schema):
+    """One problem with one field of the request."""
+
+    loc: list[Union[str, int]] = Field(description="Path to the offending field, e.g. [\"top_k\"] or [\"images\", 2].")
+    msg: str = Field(description="What is wrong with it, in words.")
+    type: str = Field(description="pydantic's machine-readable error type, e.g. `greater_than_equal`.")
+
+
+class ErrorBody(Schema):
+    """The `error` object every failure carries."""
+
+    code: Literal[tuple(ERROR_CODES)] = Field(description="Stable, machine-readable error code (see the table in the docs).")  # type: ignore[valid-type]
+    message: str = Field(description="Human-readable explanation, written for the person who sent the request.")
+    details: Optional[Union[list[ValidationIssue], dict[str, Any]]] = Field(
+        None, description="For `validation_error` a list of {loc, msg, type}; otherwise facts such as the limit.")
+
+
+class ErrorResponse(Schema):
+    """The envelope of every failed API call, whatever the endpoint and status."""
+
+    error: ErrorBody
+
+
+class PredictOptions(Schema):
+    """Options accepted by POST /api/v1/predict, as multipart form fields or JSON members."""
+
+    model: Optional[str] = Field(None, pattern=MODEL_NAME_PATTERN, examples=["digits"],
+                                 description="Model name, optionally `name@version`; default: the configured default model.")
+    top_k: Optional[int] = Field(None, ge=1, le=1000, description="Classification: how many labels to return (default 3).")
+    fit: Optional[FitPolicy] = Field(None, description="How the image is fitted to the model's input size: "
+                                     "`stretch` (ignore aspect ratio), `letterbox` (pad), `crop` (centre crop). "
+                                     "Models that do their own fitting report what they did in `geometry`.")
+    resample: Optional[Resample] = Field(None, description="Resampling filter used when fitting (`box` = `area`).")
+    score_threshold: Optional[float] = Field(None, ge=0, le=1, description="Detection: drop boxes scoring below this.")
+    background: Optional[str] = Field(None, max_length=64, examples=["#ffffff", "white"],
+                                      description="Colour transparent pixels are flattened onto (CSS name or #rrggbb), "
+                                      "for models that need opaque input and for JPEG outputs.")
+    output_format: OutputFormat = Field("png", description="Encoding of image outputs (image-to-image, masks).")
+    quality: int = Field(90, ge=1, le=100, description="JPEG/WebP quality of image outputs (100 = lossless WebP).")
+    return_: ReturnKind = Field("json", alias="return",
+                                description="`json`: image outputs as base64 data URLs inside JSON; `image`: the "
+                                "response body is the encoded image itself (one input, models with an image output).")
+
+    @field_validator("background")
+    @classmethod
+    def _known_colour(cls, value: Optional[str]) -> Optional[str]:
+        """Reject colours the imaging library cannot parse, before any work is done."""
+        if value is None:
+            return value
+        from ai_service.imaging.alpha import parse_color
+
+        try:
+            parse_color(value)
+        except ValueError:
+            raise ValueError("must be a CSS colour name or #rgb / #rrggbb, e.g. white or #ffffff") from None
+        return value
+
+    def model_options(self, default_top_k: int) -> dict[str, Any]:
+        """The options handed to the model's preprocess/postprocess."""
+        chosen = {"top_k": self.top_k or default_top_k, "fit": self.fit, "resample": self.resample,
+                  "background": self.background, "score_threshold": self.score_threshold}
+        return {key: value for key, value in chosen.items() if value is not None}
+
+
+class PredictForm(PredictOptions):
+    """multipart/form-data body of POST /api/v1/predict (documentation only: files arrive separately)."""
+
+    file: list[bytes] = Field(min_length=1, description="The image(s): repeat the part for a batch; any format "
+                              "the service reads (PNG, JPEG, WebP, GIF, BMP, TIFF, ICO, PSD, SVG).")
+
+
+class PredictJSON(PredictOptions):
+    """application/json body of POST /api/v1/predict: `image` (one) or `images` (a batch), base64 or data: URLs."""
+
+    image: Optional[str] = Field(None, min_length=1, description="One image as base64 or a `data:image/...;base64,` "
+                                 "URL. Remote URLs (http://, https://, ...) are refused, never fetched.")
+    images: Optional[list[str]] = Field(None, min_length=1, description="Several images (same encodings as `image`);"
+                                        " one result per image, in order; a bad item gets an error entry.")
+
+    @model_validator(mode="after")
+    def _exactly_one_source(self) -> "PredictJSON":
+        """`image` and `images` are alternatives; one of them is required."""
+        if (self.image is None) == (self.images is None):
+            raise ValueError("send exactly one of `image` (one image) or `images` (a list of images)")
+        return self
+
+
+class Prediction(Schema):
+    """One label of a classification result."""
+
+    label: str
+    index: int = Field(ge=0, description="Class index in the model's label list.")
+    score: float = Field(ge=0, le=1, description="Softmax probability.")
+
+
+class Detection(BaseModel):
+    """One detected object; `box` is [x0, y0, x1, y1] in pixels of the original (upright) image."""
+
+    model_config = ConfigDict(extra="allow")
+    label: str
+    score: float = Field(ge=0, le=1)
+    box: list[float] = Field(min_length=4, max_length=4)
+    keypoints: Optional[list[list[float]]] = Field(None, description="[x, y, ...] in original-image pixels.")
+    mask: Optional[str] = Field(None, description="Instance mask as a data URL, sized like the original image.")
+
+
+class Geometry(BaseModel):
+    """How the input was fitted to the model; boxes, keypoints and masks are already mapped back to the original."""
+
+    model_config = ConfigDict(extra="allow")
+    original_size: list[int] = Field(min_length=2, max_length=2,
+                                     description="[width, height] of the upright image, as the user sees it.")
+    exif_orientation: int = Field(1, ge=1, le=8, description="EXIF orientation tag of the upload (1 = upright).")
+    exif_rotated: bool = Field(False, description="True when the pixels were rotated/flipped upright per EXIF "
+                               "(for orientations 5-8 the stored width and height are swapped).")
+    fit: Optional[str] = Field(None, description="`stretch`, `letterbox`, `crop`, or the model's own policy.")
+    resample: Optional[str] = Field(None, description="Resampling filter used when fitting.")
+    input_size: Optional[list[int]] = Field(None, min_length=2, max_length=2, description="[width, height] fed to the model.")
+    scale: Optional[list[float]] = Field(None, min_length=2, max_length=2,
+                                         description="[sx, sy]: model-input pixels per original pixel.")
+    padding: Optional[list[int]] = Field(None, min_length=4, max_length=4,
+                                         description="[left, top, right, bottom] padding added, in model-input pixels.")
+    crop: Optional[list[float]] = Field(None, min_length=4, max_length=4,
+                                        description="[x0, y0, x1, y1] region of the original image that was used.")
+    decoded_size: Optional[list[int]] = Field(None, min_length=2, max_length=2, description="Present when a large "
+                                              "JPEG was decoded at reduced size for speed; outputs are still "
+                                              "mapped to `original_size`.")
+
+
+class ItemResult(BaseModel):
+    """The result for one input image; which output fields appear depends on the model's task."""
+
+    model_config = ConfigDict(extra="allow")
+    index: int = Field(ge=0, description="Position of the input in the request.")
+    filename: str = Field("", description="The multipart filename (empty for JSON inputs).")
+    width: int = Field(ge=1, description="Width of the upright source image (as the user sees it).")
+    height: int = Field(ge=1, description="Height of the upright source image.")
+    mode: str = Field(description="Pixel mode after decoding: L, LA, RGB or RGBA.")
+    geometry: Optional[Geometry] = None
+    predictions: Optional[list[Prediction]] = Field(None, description="Classification: best labels first.")
+    detections: Optional[list[Detection]] = Field(None, description="Detection: objects in original-image pixels.")
+    keypoints: Optional[list[list[float]]] = Field(None, description="[x, y, ...] in original-image pixels.")
+    image: Optional[str] = Field(None, description="Image-to-image: the output as a data URL (`output_format`).")
+    mask: Optional[str] = Field(None, description="Segmentation: the mask as a data URL, sized like the original.")
+
+
+class ItemError(Schema):
+    """A failed input inside a batch; the other inputs still have results."""
+
+    index: int = Field(ge=0)
+    filename: str = ""
+    status: int = Field(ge=400, le=599, description="The HTTP status this error would have on its own.")
+    error: ErrorBody
+
+
+class Timing(BaseModel):
+    """Milliseconds spent per stage; stages that did not run are 0."""
+
+    model_config = ConfigDict(extra="allow")
+    decode: float = Field(0.0, ge=0)
+    preprocess: float = Field(0.0, ge=0)
+    queue: float = Field(0.0, ge=0, description="Waiting for a batch slot (dynamic batching).")
+    forward: float = Field(0.0, ge=0)
+    postprocess: float = Field(0.0, ge=0)
+    encode: float = Field(0.0, ge=0, description="Encoding image outputs (PNG/WebP/JPEG).")
+    load: Optional[float] = Field(None, ge=0, description="Present when this request loaded the model.")
+    total: float = Field(0.0, ge=0)
+
+
+class PredictResponse(BaseModel):
+    """The JSON answer of POST /api/v1/predict: always one entry in `results` per input, in order."""
+
+    model_config = ConfigDict(extra="allow")
+    model: str
+    version: str
+    task: str
+    batch_size: Optional[int] = Field(None, ge=1, description="How many images ran through the network together.")
+    results: list[Union[ItemResult, ItemError]]
+    timing_ms: Timing
+
+
+class ConvertForm(BaseModel):
+    """multipart/form-data body of POST /api/v1/convert (other fields are ignored)."""
+
+    file: bytes = Field(description="The image (one part).")
+    operations: Optional[str] = Field(None, examples=['[{"op": "resize", "width": 224, "fit": "letterbox"}]'],
+                                      description="JSON list of up to 20 operations applied in order: "
+                                      "`to_gray` {weights: bt601|bt709, keep_alpha}, `colorspace` {space}, "
+                                      "`flatten_alpha` {background}, `color_key` {color, tolerance, softness, metric}, "
+                                      "`resize` {width, height, fit: stretch|letterbox|crop, filter, pad_color}.")
+    format: Optional[Literal["png", "jpeg", "jpg", "webp"]] = Field(None, description="Output format (default png).")
+    quality: Optional[int] = Field(None, ge=1, le=100, description="JPEG/WebP quality (default 90).")
+    response: Optional[Literal["image", "json"]] = Field(None, description="`image` (default, or by Accept header): "
+                                                         "the encoded image; `json`: facts plus a data URL.")
+    download: Optional[str] = Field(None, description="`1`: Content-Disposition attachment instead of inline.")
+
+
+class ConvertSource(BaseModel):
+    """What was uploaded."""
+
+    model_config = ConfigDict(extra="allow")
+    format: str
+    width: int = Field(ge=1)
+    height: int = Field(ge=1)
+
+
+class ConvertResponse(BaseModel):
+    """POST /api/v1/convert with `response=json`: the output's facts and the image as a data URL."""
+
+    model_config = ConfigDict(extra="allow")
+    format: str
+    content_type: str
+    width: int = Field(ge=1)
+    height: int = Field(ge=1)
+    mode: str
+    bytes: int = Field(ge=0)
+    filename: str
+    source: ConvertSource
+    operations: list[dict[str, Any]] = Field(description="The operations as applied, with defaults filled in.")
+    data_url: str
+    geometry: Optional[dict[str, Any]] = Field(None, description="How the last resize fitted the image.")
+
+
+ModelState = Literal["registered", "loaded", "offloaded", "failed"]
+ModelAction = Literal["load", "unload", "offload"]
+
+
+class ModelStatus(BaseModel):
+    """A registered model: its metadata, where its weights are, and its lifecycle state."""
+
+    model_config = ConfigDict(extra="allow")
+    name: str
+    version: str
+    key: str = Field(description="`name@version`, the model's unique address.")
+    default: bool = Field(description="True for the version that `name` alone addresses (the newest).")
+    source: str = Field(description="Where it came from: builtin, the models file, or a plugin.")
+    task: str = Field(description="classification, image-to-image, detection or segmentation.")
+    input_size: Optional[list[int]] = Field(description="[width, height] the model is fed; null = any size.")
+    input_mode: str
+    labels: list[str]
+    mean: list[float]
+    std: list[float]
+    description: str
+    state: ModelState = Field(description="registered (not loaded), loaded, offloaded (weights in CPU RAM), failed.")
+    error: Optional[str] = Field(description="Why loading failed, when state is failed.")
+    last_used: Optional[float] = Field(description="Unix time of the last use.")
+    load_seconds: Optional[float] = Field(description="How long the last load took.")
+    loads: int = Field(ge=0, description="How many times it was loaded.")
+    in_use: int = Field(ge=0, description="Requests using it right now.")
+    parameters: int = Field(ge=0, description="Learnable parameters currently held (0 when not loaded).")
+    bytes_on_device: int = Field(ge=0)
+    bytes_offloaded: int = Field(ge=0)
+
+
+class ModelDetail(ModelStatus):
+    """GET /api/v1/models/{ref}: one model plus every version served under its name."""
+
+    versions: list[str] = Field(default_factory=list, description="Versions under this name, oldest first.")
+
+
+class ModelsResponse(BaseModel):
+    """GET /api/v1/models."""
+
+    model_config = ConfigDict(extra="allow")
+    models: list[ModelStatus]
+
+
+class ModelActionResponse(BaseModel):
+    """POST /api/v1/models/{ref}/{action}: what was done, how long it took, and the model's state after."""
+
+    model_config = ConfigDict(extra="allow")
+    action: ModelAction
+    seconds: float = Field(ge=0)
+    model: ModelStatus
+
+
+class DeviceInfo(BaseModel):
+    """A compute device and, on CUDA, its memory counters."""
+
+    model_config = ConfigDict(extra="allow")
+    device: str = Field(description="e.g. cpu, cuda:0")
+    type: str = Field(description="cpu or cuda")
+
+
+class HealthResponse(BaseModel):
+    """GET /api/v1/health."""
+
+    model_config = ConfigDict(extra="allow")
+    status: str
+    version: str
+    device: DeviceInfo
+    loaded_models: list[str]
+    models: list[str]
+
+
+class MemoryBudget(BaseModel):
+    """The registry's memory limits and how much of them the loaded models use."""
+
+    model_config = ConfigDict(extra="allow")
+    budget_bytes: Optional[int] = None
+    max_loaded_models: Optional[int] = None
+    eviction: str
+    loaded_models: int = Field(ge=0)
+    models_bytes_on_device: int = Field(ge=0)
+
+
+class SystemModel(BaseModel):
+    """A model's lifecycle and memory, as GET /api/v1/system lists it."""
+
+    model_config = ConfigDict(extra="allow")
+    name: str
+    version: str
+    key: str
+    default: bool
+    task: str
+    source: str
+    state: ModelState
+    error: Optional[str]
+    parameters: int = Field(ge=0)
+    bytes_on_device: int = Field(ge=0)
+    bytes_offloaded: int = Field(ge=0)
+    last_used: Optional[float]
+    load_seconds: Optional[float]
+    loads: int = Field(ge=0)
+    in_use: int = Field(ge=0)
+
+
+class SystemResponse(BaseModel):
+    """GET /api/v1/system: devices, memory counters, process RSS and every model's state."""
+
+    model_config = ConfigDict(extra="allow")
+    version: str
+    pid: int
+    time: float
+    device: DeviceInfo
+    devices: list[DeviceInfo]
+    memory_allocated: Optional[int] = None
+    memory_reserved: Optional[int] = None
+    process_rss: int = Field(ge=0)
+    memory: MemoryBudget
+    models: list[SystemModel]
+
+
+def validation_details(error: ValidationError) -> list[dict[str, Any]]:
+    """pydantic's errors as the API's {loc, msg, type} list (no echo of the input values)."""
+    issues = []
+    for item in error.errors(include_url=False, include_input=False, include_context=False):
+        loc = [part for part in item["loc"] if not (isinstance(part, str) and part.startswith("function-"))]
+        issues.append({"loc": loc, "msg": item["msg"].removeprefix("Value error, "), "type": item["type"]})
+    return issues

@@ -1,0 +1,301 @@
+"""Adaptive batching for one model: request threads enqueue samples, one inference thread runs batches.
+
+The window adapts to traffic instead of taxing every request with a fixed delay:
+- when the model is free and no other request is on its way, a lone sample runs at once;
+- whatever queued while the previous batch ran goes into the next batch (continuous batching);
+- the collector waits (at most `max_delay_ms`) only while requests that already announced
+  themselves are still decoding/preprocessing, i.e. only when a fuller batch is known to be coming.
+Samples of different shape/dtype never share a batch; a sample that breaks a batch is retried
+alone so it fails alone; the queue is bounded (Overloaded) and every sample carries a deadline.
+"""
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any, Callable, Sequence
+
+import torch
+from loguru import logger
+
+RunBatch = Callable[[list[torch.Tensor]], list[Any]]
+
+
+class Overloaded(Exception):
+    """The model's queue is full; the client should retry later (HTTP 503 + Retry-After)."""
+
+
+class DeadlineExceeded(Exception):
+    """The request's deadline passed before its result was ready (HTTP 504)."""
+
+
+def sample_key(sample: torch.Tensor) -> tuple:
+    """Samples may share a batch only when shape, dtype and device agree."""
+    return (tuple(sample.shape), sample.dtype, str(sample.device))
+
+
+@dataclass(eq=False)
+class Ticket:
+    """One image's trip through the batcher: its input sample, and later its output or error."""
+
+    sample: torch.Tensor
+    deadline: float
+    tag: Any = None
+    key: tuple = ()
+    enqueued: float = 0.0
+    started: float | None = None
+    forward_ms: float = 0.0
+    batch_size: int = 0
+    output: Any = None
+    error: BaseException | None = None
+    cancelled: bool = False
+    done: threading.Event = field(default_factory=threading.Event)
+
+    @property
+    def queue_ms(self) -> float:
+        return 0.0 if self.started is None else (self.started - self.enqueued) * 1000.0
+
+
+@dataclass(frozen=True)
+class BatchRecord:
+    """What one forward contained and why it was dispatched (kept for tests, stats and debugging)."""
+
+    tags: tuple
+    key: tuple
+    waited: bool
+    left_in_queue: int
+    isolated: bool = False
+
+    @property
+    def size(self) -> int:
+        return len(self.tags)
+
+
+class Arrival:
+    """A request that announced `expected` samples; holds its place until it submits or leaves."""
+
+    def __init__(self, batcher: "Batcher", expected: int) -> None:
+        self._batcher = batcher
+        self.expected = expected
+
+    def submit(self, samples: Sequence[torch.Tensor], deadline: float, tags: Sequence[Any] | None = None
+               ) -> list[Ticket]:
+        """Enqueue the request's samples (possibly fewer than announced: bad images drop out)."""
+        tags = list(tags) if tags is not None else [None] * len(samples)
+        tickets = [Ticket(sample=sample, deadline=deadline, tag=tag, key=sample_key(sample))
+                   for sample, tag in zip(samples, tags)]
+        self._batcher._enqueue(self, tickets)
+        return tickets
+
+    def leave(self) -> None:
+        """Withdraw whatever was announced and not submitted (decode failed, client error)."""
+        if self.expected:
+            self._batcher._withdraw(self)
+
+
+class Batcher:
+    """Queue + one inference thread for one model; see the module docstring for the policy."""
+
+    def __init__(self, name: str, run: RunBatch, *, max_batch_size: int, max_delay_ms: float, max_queue: int,
+                 idle_exit_s: float = 10.0, history: int = 1000) -> None:
+        self.name = name
+        self.max_batch_size = max(1, int(max_batch_size))
+        self.max_delay_s = max(0.0, float(max_delay_ms)) / 1000.0
+        self.max_queue = max(1, int(max_queue))
+        self.idle_exit_s = idle_exit_s
+        self._run = run
+        self._queue: deque[Ticket] = deque()
+        self._arriving = 0
+        self._cond = threading.Condition()
+        self._thread: threading.Thread | None = None
+        self._closed = False
+        self.history: deque[BatchRecord] = deque(maxlen=history)
+        self.batches = 0
+        self.samples = 0
+
+    # -- request side ------------------------------------------------------------------------------
+
+    def arrival(self, expected: int) -> "_ArrivalScope":
+        """Announce a request of `expected` images; raises Overloaded when the queue has no room."""
+        return _ArrivalScope(self, expected)
+
+    def _admit(self, expected: int) -> Arrival:
+        with self._cond:
+            if self._closed:
+                raise RuntimeError(f"the batcher of {self.name} is closed")
+            pending = len(self._queue) + self._arriving
+            if pending and pending + expected > self.max_queue:
+                raise Overloaded(f"model {self.name} has {pending} images waiting (limit {self.max_queue})")
+            self._arriving += expected
+        return Arrival(self, expected)
+
+    def _enqueue(self, arrival: Arrival, tickets: list[Ticket]) -> None:
+        now = time.perf_counter()
+        with self._cond:
+            self._arriving -= arrival.expected
+            arrival.expected = 0
+            for ticket in tickets:
+                ticket.enqueued = now
+                self._queue.append(ticket)
+            if self._queue and self._thread is None:
+                self._thread = threading.Thread(target=self._loop, name=f"infer-{self.name}", daemon=True)
+                self._thread.start()
+            self._cond.notify_all()
+
+    def _withdraw(self, arrival: Arrival) -> None:
+        with self._cond:
+            self._arriving -= arrival.expected
+            arrival.expected = 0
+            self._cond.notify_all()
+
+    def wait(self, tickets: Sequence[Ticket], deadline: float) -> None:
+        """Block until every ticket is done; past the deadline, cancel them and raise DeadlineExceeded."""
+        for ticket in tickets:
+            remaining = deadline - time.perf_counter()
+            if remaining <= 0 or not ticket.done.wait(remaining):
+                self.cancel(tickets)
+                raise DeadlineExceeded(f"no result from model {self.name} before the deadline")
+            if isinstance(ticket.error, DeadlineExceeded):
+                raise ticket.error
+
+    def cancel(self, tickets: Sequence[Ticket]) -> None:
+        """Drop tickets whose request gave up; ones already running finish and are discarded."""
+        with self._cond:
+            for ticket in tickets:
+                ticket.cancelled = True
+            self._queue = deque(ticket for ticket in self._queue if not ticket.cancelled)
+
+    @property
+    def pending(self) -> int:
+        """Images queued or announced (what a memory manager should not unload under)."""
+        return len(self._queue) + self._arriving
+
+    def stats(self) -> dict[str, Any]:
+        return {"queued": len(self._queue), "arriving": self._arriving, "batches": self.batches,
+                "samples": self.samples, "mean_batch_size": round(self.samples / self.batches, 3) if self.batches else 0.0,
+                "max_batch_size": self.max_batch_size, "max_batch_delay_ms": self.max_delay_s * 1000.0,
+                "max_queue": self.max_queue, "running": self._thread is not None}
+
+    def close(self, timeout: float = 5.0) -> None:
+        """Stop accepting work, let the thread drain the queue, and wait for it."""
+        with self._cond:
+            self._closed = True
+            thread = self._thread
+            self._cond.notify_all()
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(timeout)
+
+    # -- inference thread --------------------------------------------------------------------------
+
+    def _loop(self) -> None:
+        while True:
+            with self._cond:
+                batch, waited = self._collect()
+                if not batch:
+                    self._thread = None
+                    return
+                record_left = len(self._queue)
+            self._execute(batch, waited, record_left)
+
+    def _collect(self) -> tuple[list[Ticket], bool]:
+        """Under the lock: the next batch, waiting for more samples only while some are known to be coming."""
+        while True:
+            while not self._queue:
+                if self._closed:
+                    return [], False
+                if not self._cond.wait(self.idle_exit_s) and not self._queue:
+                    return [], False
+            batch = self._take(None, self.max_batch_size)
+            if batch:
+                break
+        waited = False
+        if self.max_delay_s > 0 and len(batch) < self.max_batch_size and self._arriving > 0:
+            cutoff = time.perf_counter() + self.max_delay_s
+            while len(batch) < self.max_batch_size and self._arriving > 0 and not self._closed:
+                remaining = cutoff - time.perf_counter()
+                if remaining <= 0:
+                    break
+                waited = True
+                self._cond.wait(remaining)
+                batch += self._take(batch[0].key, self.max_batch_size - len(batch))
+        return batch, waited
+
+    def _take(self, key: tuple | None, room: int) -> list[Ticket]:
+        """Remove up to `room` live tickets with `key` (the head's key if None), oldest first."""
+        taken: list[Ticket] = []
+        kept: deque[Ticket] = deque()
+        now = time.perf_counter()
+        for ticket in self._queue:
+            if ticket.cancelled:
+                continue
+            if now > ticket.deadline:
+                ticket.error = DeadlineExceeded(f"waited past its deadline for model {self.name}")
+                ticket.done.set()
+                continue
+            if key is None:
+                key = ticket.key
+            if len(taken) < room and ticket.key == key:
+                taken.append(ticket)
+            else:
+                kept.append(ticket)
+        self._queue = kept
+        return taken
+
+    def _execute(self, batch: list[Ticket], waited: bool, left: int) -> None:
+        """Run one forward; if it fails for several samples, rerun each alone so only the bad one fails."""
+        started = time.perf_counter()
+        for ticket in batch:
+            ticket.started = started
+        try:
+            outputs = self._run([ticket.sample for ticket in batch])
+            if len(outputs) != len(batch):
+                raise RuntimeError(f"forward returned {len(outputs)} outputs for {len(batch)} inputs")
+        except Exception as error:  # noqa: BLE001 - a model error must reach the request, not kill the thread
+            if len(batch) == 1:
+                logger.opt(exception=error).error("model {} failed on a sample", self.name)
+                self._finish(batch, [None], [error], started, waited, left)
+            else:
+                logger.warning("model {} failed on a batch of {} ({}); retrying each sample alone", self.name,
+                               len(batch), error)
+                for ticket in batch:
+                    self._execute_alone(ticket, left)
+            return
+        self._finish(batch, outputs, [None] * len(batch), started, waited, left)
+
+    def _execute_alone(self, ticket: Ticket, left: int) -> None:
+        started = time.perf_counter()
+        try:
+            output, error = self._run([ticket.sample])[0], None
+        except Exception as exc:  # noqa: BLE001
+            logger.opt(exception=exc).error("model {} failed on a sample", self.name)
+            output, error = None, exc
+        self._finish([ticket], [output], [error], started, False, left, isolated=True)
+
+    def _finish(self, batch: list[Ticket], outputs: Sequence[Any], errors: Sequence[BaseException | None],
+                started: float, waited: bool, left: int, isolated: bool = False) -> None:
+        forward_ms = (time.perf_counter() - started) * 1000.0
+        self.history.append(BatchRecord(tuple(t.tag for t in batch), batch[0].key, waited, left, isolated))
+        self.batches += 1
+        self.samples += len(batch)
+        for ticket, output, error in zip(batch, outputs, errors):
+            ticket.output, ticket.error = output, error
+            ticket.forward_ms, ticket.batch_size = forward_ms, len(batch)
+            ticket.done.set()
+
+
+class _ArrivalScope:
+    """`with batcher.arrival(n) as arrival:` admits the request and always withdraws what it did not submit."""
+
+    def __init__(self, batcher: Batcher, expected: int) -> None:
+        self._batcher, self._expected = batcher, expected
+        self._arrival: Arrival | None = None
+
+    def __enter__(self) -> Arrival:
+        self._arrival = self._batcher._admit(self._expected)
+        return self._arrival
+
+    def __exit__(self, *exc_info: Any) -> None:
+        if self._arrival is not None:
+            self._arrival.leave()
+

@@ -1,0 +1,107 @@
+"""CPU cores shared by every inference thread of every worker, so forwards never oversubscribe the CPU.
+
+A lone forward takes every idle core (lowest latency); when other workers are busy each forward
+gets its fair share and no less than one core (highest throughput: one OpenMP team per core
+instead of several teams fighting over the same cores). Each worker owns one slot of a small
+shared-memory array (created by the gunicorn master before forking, see gunicorn.conf.py) and
+writes only its own slot, so no lock is needed and a worker that dies cannot leave a lock held;
+the master clears a dead worker's slot.
+"""
+from __future__ import annotations
+
+import multiprocessing
+import os
+import threading
+from contextlib import contextmanager
+from typing import Iterator, MutableSequence
+
+import torch
+
+
+def available_cores() -> int:
+    """Cores this process may run on (affinity-aware, unlike os.cpu_count)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # pragma: no cover - macOS
+        return max(1, os.cpu_count() or 1)
+
+
+def shared_slots(count: int) -> MutableSequence[int]:
+    """One int per worker in shared memory; create before forking so every worker sees the same array."""
+    return multiprocessing.Array("i", max(1, count), lock=False)
+
+
+class CoreBudget:
+    """Grants each forward a number of intra-op threads from the cores not used by other forwards."""
+
+    def __init__(self, total: int | None = None, slots: MutableSequence[int] | None = None, slot: int = 0) -> None:
+        self.total = total or available_cores()
+        self._slots = slots if slots is not None else [0]
+        self._slot = slot
+        self._local = 0  # threads held by this process's forwards (several models run side by side)
+        self._lock = threading.Lock()
+
+    def take(self, wanted: int | None = None) -> int:
+        """Claim threads for one forward: all idle cores up to `wanted`, never fewer than one."""
+        wanted = max(1, min(wanted or self.total, self.total))
+        with self._lock:
+            others = sum(self._slots) - self._slots[self._slot]
+            granted = max(1, min(wanted, self.total - others - self._local))
+            self._local += granted
+            self._slots[self._slot] = self._local
+            # Another worker may have claimed at the same moment: re-read and give back what overlaps.
+            others = sum(self._slots) - self._slots[self._slot]
+            if others + self._local > self.total and granted > 1:
+                shrink = min(granted - 1, others + self._local - self.total)
+                granted -= shrink
+                self._local -= shrink
+                self._slots[self._slot] = self._local
+        return granted
+
+    def give(self, granted: int) -> None:
+        """Return the threads of a finished forward."""
+        with self._lock:
+            self._local = max(0, self._local - granted)
+            self._slots[self._slot] = self._local
+
+    @contextmanager
+    def threads(self, fixed: int = 0, wanted: int | None = None) -> Iterator[int]:
+        """Run the body with torch's intra-op threads set to the granted share (or to `fixed` when set)."""
+        granted = fixed or self.take(wanted)
+        if torch.get_num_threads() != granted:
+            torch.set_num_threads(granted)
+        try:
+            yield granted
+        finally:
+            if not fixed:
+                self.give(granted)
+
+
+_budget = CoreBudget()
+
+
+def budget() -> CoreBudget:
+    """This process's budget (a private one unless a gunicorn worker installed the shared one)."""
+    return _budget
+
+
+def install(slots: MutableSequence[int], slot: int, total: int | None = None) -> CoreBudget:
+    """Share the cores with the other gunicorn workers through `slots` (called in post_fork)."""
+    global _budget
+    _budget = CoreBudget(total=total, slots=slots, slot=slot)
+    return _budget
+
+
+_single = threading.local()
+
+
+def single_threaded() -> None:
+    """Make torch ops in the calling (request) thread run on one core.
+
+    Request threads already run in parallel; letting each also start an OpenMP team would multiply
+    threads past the core count, and extra OpenMP thread pools slow every forward in the process.
+    """
+    if not getattr(_single, "done", False):
+        if torch.get_num_threads() != 1:
+            torch.set_num_threads(1)
+        _single.done = True

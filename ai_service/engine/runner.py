@@ -1,0 +1,172 @@
+"""One forward for a list of samples, done the fast way for the model's device.
+
+CPU: channels_last for conv nets, the core budget's share of intra-op threads, optional bf16 autocast.
+CUDA: samples stacked into pinned memory and copied with non_blocking, cudnn.benchmark, optional
+autocast (bf16/fp16). Either: optional torch.compile with batches padded to power-of-two buckets,
+each bucket warmed up once per input shape so no request pays for a compilation.
+"""
+from __future__ import annotations
+
+import contextlib
+import time
+from typing import Any, Callable
+
+import torch
+from loguru import logger
+
+from ai_service.engine.batcher import sample_key
+from ai_service.engine.cores import budget
+from ai_service.engine.options import EngineOptions
+from ai_service.models.base import ImageModel
+
+AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+#: A forward predicted to take less than this on one core runs on one core: splitting it gains at most a
+#: few ms, and an OpenMP team that waits on a descheduled thread can lose far more (tiny nets like digits).
+SMALL_FORWARD_MS = 4.0
+
+
+def has_convolutions(network: torch.nn.Module) -> bool:
+    """channels_last only pays off for networks with 2-D convolutions."""
+    return any(isinstance(module, torch.nn.Conv2d) for module in network.modules())
+
+
+def bucket_sizes(max_batch_size: int) -> list[int]:
+    """Powers of two below the maximum, and the maximum: the only shapes a compiled model ever sees."""
+    sizes, size = [], 1
+    while size < max_batch_size:
+        sizes.append(size)
+        size *= 2
+    return sizes + [max_batch_size]
+
+
+def to_host(value: Any) -> Any:
+    """Outputs on the CPU in float32 (numpy has no bfloat16), keeping the container structure."""
+    if isinstance(value, torch.Tensor):
+        value = value.detach().to("cpu")
+        return value.float() if value.dtype in (torch.float16, torch.bfloat16) else value
+    if isinstance(value, dict):
+        return {key: to_host(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        items = [to_host(item) for item in value]
+        return type(value)(*items) if hasattr(value, "_fields") else type(value)(items)
+    return value
+
+
+def split_outputs(outputs: Any, count: int) -> list[Any]:
+    """Per-sample outputs in the batched form postprocess expects (batch dimension of 1).
+
+    A tensor is sliced on dim 0; a list holds one entry per sample (e.g. detection dicts); a tuple
+    or dict holds several batched heads, each sliced the same way.
+    """
+    if isinstance(outputs, torch.Tensor):
+        return [outputs[index:index + 1] for index in range(count)]
+    if isinstance(outputs, list):
+        return [[item] for item in outputs[:count]]
+    if isinstance(outputs, dict):
+        parts = {key: split_outputs(value, count) for key, value in outputs.items()}
+        return [{key: part[index] for key, part in parts.items()} for index in range(count)]
+    if isinstance(outputs, tuple):
+        parts = [split_outputs(value, count) for value in outputs]
+        return [type(outputs)(part[index] for part in parts) if not hasattr(outputs, "_fields")
+                else type(outputs)(*(part[index] for part in parts)) for index in range(count)]
+    raise TypeError(f"cannot split a forward output of type {type(outputs).__name__} per image")
+
+
+class ForwardRunner:
+    """Runs batches of one model; lives on that model's inference thread."""
+
+    def __init__(self, model: ImageModel, options: EngineOptions, max_batch_size: int) -> None:
+        self.model = model
+        self.options = options
+        self.max_batch_size = max_batch_size
+        self._prepared_for: int | None = None
+        self._channels_last = False
+        self._forward: Callable[[torch.Tensor], Any] = model.forward
+        self._warmed: set[tuple] = set()
+        self._one_core_ms_per_sample: float | None = None
+
+    def __call__(self, samples: list[torch.Tensor]) -> list[Any]:
+        network = self.model.network
+        if network is None:
+            raise RuntimeError(f"model {self.model.info.name} was unloaded while requests were queued")
+        device = self.model.device or torch.device("cpu")
+        self._prepare(network, device)
+        count = len(samples)
+        batch = self._assemble(samples, device)
+        if self.options.compile:
+            self._warm_up(samples[0], device)
+            batch = self._pad(batch)
+        outputs = self._forward_on(batch, device)
+        return split_outputs(to_host(outputs), count)
+
+    def _prepare(self, network: torch.nn.Module, device: torch.device) -> None:
+        """Once per loaded network: memory format, cuDNN autotuning, compilation."""
+        if self._prepared_for == id(network):
+            return
+        self._channels_last = self.options.channels_last and has_convolutions(network)
+        if self._channels_last:
+            network.to(memory_format=torch.channels_last)
+        if device.type == "cuda":
+            torch.backends.cudnn.benchmark = True
+        self._forward = self.model.forward
+        if self.options.compile:
+            self._forward = torch.compile(self.model.forward, mode=self.options.compile_mode,
+                                          backend=self.options.compile_backend, dynamic=False)
+            self._warmed.clear()
+        self._prepared_for = id(network)
+
+    def _assemble(self, samples: list[torch.Tensor], device: torch.device) -> torch.Tensor:
+        """Stack samples into one batch on the device (pinned + non_blocking from CPU to CUDA)."""
+        if device.type == "cuda" and samples[0].device.type == "cpu":
+            pinned = torch.empty((len(samples), *samples[0].shape), dtype=samples[0].dtype, pin_memory=True)
+            torch.stack(samples, out=pinned)
+            batch = pinned.to(device, non_blocking=True)
+        else:
+            batch = torch.stack(samples).to(device)
+        if self._channels_last and batch.dim() == 4:
+            batch = batch.contiguous(memory_format=torch.channels_last)
+        return batch
+
+    def _pad(self, batch: torch.Tensor) -> torch.Tensor:
+        """Grow the batch to the next bucket size with zeros so compiled graphs are reused."""
+        size = next(bucket for bucket in bucket_sizes(self.max_batch_size) if bucket >= batch.shape[0])
+        if size == batch.shape[0]:
+            return batch
+        padding = torch.zeros((size - batch.shape[0], *batch.shape[1:]), dtype=batch.dtype, device=batch.device)
+        padded = torch.cat([batch, padding])
+        return padded.contiguous(memory_format=torch.channels_last) if self._channels_last and padded.dim() == 4 \
+            else padded
+
+    def _warm_up(self, sample: torch.Tensor, device: torch.device) -> None:
+        """Compile every bucket for this input shape before serving it (first batch of a new shape)."""
+        key = sample_key(sample)
+        if key in self._warmed:
+            return
+        for size in bucket_sizes(self.max_batch_size):
+            zeros = torch.zeros((size, *sample.shape), dtype=sample.dtype, device=device)
+            if self._channels_last and zeros.dim() == 4:
+                zeros = zeros.contiguous(memory_format=torch.channels_last)
+            self._forward_on(zeros, device)
+        logger.info("model {}: compiled and warmed batch sizes {} for input {}", self.model.info.name,
+                    bucket_sizes(self.max_batch_size), tuple(sample.shape))
+        self._warmed.add(key)
+
+    def _forward_on(self, batch: torch.Tensor, device: torch.device) -> Any:
+        if device.type != "cpu":
+            with torch.inference_mode(), self._autocast(device):
+                return self._forward(batch)
+        count = batch.shape[0]
+        estimate = self._one_core_ms_per_sample
+        wanted = 1 if estimate is not None and estimate * count < SMALL_FORWARD_MS else None
+        with budget().threads(self.options.torch_threads, wanted) as granted:
+            started = time.perf_counter()
+            with torch.inference_mode(), self._autocast(device):
+                outputs = self._forward(batch)
+            one_core = (time.perf_counter() - started) * 1000.0 * granted / count
+        self._one_core_ms_per_sample = one_core if estimate is None else 0.7 * estimate + 0.3 * one_core
+        return outputs
+
+    def _autocast(self, device: torch.device) -> contextlib.AbstractContextManager:
+        if not self.options.amp or device.type not in ("cpu", "cuda"):
+            return contextlib.nullcontext()
+        return torch.autocast(device_type=device.type, dtype=AMP_DTYPES[self.options.amp])

@@ -1,0 +1,201 @@
+"""Transparency: detect it, split and re-attach it, flatten it onto a colour, make it from a colour key."""
+from __future__ import annotations
+
+from typing import Final, Literal, Union
+
+import cv2
+import numpy as np
+from PIL import Image, ImageChops, ImageColor
+
+#: A colour as "#rrggbb", a CSS name, an (r, g, b) tuple or a single grey level.
+ColorLike = Union[str, int, tuple[int, int, int], tuple[int, int, int, int], list[int]]
+ALPHA_MODES: Final = ("LA", "RGBA", "PA", "La", "RGBa")
+WHITE: Final = (255, 255, 255)
+
+
+def parse_color(color: ColorLike) -> tuple[int, int, int]:
+    """Normalise a colour argument to an (r, g, b) tuple of 0..255 ints (ValueError when invalid)."""
+    if isinstance(color, str):
+        rgb = ImageColor.getrgb(color.strip())
+        return (int(rgb[0]), int(rgb[1]), int(rgb[2]))
+    if isinstance(color, (int, np.integer)) and not isinstance(color, bool):
+        if not 0 <= int(color) <= 255:
+            raise ValueError(f"grey level {color} is outside 0..255")
+        return (int(color),) * 3
+    values = [int(v) for v in color]  # type: ignore[union-attr]
+    if len(values) not in (3, 4) or any(not 0 <= v <= 255 for v in values):
+        raise ValueError(f"colour {color!r} must be 3 or 4 values in 0..255")
+    return (values[0], values[1], values[2])
+
+
+def has_alpha(im: Image.Image | np.ndarray) -> bool:
+    """Whether the image carries transparency information at all (alpha band, or palette/colour-key tRNS)."""
+    if isinstance(im, np.ndarray):
+        return im.ndim == 3 and im.shape[2] in (2, 4)
+    return im.mode in ALPHA_MODES or "transparency" in im.info
+
+
+def is_transparent(im: Image.Image | np.ndarray) -> bool:
+    """Whether any pixel is actually see-through (alpha < max), palette and colour-key transparency included."""
+    if isinstance(im, np.ndarray):
+        if not has_alpha(im):
+            return False
+        top = 255 if im.dtype == np.uint8 else (1.0 if np.issubdtype(im.dtype, np.floating) else np.iinfo(im.dtype).max)
+        return bool((im[..., -1] < top).any())
+    if not has_alpha(im):
+        return False
+    if im.mode in ("P", "PA", "L", "RGB", "1"):
+        im = im.convert("RGBA" if im.mode != "L" else "LA")
+    lo, _ = im.getextrema()[-1]
+    return lo < 255
+
+
+def split_alpha(im: Image.Image) -> tuple[Image.Image, Image.Image | None]:
+    """Colour (L or RGB) and alpha (L, or None when the image has no transparency) as separate images."""
+    from ai_service.imaging.io import normalize_mode
+
+    im = normalize_mode(im)
+    if im.mode == "RGBA":
+        return im.convert("RGB"), im.getchannel("A")
+    if im.mode == "LA":
+        return im.getchannel("L"), im.getchannel("A")
+    return im, None
+
+
+def premultiply(arr: np.ndarray) -> np.ndarray:
+    """HWC uint8/float with alpha last -> float32 [0,1] with colour multiplied by alpha (for halo-free filtering)."""
+    f = arr.astype(np.float32) / (255.0 if arr.dtype == np.uint8 else 1.0)
+    f[..., :-1] *= f[..., -1:]
+    return f
+
+
+def unpremultiply(arr: np.ndarray, dtype: type = np.uint8) -> np.ndarray:
+    """Inverse of premultiply: divide colour by alpha where alpha > 0, returning uint8 (rounded) or float."""
+    out = arr.astype(np.float32, copy=True)
+    alpha = out[..., -1:]
+    np.divide(out[..., :-1], alpha, out=out[..., :-1], where=alpha > 1e-6)
+    out[..., :-1] *= alpha > 1e-6
+    np.clip(out, 0.0, 1.0, out=out)
+    if dtype == np.uint8:
+        return np.rint(out * 255.0).astype(np.uint8)
+    return out.astype(dtype)
+
+
+def composite_over(colour: np.ndarray, alpha: np.ndarray, background: tuple[int, ...]) -> np.ndarray:
+    """uint8 colour (HWC) over a solid background with uint8 alpha (HW): round(c*a/255 + bg*(255-a)/255)."""
+    a = alpha.astype(np.uint16)[..., None]
+    bg = np.asarray(background, np.uint16)
+    mixed = colour.astype(np.uint16) * a + bg * (255 - a)
+    return ((mixed + 127) // 255).astype(np.uint8)
+
+
+def flatten_alpha(im: Image.Image, background: ColorLike = WHITE) -> Image.Image:
+    """Composite transparent pixels onto a solid colour (default white) for models that need opaque RGB/L."""
+    from ai_service.imaging.io import normalize_mode
+
+    im = normalize_mode(im)
+    if im.mode in ("RGB", "L"):
+        return im
+    bg = parse_color(background)
+    arr = np.asarray(im)
+    if im.mode == "LA" and bg[0] == bg[1] == bg[2]:
+        return Image.fromarray(composite_over(arr[..., :1], arr[..., 1], bg[:1])[..., 0], "L")
+    colour = np.repeat(arr[..., :1], 3, axis=2) if im.mode == "LA" else arr[..., :3]
+    return Image.fromarray(composite_over(colour, arr[..., -1], bg), "RGB")
+
+
+def reattach_alpha(output: Image.Image, original: Image.Image) -> Image.Image:
+    """Give an image-to-image model's output the input's alpha (resized to fit), so transparent stays transparent."""
+    _, alpha = split_alpha(original)
+    if alpha is None:
+        return output
+    if alpha.size != output.size:
+        alpha = alpha.resize(output.size, Image.Resampling.LANCZOS)
+    colour, _ = split_alpha(output)
+    if colour.mode == "L":
+        return Image.merge("LA", (colour, alpha))
+    return Image.merge("RGBA", (*colour.convert("RGB").split(), alpha))
+
+
+def color_key_alpha(
+    rgb: np.ndarray,
+    key: tuple[int, int, int],
+    tolerance: int = 0,
+    softness: int = 0,
+    metric: Literal["max", "euclidean"] = "max",
+) -> np.ndarray:
+    """Alpha (HW uint8) that is 0 within `tolerance` of the key colour and ramps to 255 over `softness`."""
+    if metric == "max":
+        planes = cv2.split(np.ascontiguousarray(rgb))
+        dist = cv2.absdiff(planes[0], key[0])
+        for plane, k in zip(planes[1:3], key[1:3]):
+            dist = cv2.max(dist, cv2.absdiff(plane, k))
+        return cv2.LUT(dist, _ramp_lut(tolerance, softness, 255))
+    if metric == "euclidean":
+        d = rgb[..., :3].astype(np.float32) - np.asarray(key, np.float32)
+        dist = np.sqrt(np.einsum("...c,...c->...", d, d))
+        return _ramp(dist, tolerance, softness)
+    raise ValueError(f"unknown colour-distance metric {metric!r}")
+
+
+def _ramp_lut(tolerance: int, softness: int, top: int) -> np.ndarray:
+    """256-entry table: distance -> alpha (0 up to tolerance, linear to 255 over softness)."""
+    return _ramp(np.arange(top + 1, dtype=np.float32), tolerance, softness).reshape(1, -1)
+
+
+def _ramp(dist: np.ndarray, tolerance: float, softness: float) -> np.ndarray:
+    """Distance -> uint8 alpha: 0 while dist <= tolerance, then linear up to 255 at tolerance + softness."""
+    if softness <= 0:
+        return np.where(dist <= tolerance, 0, 255).astype(np.uint8)
+    return np.clip(np.rint((dist - tolerance) * (255.0 / softness)), 0, 255).astype(np.uint8)
+
+
+def color_key(
+    im: Image.Image,
+    key: ColorLike = WHITE,
+    tolerance: int = 0,
+    softness: int = 0,
+    metric: Literal["max", "euclidean"] = "max",
+) -> Image.Image:
+    """Make pixels near `key` transparent (hard within tolerance, soft edge beyond); existing alpha is kept."""
+    from ai_service.imaging.io import normalize_mode
+
+    if tolerance < 0 or softness < 0:
+        raise ValueError("tolerance and softness must be >= 0")
+    im = normalize_mode(im)
+    rgba = im if im.mode == "RGBA" else im.convert("RGBA")
+    rgb_key = parse_color(key)
+    if metric == "max":
+        return _color_key_pil(rgba, rgb_key, tolerance, softness)
+    return Image.fromarray(color_key_array(np.asarray(rgba), rgb_key, tolerance, softness, metric), "RGBA")
+
+
+def color_key_array(
+    arr: np.ndarray,
+    key: ColorLike = WHITE,
+    tolerance: int = 0,
+    softness: int = 0,
+    metric: Literal["max", "euclidean"] = "max",
+) -> np.ndarray:
+    """color_key for HWC uint8 RGB/RGBA arrays (returns a new RGBA array), all in OpenCV/NumPy."""
+    if arr.dtype != np.uint8 or arr.ndim != 3 or arr.shape[2] not in (3, 4):
+        raise ValueError(f"expected an HxWx3 or HxWx4 uint8 array, got {arr.dtype} {arr.shape}")
+    alpha = color_key_alpha(arr, parse_color(key), tolerance, softness, metric)
+    planes = list(cv2.split(np.ascontiguousarray(arr)))
+    if len(planes) == 3:
+        planes.append(alpha)
+    else:
+        planes[3] = cv2.min(planes[3], alpha)
+    return cv2.merge(planes)
+
+
+def _color_key_pil(rgba: Image.Image, key: tuple[int, int, int], tolerance: int, softness: int) -> Image.Image:
+    """Max-metric key in Pillow's C loops (no NumPy round trip): alpha = min(A, max_c ramp(|c - key_c|)).
+
+    ramp is monotonic, so ramp(max distance) == max of per-channel ramps: three 256-entry LUTs do it all.
+    """
+    levels = np.arange(256, dtype=np.float32)
+    r, g, b, a = rgba.split()
+    keyed = [band.point(_ramp(np.abs(levels - k), tolerance, softness).tolist()) for band, k in zip((r, g, b), key)]
+    key_alpha = ImageChops.lighter(ImageChops.lighter(keyed[0], keyed[1]), keyed[2])
+    return Image.merge("RGBA", (r, g, b, ImageChops.darker(a, key_alpha)))

@@ -1,0 +1,173 @@
+"""Prometheus metrics that add up across gunicorn workers (prometheus-client multiprocess mode).
+
+Under gunicorn, gunicorn.conf.py points PROMETHEUS_MULTIPROC_DIR at AI_SERVICE_HOME/var/prometheus
+before any worker imports prometheus_client; each worker writes its samples there and `/metrics`
+aggregates all of them. Without that variable (development server, tests) the default in-process
+registry is used. Recording functions are plain calls with no Flask, so models and the engine can use them.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from prometheus_client import (CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, Counter, Gauge, Histogram,
+                               generate_latest, multiprocess)
+
+from ai_service.devices import process_rss
+
+if TYPE_CHECKING:
+    import torch
+    from flask import Flask
+
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0)
+LOAD_BUCKETS = (0.01, 0.05, 0.1, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0)
+BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
+KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+
+REQUESTS = Counter("ai_service_requests_total", "HTTP requests answered, by route, method, model and status.",
+                   ("endpoint", "method", "model", "status"))
+LATENCY = Histogram("ai_service_request_duration_seconds", "Time from request start to response, by route and model.",
+                    ("endpoint", "model"), buckets=LATENCY_BUCKETS)
+INFERENCE_ITEMS = Counter("ai_service_inference_items_total", "Images run through a model, by outcome.",
+                          ("model", "outcome"))
+BATCH_SIZE = Histogram("ai_service_batch_size", "Images per forward pass.", ("model",), buckets=BATCH_BUCKETS)
+FORWARD_SECONDS = Histogram("ai_service_forward_duration_seconds", "Time of one forward pass (one batch).",
+                            ("model",), buckets=LATENCY_BUCKETS)
+QUEUE_WAIT = Histogram("ai_service_queue_wait_seconds", "Time an item waited before its batch ran.", ("model",),
+                       buckets=LATENCY_BUCKETS)
+QUEUE_DEPTH = Gauge("ai_service_queue_depth", "Items waiting for a batch, summed over live workers.", ("model",),
+                    multiprocess_mode="livesum")
+OOM_EVENTS = Counter("ai_service_oom_total", "Device out-of-memory errors during a forward pass, by what followed.",
+                     ("model", "outcome"))
+MODEL_LOADS = Counter("ai_service_model_loads_total", "Model loads, by outcome.", ("model", "outcome"))
+MODEL_LOAD_SECONDS = Histogram("ai_service_model_load_duration_seconds", "Time to load a model.", ("model",),
+                               buckets=LOAD_BUCKETS)
+MODEL_UNLOADS = Counter("ai_service_model_unloads_total", "Model unloads (admin, eviction, shutdown).", ("model",))
+MODEL_UNLOAD_SECONDS = Histogram("ai_service_model_unload_duration_seconds", "Time to unload a model.", ("model",),
+                                 buckets=LOAD_BUCKETS)
+MODELS_LOADED = Gauge("ai_service_model_loaded_workers", "Live workers that hold the model loaded.", ("model",),
+                      multiprocess_mode="livesum")
+DEVICE_MEMORY = Gauge("ai_service_device_memory_bytes", "Device memory held by PyTorch, summed over live workers.",
+                      ("device", "kind"), multiprocess_mode="livesum")
+DEVICE_MEMORY_TOTAL = Gauge("ai_service_device_memory_total_bytes", "Total memory of each device.", ("device",),
+                            multiprocess_mode="livemax")
+WORKER_RSS = Gauge("ai_service_worker_rss_bytes", "Resident memory of each live worker process.",
+                   multiprocess_mode="liveall")
+
+
+def multiprocess_dir() -> Path | None:
+    """The shared sample folder when running under gunicorn, else None."""
+    folder = os.environ.get(MULTIPROC_ENV)
+    return Path(folder) if folder else None
+
+
+def reset_multiprocess_dir(folder: Path) -> None:
+    """Empty the sample folder at server start; stale files from a previous run would be counted again."""
+    if folder.exists():
+        shutil.rmtree(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+
+
+def mark_worker_dead(pid: int) -> None:
+    """Drop a dead worker's live gauges (called from gunicorn's child_exit in the master)."""
+    if multiprocess_dir() is not None:
+        multiprocess.mark_process_dead(pid)
+
+
+def record_request(endpoint: str, method: str, model: str, status: int, seconds: float) -> None:
+    REQUESTS.labels(endpoint, method, model, str(status)).inc()
+    LATENCY.labels(endpoint, model).observe(seconds)
+
+
+def record_batch(model: str, size: int, forward_seconds: float) -> None:
+    """One forward pass of `size` images (called by the engine)."""
+    BATCH_SIZE.labels(model).observe(size)
+    FORWARD_SECONDS.labels(model).observe(forward_seconds)
+
+
+def record_items(model: str, outcome: str, count: int = 1) -> None:
+    """Images finished with `outcome` (ok, invalid, timeout, oom, error)."""
+    if count:
+        INFERENCE_ITEMS.labels(model, outcome).inc(count)
+
+
+def record_queue(model: str, depth: int, waited_seconds: float | None = None) -> None:
+    """Current queue depth for `model`, and optionally how long the item just taken waited."""
+    QUEUE_DEPTH.labels(model).set(depth)
+    if waited_seconds is not None:
+        QUEUE_WAIT.labels(model).observe(waited_seconds)
+
+
+def record_oom(model: str, outcome: str) -> None:
+    """A CUDA OOM in a forward pass and what happened next (retried, failed)."""
+    OOM_EVENTS.labels(model, outcome).inc()
+
+
+def record_model_load(model: str, seconds: float, ok: bool) -> None:
+    MODEL_LOADS.labels(model, "ok" if ok else "failed").inc()
+    MODEL_LOAD_SECONDS.labels(model).observe(seconds)
+    if ok:
+        MODELS_LOADED.labels(model).set(1)
+
+
+def record_model_unload(model: str, seconds: float) -> None:
+    MODEL_UNLOADS.labels(model).inc()
+    MODEL_UNLOAD_SECONDS.labels(model).observe(seconds)
+    MODELS_LOADED.labels(model).set(0)
+
+
+def update_process_gauges(device: "torch.device | None") -> None:
+    """Refresh this worker's RSS and, on CUDA, its allocator counters (cheap: no device sync)."""
+    WORKER_RSS.set(process_rss())
+    if device is None or device.type != "cuda":
+        return
+    import torch
+
+    name = str(device)
+    DEVICE_MEMORY.labels(name, "allocated").set(torch.cuda.memory_allocated(device))
+    DEVICE_MEMORY.labels(name, "reserved").set(torch.cuda.memory_reserved(device))
+    DEVICE_MEMORY_TOTAL.labels(name).set(torch.cuda.get_device_properties(device).total_memory)
+
+
+def render() -> tuple[bytes, str]:
+    """The exposition text: every worker's samples under gunicorn, this process's otherwise."""
+    if multiprocess_dir() is None:
+        return generate_latest(REGISTRY), CONTENT_TYPE_LATEST
+    registry = CollectorRegistry()
+    multiprocess.MultiProcessCollector(registry)
+    return generate_latest(registry), CONTENT_TYPE_LATEST
+
+
+def _endpoint_label() -> str:
+    """The route pattern (bounded cardinality), never the raw path."""
+    from flask import request
+
+    return request.url_rule.rule if request.url_rule is not None else "unmatched"
+
+
+def install_request_metrics(app: "Flask") -> None:
+    """Count and time every request except scrapes of /metrics itself."""
+    from flask import g, request
+
+    from ai_service.logging import request_fields
+
+    device = app.extensions["registry"].device
+
+    @app.before_request
+    def _start_timer() -> None:
+        g.metrics_started = time.perf_counter()
+
+    @app.after_request
+    def _record(response):
+        started = g.get("metrics_started")
+        if started is not None and request.path != "/metrics":
+            model = str(request_fields().get("model", ""))
+            method = request.method if request.method in KNOWN_METHODS else "OTHER"
+            record_request(_endpoint_label(), method, model, response.status_code,
+                           time.perf_counter() - started)
+            update_process_gauges(device)
+        return response

@@ -1,0 +1,84 @@
+"""Shared plumbing for built-in image-to-image networks that work at the upload's own resolution."""
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import torch
+import torch.nn.functional as F
+from PIL import Image
+from torch import nn
+
+from ai_service.imaging.convert import pil_to_numpy, tensor_to_pil
+from ai_service.imaging.errors import ImageTooLargeError
+from ai_service.models.base import ImageModel
+
+ITEMS_KEY = "_native_items"
+ALPHA_MODES = ("LA", "RGBA")
+
+
+class NativeResolutionModel(ImageModel):
+    """Images go in as RGBA floats padded (edge-replicated) to a common size; each output is cropped back.
+
+    Subclasses build a fixed-weight `nn.Module` mapping (N, 4, H, W) in [0, 1] to (N, C, H*scale, W*scale)
+    in [0, 1] and say how its channels become an image of the input's mode family.
+    """
+
+    scale = 1
+    max_output_pixels = 24_000_000
+    max_batch_size = 1
+
+    def build(self) -> nn.Module:
+        """The network, with its fixed kernels created here (so unload really drops them)."""
+        raise NotImplementedError
+
+    def output_image(self, output: torch.Tensor, mode: str) -> Image.Image:
+        """(C, h, w) uint8 output → the result image for an input of `mode`."""
+        raise NotImplementedError
+
+    def load(self, device: torch.device) -> None:
+        self.network = self.build().to(device).eval()
+        self.device = device
+
+    def decode_size(self) -> tuple[int, int] | None:
+        return None
+
+    def preprocess(self, images: Sequence[Image.Image], options: dict[str, Any]) -> torch.Tensor:
+        out_pixels = sum(image.width * image.height for image in images) * self.scale ** 2
+        if out_pixels > self.max_output_pixels:
+            raise ImageTooLargeError(
+                f"{self.info.name} would produce {out_pixels / 1e6:.1f} megapixels; the limit per request is "
+                f"{self.max_output_pixels / 1e6:.1f}. Send fewer or smaller images.",
+                limit=self.max_output_pixels, requested=out_pixels)
+        width, height = max(image.width for image in images), max(image.height for image in images)
+        tensors = []
+        for image in images:
+            rgba = torch.from_numpy(pil_to_numpy(image.convert("RGBA")).copy()).to(self.device)
+            chw = rgba.permute(2, 0, 1).float().div_(255.0)
+            pad = (0, width - image.width, 0, height - image.height)
+            tensors.append(F.pad(chw[None], pad, mode="replicate")[0] if any(pad) else chw)
+        options[ITEMS_KEY] = [(image.width, image.height, image.mode) for image in images]
+        return torch.stack(tensors)
+
+    def forward(self, batch: torch.Tensor) -> torch.Tensor:
+        """One image at a time (peak memory of one image), quantised to uint8 on the device."""
+        assert self.network is not None, f"model {self.info.name} is not loaded"
+        with torch.inference_mode():
+            return torch.cat([self.network(batch[i:i + 1]).clamp_(0, 1).mul_(255).round_().to(torch.uint8)
+                              for i in range(batch.shape[0])])
+
+    def postprocess(self, outputs: torch.Tensor, options: dict[str, Any]) -> list[dict[str, Any]]:
+        items = options.get(ITEMS_KEY) or [(outputs.shape[-1] // self.scale, outputs.shape[-2] // self.scale, "RGBA")
+                                           ] * outputs.shape[0]
+        results = []
+        for output, (width, height, mode) in zip(outputs, items):
+            cropped = output[:, :height * self.scale, :width * self.scale]
+            results.append({"image": self.output_image(cropped, mode)})
+        return results
+
+
+def as_input_family(rgba: torch.Tensor, mode: str) -> Image.Image:
+    """(4, h, w) uint8 RGBA → an image in the input's family: L/LA stay grey, opaque inputs lose alpha."""
+    image = tensor_to_pil(rgba if mode in ALPHA_MODES else rgba[:3])
+    if mode in ("L", "LA"):
+        return image.convert("LA" if mode == "LA" else "L")
+    return image

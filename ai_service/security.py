@@ -1,0 +1,321 @@
+"""Who may call what and how often, what browsers may do with our responses, and how long a body may take.
+
+- API keys (`AI_SERVICE_API_KEYS`): when set, every state-changing request (POST/PUT/PATCH/DELETE) needs
+  `Authorization: Bearer <key>` or `X-API-Key: <key>`; the admin token counts as a key, so management
+  calls (which also check the admin token themselves, in api/admin.py) need nothing extra.
+- Rate limits (`AI_SERVICE_RATE_LIMIT`, flask-limiter): one budget per API key, or per client address
+  without a key; memory storage per worker, Redis (`AI_SERVICE_REDIS_URL`) shared by all workers.
+- Security headers on every response; a strict CSP (no inline scripts) on HTML, a locked-down one elsewhere.
+- CORS for `/api/` only, and only for the origins listed in `AI_SERVICE_CORS_ORIGINS`.
+- A deadline for receiving the request body, so a slow sender cannot hold a request thread forever.
+"""
+from __future__ import annotations
+
+import hashlib
+import hmac
+import math
+import socket
+import threading
+import time
+from typing import Any, Callable, Iterable
+
+from flask import Flask, current_app, g, request
+from loguru import logger
+from werkzeug.exceptions import RequestTimeout
+from werkzeug.middleware.proxy_fix import ProxyFix
+
+from ai_service.config import ConfigError, Settings
+from ai_service.errors import APIError
+
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+UNLIMITED_PATHS = frozenset({"/healthz", "/readyz", "/metrics", "/api/v1/health"})
+HTML_CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; "
+            "font-src 'self'; connect-src 'self'; media-src 'self' blob:; object-src 'none'; base-uri 'none'; "
+            "form-action 'self'; frame-ancestors 'none'")
+NON_HTML_CSP = "default-src 'none'; frame-ancestors 'none'; sandbox"
+COMMON_HEADERS = {
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "same-origin",
+    "Cross-Origin-Opener-Policy": "same-origin",
+}
+CORS_ALLOW_HEADERS = "Authorization, Content-Type, X-API-Key, X-Request-ID"
+CORS_EXPOSE_HEADERS = "X-Request-ID, Retry-After, X-RateLimit-Limit, X-RateLimit-Remaining, X-RateLimit-Reset"
+KEY_HELP = "send it as 'Authorization: Bearer <key>' or 'X-API-Key: <key>'"
+
+
+# --- API keys --------------------------------------------------------------------------------------
+
+def presented_key() -> str | None:
+    """The credential the client sent, from `X-API-Key` or an `Authorization: Bearer` header."""
+    key = request.headers.get("X-API-Key", "").strip()
+    if key:
+        return key
+    scheme, _, value = request.headers.get("Authorization", "").partition(" ")
+    return value.strip() or None if scheme.lower() == "bearer" else None
+
+
+def key_matches(presented: str, accepted: Iterable[str]) -> bool:
+    """Constant-time membership: every accepted key is compared, so timing reveals nothing."""
+    candidate = presented.encode("utf-8", "surrogateescape")
+    matched = False
+    for key in accepted:
+        matched |= hmac.compare_digest(candidate, key.encode("utf-8", "surrogateescape"))
+    return matched
+
+
+def key_fingerprint(key: str) -> str:
+    """A short, non-reversible name for a key, safe to put in logs and rate-limit buckets."""
+    return hashlib.sha256(key.encode("utf-8", "surrogateescape")).hexdigest()[:12]
+
+
+def accepted_keys(settings: Settings) -> tuple[str, ...]:
+    """Keys that unlock the API: the configured API keys plus the admin token, which may do anything."""
+    return settings.api_keys + ((settings.admin_token,) if settings.api_keys and settings.admin_token else ())
+
+
+def client_identity() -> str:
+    """`key:<fingerprint>` for a request with a valid key, otherwise `ip:<address>`; cached per request."""
+    if "client" not in g:
+        key = presented_key()
+        settings: Settings = current_app.config["SETTINGS"]
+        if key and settings.api_keys and key_matches(key, accepted_keys(settings)):
+            g.client = "key:" + key_fingerprint(key)
+        else:
+            g.client = "ip:" + (request.remote_addr or "unknown")
+    return g.client
+
+
+def _require_api_key() -> None:
+    """Refuse state-changing requests without a valid key when keys are configured."""
+    settings: Settings = current_app.config["SETTINGS"]
+    if not settings.api_keys or request.method in SAFE_METHODS:
+        return
+    challenge = {"WWW-Authenticate": 'Bearer realm="ai_service"'}
+    key = presented_key()
+    if key is None:
+        raise APIError("missing_api_key", f"This server requires an API key: {KEY_HELP}.", 401, headers=challenge)
+    if not key_matches(key, accepted_keys(settings)):
+        raise APIError("invalid_api_key", "The API key is not valid.", 401, headers=challenge)
+
+
+# --- rate limits -----------------------------------------------------------------------------------
+
+def _exempt_from_limits() -> bool:
+    """Probes, metrics, static files and CORS preflights never count against a budget."""
+    return request.method == "OPTIONS" or request.path in UNLIMITED_PATHS or request.path.startswith("/static/")
+
+
+def install_rate_limits(app: Flask, settings: Settings):
+    """Attach flask-limiter with one shared budget per client; returns None when limits are off."""
+    if not settings.rate_limit.strip():
+        return None
+    from flask_limiter import Limiter
+    from limits import parse_many
+
+    try:
+        parse_many(settings.rate_limit)
+    except ValueError as exc:
+        raise ConfigError(f"setting rate_limit: {exc} (use e.g. '120/minute;2000/hour')") from None
+    redis = bool(settings.redis_url)
+    limiter = Limiter(
+        client_identity, app=app, application_limits=[settings.rate_limit],
+        application_limits_exempt_when=_exempt_from_limits, storage_uri=settings.redis_url or "memory://",
+        strategy="sliding-window-counter", headers_enabled=False, key_prefix="ai_service",
+        swallow_errors=redis, in_memory_fallback_enabled=redis)
+    app.extensions["ai_service_limiter"] = limiter
+    logger.info("rate limit {} per client, storage {}", settings.rate_limit, "redis" if redis else "memory (per worker)")
+    return limiter
+
+
+def _rate_limit_headers(response):
+    """X-RateLimit-* on limited responses and a Retry-After of at least one second on a 429."""
+    limiter = current_app.extensions.get("ai_service_limiter")
+    current = limiter.current_limit if limiter is not None else None
+    if current is None:
+        return response
+    seconds = max(1, math.ceil(current.reset_at - time.time()))
+    response.headers["X-RateLimit-Limit"] = str(current.limit.amount)
+    response.headers["X-RateLimit-Remaining"] = str(max(0, current.remaining))
+    response.headers["X-RateLimit-Reset"] = str(int(current.reset_at))
+    if response.status_code == 429:
+        response.headers["Retry-After"] = str(seconds)
+    return response
+
+
+# --- headers and CORS ------------------------------------------------------------------------------
+
+def _origin_allowed(origin: str, allowed: tuple[str, ...]) -> bool:
+    return "*" in allowed or origin.rstrip("/") in {item.rstrip("/") for item in allowed}
+
+
+def _security_headers(response):
+    """Hardening headers on everything; CORS headers for allowed origins on /api/."""
+    settings: Settings = current_app.config["SETTINGS"]
+    for name, value in COMMON_HEADERS.items():
+        response.headers.setdefault(name, value)
+    html = response.mimetype == "text/html"
+    response.headers.setdefault("Content-Security-Policy", (settings.csp or HTML_CSP) if html else NON_HTML_CSP)
+    origin = request.headers.get("Origin")
+    if origin and settings.cors_origins and request.path.startswith("/api/"):
+        response.vary.add("Origin")
+        if _origin_allowed(origin, settings.cors_origins):
+            response.headers["Access-Control-Allow-Origin"] = "*" if settings.cors_origins == ("*",) else origin
+            response.headers["Access-Control-Expose-Headers"] = CORS_EXPOSE_HEADERS
+            if request.method == "OPTIONS" and request.headers.get("Access-Control-Request-Method"):
+                response.headers["Access-Control-Allow-Methods"] = response.headers.get("Allow", "GET, POST, OPTIONS")
+                response.headers["Access-Control-Allow-Headers"] = CORS_ALLOW_HEADERS
+                response.headers["Access-Control-Max-Age"] = "600"
+    return response
+
+
+# --- request body deadline -------------------------------------------------------------------------
+
+class BodyTimeout(RequestTimeout):
+    """The body did not arrive within `body_timeout` seconds (a slow or stalled client)."""
+
+
+class BodyWatchdog:
+    """One thread per worker that hangs up the read side of sockets whose body is overdue.
+
+    A per-read socket timeout cannot stop a client that sends one byte every few seconds (each read
+    succeeds); shutting down the read side makes the blocked read return at once, wherever it is."""
+
+    INTERVAL = 0.25
+
+    def __init__(self) -> None:
+        self._watched: set[DeadlineInput] = set()
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+
+    def watch(self, stream: "DeadlineInput") -> None:
+        with self._lock:
+            self._watched.add(stream)
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._run, name="body-watchdog", daemon=True)
+                self._thread.start()
+
+    def forget(self, stream: "DeadlineInput") -> None:
+        with self._lock:
+            self._watched.discard(stream)
+
+    def _run(self) -> None:
+        while True:
+            time.sleep(self.INTERVAL)
+            now = time.monotonic()
+            with self._lock:
+                overdue = [stream for stream in self._watched if now >= stream.deadline]
+                self._watched.difference_update(overdue)
+            for stream in overdue:
+                stream.expire()
+
+
+WATCHDOG = BodyWatchdog()
+
+
+class DeadlineInput:
+    """`wsgi.input` whose reads fail with 408 once the body has taken longer than `seconds` to arrive."""
+
+    def __init__(self, stream: Any, sock: socket.socket, seconds: float, length: int | None) -> None:
+        self.stream, self.sock, self.seconds, self.remaining = stream, sock, seconds, length
+        self.deadline = time.monotonic() + seconds
+        self.expired = False
+        WATCHDOG.watch(self)
+
+    def expire(self) -> None:
+        """Called by the watchdog: unblock any read in progress by closing our receiving side."""
+        self.expired = True
+        try:
+            self.sock.shutdown(socket.SHUT_RD)
+        except OSError:
+            pass
+
+    def _timeout(self) -> BodyTimeout:
+        return BodyTimeout(f"The request body did not arrive within {self.seconds:g} s; "
+                           "send it faster or through a buffering proxy.")
+
+    def _call(self, method: Callable[..., Any], *args: Any) -> Any:
+        if self.expired:
+            raise self._timeout()
+        try:
+            data = method(*args)
+        except Exception:
+            if self.expired:
+                raise self._timeout() from None
+            raise
+        if self.expired:
+            raise self._timeout()
+        if self.remaining is not None and isinstance(data, bytes):
+            self.remaining -= len(data)
+        if not data or self.remaining == 0:
+            WATCHDOG.forget(self)  # the whole body is here: a slow view must not cut the connection
+        return data
+
+    def read(self, size: int | None = None) -> bytes:
+        return self._call(self.stream.read, size)
+
+    def readline(self, size: int | None = None) -> bytes:
+        return self._call(self.stream.readline, size)
+
+    def readlines(self, hint: int | None = None) -> list[bytes]:
+        return self._call(self.stream.readlines, hint)
+
+    def __iter__(self):
+        return iter(self.readline, b"")
+
+
+class ClosingBody:
+    """Response iterable that stops watching at the end and hangs up when the body deadline expired."""
+
+    def __init__(self, body: Iterable[bytes], stream: DeadlineInput) -> None:
+        self.body, self.stream = body, stream
+
+    def __iter__(self):
+        return iter(self.body)
+
+    def close(self) -> None:
+        WATCHDOG.forget(self.stream)
+        if hasattr(self.body, "close"):
+            self.body.close()
+        if self.stream.expired:
+            try:
+                self.stream.sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+
+class BodyDeadlineMiddleware:
+    """Wrap gunicorn's request body with a deadline; other servers (tests, dev) pass through untouched."""
+
+    def __init__(self, app: Callable, seconds: float) -> None:
+        self.app, self.seconds = app, seconds
+
+    def __call__(self, environ: dict, start_response: Callable):
+        sock = environ.get("gunicorn.socket")
+        has_body = environ.get("CONTENT_LENGTH") not in (None, "", "0") or "chunked" in environ.get(
+            "HTTP_TRANSFER_ENCODING", "").lower()
+        if sock is None or not has_body or self.seconds <= 0:
+            return self.app(environ, start_response)
+        length = environ.get("CONTENT_LENGTH")
+        stream = DeadlineInput(environ["wsgi.input"], sock, self.seconds,
+                               int(length) if length and length.isdigit() else None)
+        environ["wsgi.input"] = stream
+        try:
+            return ClosingBody(self.app(environ, start_response), stream)
+        except BaseException:
+            WATCHDOG.forget(stream)
+            raise
+
+
+# --- wiring ----------------------------------------------------------------------------------------
+
+def install_security(app: Flask, settings: Settings) -> None:
+    """Proxy trust, body deadline, rate limits, API keys, then headers on the way out."""
+    if settings.trusted_proxies > 0:
+        hops = settings.trusted_proxies
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops, x_port=hops)
+    app.wsgi_app = BodyDeadlineMiddleware(app.wsgi_app, settings.body_timeout)
+    install_rate_limits(app, settings)
+    app.before_request(_require_api_key)
+    app.after_request(_rate_limit_headers)
+    app.after_request(_security_headers)

@@ -1,0 +1,55 @@
+"""The naive baseline: the classic Flask tutorial server, run with gunicorn sync workers.
+
+What most "serve a PyTorch model with Flask" tutorials write: models loaded at import, a full-size
+PIL decode, the torchvision transforms built inside the view for every request, one image per
+forward under torch.no_grad(), softmax + top-k, jsonify. No batching, no channels_last, default
+torch threads. Served by `gunicorn -k sync -w N naive_flask:app` (bench/serving.py starts it).
+
+BENCH_RESNET_WEIGHTS names the resnet18 state_dict the benchmark generated (random, timing only).
+"""
+from __future__ import annotations
+
+import io
+import os
+
+import torch
+import torchvision
+from flask import Flask, jsonify, request
+from PIL import Image
+from torchvision import transforms
+
+from ai_service.models.builtin.digits import WEIGHTS_PATH, SimpleCNN
+
+app = Flask(__name__)
+
+digits = SimpleCNN()
+digits.load_state_dict(torch.load(WEIGHTS_PATH, map_location="cpu", weights_only=True))
+digits.eval()
+resnet = torchvision.models.resnet18(num_classes=1000)
+resnet.load_state_dict(torch.load(os.environ["BENCH_RESNET_WEIGHTS"], map_location="cpu", weights_only=True))
+resnet.eval()
+MODELS = {"digits": digits, "resnet18-demo": resnet}
+
+
+@app.route("/predict", methods=["POST"])
+def predict():
+    name = request.form.get("model", "digits")
+    image = Image.open(io.BytesIO(request.files["file"].read()))
+    if name == "digits":
+        transform = transforms.Compose([transforms.Grayscale(), transforms.Resize((28, 28)), transforms.ToTensor(),
+                                        transforms.Normalize((0.1307,), (0.3081,))])
+    else:
+        transform = transforms.Compose([transforms.Resize((224, 224)), transforms.ToTensor(),
+                                        transforms.Normalize([0.485, 0.456, 0.406], [0.229, 0.224, 0.225])])
+    tensor = transform(image.convert("RGB")).unsqueeze(0)
+    with torch.no_grad():
+        outputs = MODELS[name](tensor)
+    probabilities = torch.nn.functional.softmax(outputs[0], dim=0)
+    scores, indices = torch.topk(probabilities, 3)
+    return jsonify({"model": name, "predictions": [{"index": int(i), "score": float(s)}
+                                                   for s, i in zip(scores, indices)]})
+
+
+@app.route("/health")
+def health():
+    return jsonify({"status": "ok"})

@@ -1,0 +1,420 @@
+"""Serving benchmark: ai_service vs the naive Flask baseline vs LitServe, against the in-process limit.
+
+    make bench-serving            # or: .venv/bin/python bench/serving.py [--quick]
+
+1. Builds a temporary AI_SERVICE_HOME: resnet18 weights (random, seed 0: TIMING ONLY) registered
+   through models.yaml, plus the payloads (a 640×480 JPEG photo, a 64×64 PNG digit).
+2. Measures the physical limit in a separate process: decode+preprocess per image, pure forward
+   images/s at batch 1/8/16/32 on all cores.
+3. Starts each server in turn on a loopback port and drives it with bench/loadgen.py (its own
+   process) at concurrency 1, 4, 16, 32; a second pass repeats concurrency 1 and 16.
+4. Prints the tables and writes bench/results/serving.md (text below ANALYSIS_MARKER is kept).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from statistics import fmean
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+RESULTS = ROOT / "bench" / "results" / "serving.md"
+ANALYSIS_MARKER = "<!-- analysis: hand-written, kept when the benchmark rewrites this file -->"
+PY = sys.executable
+MODELS = ("digits", "resnet18-demo")
+PAYLOAD = {"digits": "digit.png", "resnet18-demo": "photo.jpg"}
+CONCURRENCY = (1, 4, 16, 32)
+REPEATED = (1, 16)
+BATCHES = (1, 8, 16, 32)
+
+
+def cores() -> int:
+    return len(os.sched_getaffinity(0))
+
+
+# ---- set-up ---------------------------------------------------------------------------------------
+
+def prepare_home(home: Path) -> None:
+    """resnet18 with random fixed-seed weights (timing only) declared in models.yaml, and the payloads."""
+    import numpy as np
+    import torch
+    import torchvision
+    from PIL import Image, ImageDraw, ImageFilter
+
+    from ai_service.models.builtin.digits_training import load_digits_split, render_digit
+
+    models = home / "models"
+    models.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(0)
+    torch.save(torchvision.models.resnet18(num_classes=1000).state_dict(), models / "resnet18.pt")
+    (models / "labels.txt").write_text("".join(f"class-{index:03d}\n" for index in range(1000)))
+    (home / "models.yaml").write_text(
+        "models:\n"
+        "  - name: resnet18-demo\n"
+        "    kind: state_dict\n"
+        "    architecture: resnet18\n"
+        "    num_classes: 1000\n"
+        "    weights: resnet18.pt\n"
+        "    input_size: [224, 224]\n"
+        "    mode: RGB\n"
+        "    mean: [0.485, 0.456, 0.406]\n"
+        "    std: [0.229, 0.224, 0.225]\n"
+        "    labels_file: labels.txt\n"
+        "    description: resnet18 with random weights (benchmark, timing only)\n")
+    rng = np.random.default_rng(0)
+    y, x = np.mgrid[0:480, 0:640].astype(np.float32)
+    base = np.stack([x / 640 * 255, y / 480 * 255, (x + y) / 1120 * 255], axis=-1)
+    photo = Image.fromarray((base * 0.6 + rng.normal(60, 25, base.shape)).clip(0, 255).astype(np.uint8))
+    draw = ImageDraw.Draw(photo)
+    for _ in range(40):
+        x0, y0 = int(rng.integers(0, 600)), int(rng.integers(0, 440))
+        draw.ellipse((x0, y0, x0 + int(rng.integers(20, 200)), y0 + int(rng.integers(20, 200))),
+                     fill=tuple(int(v) for v in rng.integers(0, 255, 3)))
+    photo.filter(ImageFilter.GaussianBlur(1)).save(home / "photo.jpg", quality=90)
+    split = load_digits_split()
+    render_digit(split.test_images[0], 64).save(home / "digit.png")
+
+
+# ---- the in-process limit -------------------------------------------------------------------------
+
+def measure_limit(home: Path, seconds: float = 2.0) -> dict:
+    """Per model: decode+preprocess ms per image (one core), forward images/s per batch size (all cores)."""
+    import torch
+
+    from ai_service.config import load_settings
+    from ai_service.imaging.io import decode_image
+    from ai_service.models.catalog import build_registry
+
+    settings = load_settings({"home": str(home), "log_level": "WARNING", "log_to_file": False})
+    registry = build_registry(settings, torch.device("cpu"))
+    report = {}
+    for name in MODELS:
+        model = registry.get(name)
+        data = (home / PAYLOAD[name]).read_bytes()
+        torch.set_num_threads(1)
+        prepare = lambda: model.preprocess([decode_image(data, target_size=model.decode_size())], {})  # noqa: E731
+        sample = prepare()
+        count, started = 0, time.perf_counter()
+        while time.perf_counter() - started < seconds:
+            prepare()
+            count += 1
+        preprocess_ms = (time.perf_counter() - started) * 1000.0 / count
+        torch.set_num_threads(cores())
+        network = model.network.to(memory_format=torch.channels_last)
+        forward = {}
+        for size in BATCHES:
+            batch = sample.expand(size, *sample.shape[1:]).contiguous(memory_format=torch.channels_last)
+            with torch.inference_mode():
+                network(batch)
+                images, started = 0, time.perf_counter()
+                while time.perf_counter() - started < seconds or images < 2 * size:
+                    network(batch)
+                    images += size
+            forward[size] = images / (time.perf_counter() - started)
+        best = max(forward, key=forward.get)
+        limit = 1.0 / (preprocess_ms / 1000.0 + 1.0 / forward[best])
+        report[name] = {"preprocess_ms": round(preprocess_ms, 3), "forward_ips": {k: round(v, 1) for k, v in
+                                                                                  forward.items()},
+                        "best_batch": best, "limit_ips": round(limit, 1)}
+    return report
+
+
+# ---- servers --------------------------------------------------------------------------------------
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@dataclass
+class Server:
+    """How to start one server and where each model is served."""
+
+    name: str
+    command: list[str]
+    env: dict[str, str]
+    port: int
+    paths: dict[str, str]
+    health: str
+    config: str
+    process: subprocess.Popen | None = field(default=None, repr=False)
+
+    def url(self, model: str) -> str:
+        return f"http://127.0.0.1:{self.port}{self.paths[model]}"
+
+    def start(self, log_path: Path, timeout: float = 180.0) -> None:
+        log = log_path.open("ab")
+        self.process = subprocess.Popen(self.command, cwd=ROOT, env={**os.environ, **self.env}, stdout=log,
+                                        stderr=subprocess.STDOUT, start_new_session=True)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"{self.name} exited during start-up; see {log_path}")
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{self.port}{self.health}", timeout=5) as response:
+                    if response.status == 200:
+                        return
+            except OSError:
+                time.sleep(0.5)
+        self.stop()
+        raise RuntimeError(f"{self.name} did not become healthy within {timeout:.0f} s; see {log_path}")
+
+    def stop(self) -> None:
+        """SIGTERM to the server's own process group (it started it), SIGKILL if it lingers."""
+        if self.process is None or self.process.poll() is not None:
+            return
+        os.killpg(self.process.pid, signal.SIGTERM)
+        try:
+            self.process.wait(30)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait(10)
+
+
+def servers(home: Path, litserve: bool) -> list[Server]:
+    """The three contenders; LitServe gets one server per model (see litserve_server.py)."""
+    n = cores()
+    weights = str(home / "models" / "resnet18.pt")
+    gunicorn = str(Path(PY).with_name("gunicorn"))
+    naive_workers = 2 * n + 1
+    found = [
+        Server("naive", [gunicorn, "-k", "sync", "-w", str(naive_workers), "-b", "127.0.0.1:{port}", "--chdir",
+                         str(ROOT / "bench" / "baselines"), "--pythonpath", str(ROOT), "--log-level", "warning",
+                         "naive_flask:app"],
+               {"BENCH_RESNET_WEIGHTS": weights}, 0, {m: "/predict" for m in MODELS}, "/health",
+               f"Flask + gunicorn sync, {naive_workers} workers (gunicorn's 2×cores+1), default torch threads"),
+        Server("ai_service", [gunicorn, "-c", str(ROOT / "gunicorn.conf.py"), "app:app"],
+               {"AI_SERVICE_HOME": str(home), "AI_SERVICE_WORKERS": "0", "AI_SERVICE_THREADS": "8",
+                "AI_SERVICE_PRELOAD": ",".join(MODELS), "AI_SERVICE_LOG_LEVEL": "INFO"}, 0,
+               {m: "/api/v1/predict" for m in MODELS}, "/api/v1/health",
+               f"gunicorn gthread, {n} workers (one per core) × 8 threads, adaptive torch threads "
+               "(core budget), batch ≤ 8, delay ≤ 5 ms, INFO logging"),
+    ]
+    if litserve:
+        for model in MODELS:
+            found.append(Server(
+                f"litserve:{model}", [PY, str(ROOT / "bench" / "baselines" / "litserve_server.py"), "--model", model,
+                                      "--port", "{port}", "--workers", str(n), "--threads", "1"],
+                {"BENCH_RESNET_WEIGHTS": weights}, 0, {model: "/predict"}, "/health",
+                f"LitServe, {n} inference workers × 1 torch thread, max_batch_size 8, batch_timeout 5 ms"))
+    for server in found:
+        server.port = free_port()
+        server.command = [part.replace("{port}", str(server.port)) for part in server.command]
+        if server.name == "ai_service":
+            server.env["AI_SERVICE_BIND"] = f"127.0.0.1:{server.port}"
+    return found
+
+
+def litserve_status() -> tuple[bool, str]:
+    try:
+        import litserve
+    except Exception as error:  # noqa: BLE001 - any import failure means "not measured", said in the report
+        return False, f"LitServe could not be imported here ({type(error).__name__}: {error}); not measured."
+    return True, f"LitServe {litserve.__version__}"
+
+
+# ---- load -----------------------------------------------------------------------------------------
+
+def load_point(server: Server, model: str, concurrency: int, home: Path, duration: float, warmup: float) -> dict:
+    """One closed-loop measurement from a separate loadgen process."""
+    load_before = os.getloadavg()[0]
+    command = [PY, str(ROOT / "bench" / "loadgen.py"), "--url", server.url(model), "--file",
+               str(home / PAYLOAD[model]), "--field", f"model={model}", "--concurrency", str(concurrency),
+               "--duration", str(duration), "--warmup", str(warmup)]
+    output = subprocess.run(command, check=True, capture_output=True, text=True, timeout=duration + warmup + 180)
+    result = json.loads(output.stdout)
+    result["loadavg_before"] = round(load_before, 2)
+    return result
+
+
+def run_pass(contenders: list[Server], home: Path, points: tuple[int, ...], durations: dict[str, float],
+             warmup: float, log_path: Path, results: list[dict], rep: int) -> None:
+    for server in contenders:
+        print(f"-- starting {server.name} (pass {rep})", flush=True)
+        server.start(log_path)
+        try:
+            for model in server.paths:
+                for concurrency in points:
+                    point = load_point(server, model, concurrency, home, durations[model], warmup)
+                    point.update(server=server.name.split(":")[0], model=model, rep=rep)
+                    results.append(point)
+                    print(f"   {server.name:22s} {model:14s} c={concurrency:<3d} {point['rps']:8.1f} req/s  "
+                          f"p50 {point['p50_ms']:7.1f}  p99 {point['p99_ms']:7.1f} ms  errors {point['errors']}  "
+                          f"batch {point['mean_batch_size']}  load {point['loadavg_before']}", flush=True)
+        finally:
+            server.stop()
+
+
+# ---- report ---------------------------------------------------------------------------------------
+
+def points_for(results: list[dict], server: str, model: str, concurrency: int) -> list[dict]:
+    return [r for r in results if r["server"] == server and r["model"] == model and r["concurrency"] == concurrency]
+
+
+def mean_of(results: list[dict], server: str, model: str, concurrency: int, key: str) -> float | None:
+    values = [r[key] for r in points_for(results, server, model, concurrency)]
+    return fmean(values) if values else None
+
+
+def evaluate(results: list[dict], limits: dict) -> list[tuple[str, str, float | None, str]]:
+    """(target, measured, ratio/difference, PASS|MISS) for every target of the issue."""
+    rows = []
+
+    def ratio(model: str, a: str, b: str) -> float | None:
+        x, y = mean_of(results, a, model, 16, "rps"), mean_of(results, b, model, 16, "rps")
+        return x / y if x and y else None
+
+    checks = [("resnet18 c=16: ai_service ≥ 1.2 × naive", ratio("resnet18-demo", "ai_service", "naive"), 1.2),
+              ("resnet18 c=16: ai_service ≥ 1.0 × LitServe", ratio("resnet18-demo", "ai_service", "litserve"), 1.0),
+              ("digits c=16: ai_service ≥ 0.9 × naive", ratio("digits", "ai_service", "naive"), 0.9),
+              ("digits c=16: ai_service ≥ 1.0 × LitServe", ratio("digits", "ai_service", "litserve"), 1.0)]
+    ai = mean_of(results, "ai_service", "resnet18-demo", 16, "rps")
+    checks.append(("resnet18 c=16: ai_service ≥ 85% of the in-process limit",
+                   ai / limits["resnet18-demo"]["limit_ips"] if ai else None, 0.85))
+    for name, value, floor in checks:
+        verdict = "n/a" if value is None else ("PASS" if value >= floor else f"MISS by {floor - value:.2f}")
+        rows.append((name, "—" if value is None else f"{value:.2f}×", verdict))
+    for model in MODELS:
+        ours, naive = (mean_of(results, s, model, 1, "p50_ms") for s in ("ai_service", "naive"))
+        if ours is not None and naive is not None:
+            delta = ours - naive
+            rows.append((f"{model} c=1: p50 ≤ naive + 3 ms", f"{ours:.1f} vs {naive:.1f} ms ({delta:+.1f} ms)",
+                         "PASS" if delta <= 3.0 else f"MISS by {delta - 3.0:.1f} ms"))
+    errors = sum(sum(r["errors"].values()) for r in results)
+    rows.append(("zero errors at every point", f"{errors} errors", "PASS" if errors == 0 else "MISS"))
+    return rows
+
+
+def render(results: list[dict], limits: dict, meta: dict, configs: dict[str, str]) -> str:
+    lines = ["# Serving benchmark", "",
+             f"Generated by `make bench-serving` (bench/serving.py) on {meta['date']}. "
+             f"Machine: {meta['cpu']}, {meta['cores']} cores, {meta['memory_gb']} GiB; Python {meta['python']}, "
+             f"torch {meta['torch']}. Device: **CPU only** — {meta['gpu']}", "",
+             "resnet18 weights are random (seed 0): **timing only**, the predictions mean nothing. Payloads: a "
+             "640×480 JPEG photo (resnet18, 224×224 input) and a 64×64 PNG digit (digits). Every point is a "
+             f"closed loop of C clients from a separate load-generator process on loopback, "
+             f"{meta['warmup']:g} s warm-up then {meta['durations']}; concurrency {', '.join(map(str, REPEATED))} "
+             "were measured twice (two separate server starts) so the noise is visible.", "",
+             "## Servers", ""]
+    lines += [f"- **{name}**: {text}" for name, text in configs.items()]
+    lines += ["", f"LitServe: {meta['litserve']}", "", "## The in-process limit (same machine, same cores)", "",
+              "| model | decode+preprocess ms/image (1 core) | " + " | ".join(f"forward img/s @ {b}" for b in BATCHES)
+              + " | limit img/s (best batch) |", "|---|---|" + "---|" * len(BATCHES) + "---|"]
+    for model in MODELS:
+        limit = limits[model]
+        lines.append(f"| {model} | {limit['preprocess_ms']:.2f} | "
+                     + " | ".join(f"{limit['forward_ips'][b]:.1f}" for b in BATCHES)
+                     + f" | **{limit['limit_ips']:.1f}** (batch {limit['best_batch']}) |")
+    lines += ["", "limit = 1 / (decode+preprocess time + 1 / forward rate at the best batch size).", "",
+              "## Results", "", "req/s: mean of the repetitions (each repetition in brackets); latency of the "
+              "first repetition; % limit = req/s ÷ the model's in-process limit.", ""]
+    for model in MODELS:
+        lines += [f"### {model}", "", "| c | server | req/s | % limit | p50 ms | p95 ms | p99 ms | errors | "
+                  "mean batch |", "|---|---|---|---|---|---|---|---|---|"]
+        for concurrency in CONCURRENCY:
+            for server in ("naive", "ai_service", "litserve"):
+                runs = points_for(results, server, model, concurrency)
+                if not runs:
+                    continue
+                rps = fmean(r["rps"] for r in runs)
+                each = " / ".join(format(r["rps"], ".1f") for r in runs)
+                reps = f" ({each})" if len(runs) > 1 else ""
+                first = runs[0]
+                errors = sum(sum(r["errors"].values()) for r in runs)
+                lines.append(f"| {concurrency} | {server} | {rps:.1f}{reps} | "
+                             f"{100 * rps / limits[model]['limit_ips']:.0f}% | {first['p50_ms']:.1f} | "
+                             f"{first['p95_ms']:.1f} | {first['p99_ms']:.1f} | {errors} | "
+                             f"{first['mean_batch_size'] if first['mean_batch_size'] is not None else '—'} |")
+        lines.append("")
+    lines += ["## Targets", "", "| target | measured | verdict |", "|---|---|---|"]
+    lines += [f"| {name} | {value} | {verdict} |" for name, value, verdict in evaluate(results, limits)]
+    busy = [r for r in results if r["loadavg_before"] > cores() * 0.5]
+    lines += ["", f"1-minute load average before the points: {min(r['loadavg_before'] for r in results):.2f} to "
+              f"{max(r['loadavg_before'] for r in results):.2f}"
+              + (f" ({len(busy)} points started with other work on the machine: their numbers are noisier)."
+                 if busy else "."), ""]
+    return "\n".join(lines)
+
+
+def write_results(text: str) -> None:
+    kept = ""
+    if RESULTS.exists() and ANALYSIS_MARKER in RESULTS.read_text():
+        kept = RESULTS.read_text().split(ANALYSIS_MARKER, 1)[1]
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(text + "\n" + ANALYSIS_MARKER + (kept or "\n"))
+
+
+def machine(durations: dict[str, float], warmup: float, litserve: str) -> dict:
+    import torch
+
+    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")), platform.processor())
+    memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    gpu = ("a CUDA GPU is visible but this run measured the CPU" if torch.cuda.is_available() else
+           "no GPU was lent to this run, so nothing here measures CUDA (batching buys far more on a GPU)")
+    return {"date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), "cpu": cpu, "cores": cores(),
+            "memory_gb": round(memory), "python": platform.python_version(), "torch": torch.__version__, "gpu": gpu,
+            "warmup": warmup, "litserve": litserve,
+            "durations": ", ".join(f"{seconds:g} s ({model})" for model, seconds in durations.items())}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="short points (smoke test, numbers are rough)")
+    parser.add_argument("--only", help="comma-separated servers to run (naive, ai_service, litserve)")
+    parser.add_argument("--no-write", action="store_true", help="print only; leave bench/results/serving.md")
+    parser.add_argument("--measure-limit", type=Path, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.measure_limit:
+        print(json.dumps(measure_limit(args.measure_limit)))
+        return
+    durations = {"digits": 3.0, "resnet18-demo": 4.0} if args.quick else {"digits": 8.0, "resnet18-demo": 12.0}
+    warmup = 1.0 if args.quick else 2.0
+    started = time.monotonic()
+    with tempfile.TemporaryDirectory(prefix="bench-serving-") as workdir:
+        home = Path(workdir) / "home"
+        prepare_home(home)
+        print("-- measuring the in-process limit", flush=True)
+        limits = json.loads(subprocess.run([PY, __file__, "--measure-limit", str(home)], check=True,
+                                           capture_output=True, text=True).stdout)
+        for limit in limits.values():
+            limit["forward_ips"] = {int(size): rate for size, rate in limit["forward_ips"].items()}
+        for model, limit in limits.items():
+            print(f"   {model}: {limit}", flush=True)
+        has_litserve, litserve_text = litserve_status()
+        contenders = servers(home, has_litserve)
+        if args.only:
+            wanted = set(args.only.split(","))
+            contenders = [s for s in contenders if s.name.split(":")[0] in wanted]
+        results: list[dict] = []
+        log_path = Path(workdir) / "servers.log"
+        try:
+            run_pass(contenders, home, CONCURRENCY, durations, warmup, log_path, results, rep=1)
+            run_pass(contenders, home, REPEATED, durations, warmup, log_path, results, rep=2)
+        except Exception:
+            print(log_path.read_text()[-4000:] if log_path.exists() else "", file=sys.stderr)
+            raise
+        configs = {s.name.split(":")[0]: s.config for s in contenders}
+        text = render(results, limits, machine(durations, warmup, litserve_text), configs)
+    print(text)
+    print(f"-- finished in {time.monotonic() - started:.0f} s", flush=True)
+    if not args.no_write and not args.quick:
+        write_results(text)
+        print(f"-- wrote {RESULTS.relative_to(ROOT)}")
+
+
+if __name__ == "__main__":
+    main()

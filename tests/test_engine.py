@@ -1,0 +1,252 @@
+"""The engine around the batcher: forward runner, core budget, options, and the predict path over HTTP."""
+from __future__ import annotations
+
+import io
+import threading
+import time
+from typing import Any, Sequence
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from ai_service import create_app
+from ai_service.config import ConfigError
+from ai_service.engine import EngineConfigError, EngineOptions, engine_for
+from ai_service.engine.cores import CoreBudget
+from ai_service.engine.runner import ForwardRunner, bucket_sizes, split_outputs
+from ai_service.inference import Upload, merge_outputs, predict
+from ai_service.models.base import ImageModel, ModelInfo
+from conftest import digit_variants, encode
+
+
+class GatedModel(ImageModel):
+    """A tiny 'model' whose forward can be held: lets tests fill queues and miss deadlines on purpose."""
+
+    info = ModelInfo(name="gated", version="1", task="classification", input_size=(8, 8), input_mode="L",
+                     labels=("dark", "bright"))
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.gate = threading.Event()
+        self.entered = threading.Event()
+        self.batch_sizes: list[int] = []
+
+    def load(self, device: torch.device) -> None:
+        self.network = torch.nn.Identity()
+        self.device = device
+
+    def preprocess(self, images: Sequence[Image.Image], options: dict[str, Any]) -> torch.Tensor:
+        arrays = [np.asarray(image.convert("L").resize((8, 8)), dtype=np.float32) / 255.0 for image in images]
+        return torch.from_numpy(np.stack(arrays)).unsqueeze(1)
+
+    def forward(self, batch: torch.Tensor) -> torch.Tensor:
+        self.batch_sizes.append(batch.shape[0])
+        self.entered.set()
+        assert self.gate.wait(30), "test never opened the gate"
+        brightness = batch.flatten(1).mean(1, keepdim=True)
+        return torch.cat([1 - brightness, brightness], dim=1)
+
+    def postprocess(self, outputs: torch.Tensor, options: dict[str, Any]) -> list[dict[str, Any]]:
+        return [{"brightness": round(float(row[1]), 4)} for row in outputs]
+
+
+def png(value: int, size: int = 16) -> bytes:
+    return encode(Image.new("L", (size, size), value))
+
+
+@pytest.fixture
+def gated_app(home):
+    app = create_app({"TESTING": True, "home": str(home), "max_queue": 2, "request_timeout_s": 2.0})
+    model = GatedModel()
+    app.extensions["registry"].register(model)
+    yield app, model
+    model.gate.set()
+    app.extensions["engine"].close()
+
+
+def post(app, *images: bytes, model: str = "gated"):
+    files = [(io.BytesIO(data), f"{index}.png") for index, data in enumerate(images)]
+    return app.test_client().post("/api/v1/predict", data={"file": files, "model": model})
+
+
+def in_background(function, *args) -> tuple[threading.Thread, list]:
+    box: list = []
+    thread = threading.Thread(target=lambda: box.append(function(*args)))
+    thread.start()
+    return thread, box
+
+
+def test_full_queue_answers_503_with_retry_after(gated_app):
+    app, model = gated_app
+    running, _ = in_background(post, app, png(10))
+    assert model.entered.wait(10)
+    batcher = app.extensions["engine"].batcher(model)
+    waiting = [in_background(post, app, png(20)), in_background(post, app, png(30))]
+    while batcher.stats()["queued"] < 2:
+        time.sleep(0.001)
+    response = post(app, png(40))
+    assert response.status_code == 503 and response.headers["Retry-After"] == "1"
+    assert response.get_json()["error"]["code"] == "overloaded"
+    model.gate.set()
+    for thread, box in [(running, None), *waiting]:
+        thread.join(10)
+    assert all(box[0].status_code == 200 for _, box in waiting)
+    assert model.batch_sizes == [1, 2]  # the two that queued during the first forward ran together
+
+
+def test_missed_deadline_answers_504(home):
+    app = create_app({"TESTING": True, "home": str(home), "request_timeout_s": 0.2})
+    model = GatedModel()
+    app.extensions["registry"].register(model)
+    try:
+        response = post(app, png(10))
+        assert response.status_code == 504 and response.get_json()["error"]["code"] == "timeout"
+    finally:
+        model.gate.set()
+        app.extensions["engine"].close()
+
+
+def test_timing_splits_every_stage_and_reports_the_batch_size(gated_app):
+    app, model = gated_app
+    model.gate.set()
+    body = post(app, png(0), png(255)).get_json()
+    assert body["batch_size"] == 2 and model.batch_sizes == [2]
+    assert {"decode", "preprocess", "queue", "forward", "postprocess", "total"} <= set(body["timing_ms"])
+    assert [result["brightness"] for result in body["results"]] == [0.0, 1.0]
+
+
+def test_a_bad_upload_in_a_batch_fails_alone(gated_app):
+    app, model = gated_app
+    model.gate.set()
+    results = post(app, png(255), b"not an image", png(0)).get_json()["results"]
+    assert [result.get("brightness") for result in results] == [1.0, None, 0.0]
+    assert results[1]["error"]["code"] == "unsupported_format"
+
+
+def test_an_image_that_breaks_preprocess_fails_alone(gated_app, monkeypatch):
+    app, model = gated_app
+    model.gate.set()
+    original = GatedModel.preprocess
+
+    def picky(self, images, options):
+        if any(image.width == 3 for image in images):
+            raise ValueError("too narrow")
+        return original(self, images, options)
+
+    monkeypatch.setattr(GatedModel, "preprocess", picky)
+    results = post(app, png(255), png(0, size=3), png(0)).get_json()["results"]
+    assert results[0]["brightness"] == 1.0 and results[2]["brightness"] == 0.0
+    assert results[1]["status"] == 422 and results[1]["error"]["code"] == "invalid_image"
+
+
+def test_digits_batched_equal_digits_alone(app, digits_split):
+    registry = app.extensions["registry"]
+    uploads = [Upload(data, name) for index in range(0, 12, 3)
+               for name, (data, _) in digit_variants(digits_split.test_images[index]).items()]
+    together = predict(registry, "digits", uploads, {"top_k": 3}, 10_000_000)
+    alone = [predict(registry, "digits", [upload], {"top_k": 3}, 10_000_000)["results"][0] for upload in uploads]
+    assert together["batch_size"] == min(len(uploads), 8)  # 20 images: batches of the CPU default, 8
+    for batched, single in zip(together["results"], alone):
+        assert [p["label"] for p in batched["predictions"]] == [p["label"] for p in single["predictions"]]
+        assert np.allclose([p["score"] for p in batched["predictions"]],
+                           [p["score"] for p in single["predictions"]], atol=1e-4)
+
+
+def test_split_and_merge_round_trip_every_output_shape():
+    tensor = torch.arange(12.0).view(3, 4)
+    outputs = {"logits": tensor, "extra": (tensor * 2, tensor * 3)}
+    parts = split_outputs(outputs, 3)
+    assert parts[1]["logits"].shape == (1, 4) and torch.equal(parts[2]["extra"][1], tensor[2:3] * 3)
+    merged = merge_outputs(parts)
+    assert torch.equal(merged["logits"], tensor) and torch.equal(merged["extra"][0], tensor * 2)
+    detections = [{"boxes": torch.zeros(0, 4)}, {"boxes": torch.ones(2, 4)}]
+    assert merge_outputs(split_outputs(detections, 2)) == detections
+    assert len(split_outputs(torch.zeros(8, 2), 5)) == 5  # padding rows are dropped
+
+
+def test_bucket_sizes_cover_every_batch_size():
+    assert bucket_sizes(8) == [1, 2, 4, 8] and bucket_sizes(12) == [1, 2, 4, 8, 12] and bucket_sizes(1) == [1]
+
+
+class ConvModel(ImageModel):
+    """Records what reaches forward: memory format, dtype and batch shapes."""
+
+    info = ModelInfo(name="conv", input_size=(8, 8), input_mode="L")
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.seen: list[tuple[int, bool, torch.dtype]] = []
+
+    def load(self, device: torch.device) -> None:
+        torch.manual_seed(0)
+        self.network = torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3), torch.nn.Flatten(), torch.nn.LazyLinear(2))
+        self.network(torch.zeros(1, 1, 8, 8))
+        self.network.eval()
+        self.device = device
+
+    def forward(self, batch: torch.Tensor) -> torch.Tensor:
+        output = self.network(batch)
+        self.seen.append((batch.shape[0], batch.is_contiguous(memory_format=torch.channels_last), output.dtype))
+        return output
+
+
+def test_runner_uses_channels_last_and_returns_float32_under_bf16_autocast():
+    model = ConvModel()
+    model.load(torch.device("cpu"))
+    runner = ForwardRunner(model, EngineOptions(amp="bf16"), max_batch_size=4)
+    outputs = runner([torch.rand(1, 8, 8) for _ in range(3)])
+    assert len(outputs) == 3 and all(o.shape == (1, 2) and o.dtype == torch.float32 for o in outputs)
+    size, channels_last, dtype = model.seen[0]
+    assert size == 3 and channels_last and dtype == torch.bfloat16
+    assert model.network[0].weight.is_contiguous(memory_format=torch.channels_last)
+
+
+def test_compiled_runner_pads_to_buckets_and_warms_each_one_first():
+    model = ConvModel()
+    model.load(torch.device("cpu"))
+    runner = ForwardRunner(model, EngineOptions(compile=True, compile_backend="eager"), max_batch_size=4)
+    reference = model.network(torch.rand(1, 1, 8, 8)).shape
+    outputs = runner([torch.rand(1, 8, 8) for _ in range(3)])
+    assert [size for size, _, _ in model.seen] == [1, 2, 4, 4]  # warm-up of every bucket, then 3 padded to 4
+    assert len(outputs) == 3 and outputs[0].shape == reference
+    runner([torch.rand(1, 8, 8)])
+    assert [size for size, _, _ in model.seen][-1] == 1  # no second warm-up for a known shape
+
+
+def test_core_budget_gives_a_lone_forward_every_core_and_shares_under_load():
+    slots = [0, 0]
+    first, second = CoreBudget(total=4, slots=slots, slot=0), CoreBudget(total=4, slots=slots, slot=1)
+    assert first.take() == 4
+    assert second.take() == 1  # never zero, even when the others hold every core
+    first.give(4)
+    assert second.take() == 3 and slots == [0, 4]
+    assert first.take() == 1
+    second.give(1), second.give(3), first.give(1)
+    assert slots == [0, 0]
+    previous = torch.get_num_threads()
+    try:
+        with CoreBudget(total=4).threads(fixed=2) as granted:
+            assert granted == 2 and torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(previous)
+
+
+def test_engine_settings_are_validated(home):
+    with pytest.raises(EngineConfigError):
+        EngineOptions(amp="fp8")
+    with pytest.raises((EngineConfigError, ConfigError)):
+        create_app({"home": str(home), "max_queue": 0})
+
+
+def test_per_model_batch_settings_override_the_defaults(app):
+    registry = app.extensions["registry"]
+    engine = engine_for(registry)
+    default = engine.batcher(registry.get("digits"))
+    assert default.max_batch_size == 8 and default.max_delay_s == engine.options.max_batch_delay_ms / 1000
+    tuned = type(registry.get("digits"))()
+    tuned.max_batch_size, tuned.max_batch_delay_ms = 3, 0.0
+    tuned.load(torch.device("cpu"))
+    batcher = engine.batcher(tuned)
+    assert batcher.max_batch_size == 3 and batcher.max_delay_s == 0.0

@@ -1,0 +1,108 @@
+"""The Tools page in a real browser (Playwright + Debian's chromium): convert, download, errors, no-JS form."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import imaging_samples as S
+from ai_service import create_app
+from ai_service.imaging.io import decode_image
+from live_server import serve
+
+CHROMIUM = Path("/usr/bin/chromium")
+TIMEOUT_MS = 15_000
+
+
+def _unavailable(reason: str) -> None:
+    if os.environ.get("CI", "").lower() == "true":
+        pytest.fail(f"{reason} (CI=true: browser tests must run)")
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="module")
+def browser():
+    if not CHROMIUM.exists():
+        _unavailable(f"{CHROMIUM} is missing")
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        _unavailable("playwright is not installed")
+    playwright = sync_playwright().start()
+    chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=["--no-sandbox", "--disable-gpu"])
+    yield chromium
+    chromium.close()
+    playwright.stop()
+
+
+@pytest.fixture(scope="module")
+def base(tmp_path_factory):
+    app = create_app({"home": str(tmp_path_factory.mktemp("tools") / "home"), "log_level": "WARNING", "log_to_file": False})
+    with serve(app) as url:
+        yield url
+
+
+def white_with_red_square() -> bytes:
+    arr = np.full((60, 80, 3), 255, np.uint8)
+    arr[20:40, 20:40] = (220, 30, 30)
+    return S.encode(arr, "PNG")
+
+
+def _page(browser, base: str, javascript: bool = True):
+    context = browser.new_context(accept_downloads=True, java_script_enabled=javascript)
+    context.set_default_timeout(TIMEOUT_MS)
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.goto(base + "/tools")
+    if javascript:
+        page.wait_for_selector("html[data-tools-ready]")
+    return context, page, errors
+
+
+def test_convert_and_download_with_javascript(browser, base, tmp_path) -> None:
+    context, page, errors = _page(browser, base)
+    page.set_input_files("#tools-file", files=[{"name": "square.png", "mimeType": "image/png", "buffer": white_with_red_square()}])
+    page.check("input[name=key_enabled]")
+    page.fill("#key_tolerance", "5")
+    page.fill("#width", "40")
+    page.click("#tools-run")
+    page.wait_for_selector("#tools-download")
+    assert "40×30" in page.inner_text("#tools-meta")
+    assert page.get_attribute("#tools-output", "src").startswith("blob:")
+    with page.expect_download() as info:
+        page.click("#tools-download")
+    download = info.value
+    assert download.suggested_filename == "square-converted.png"
+    path = tmp_path / "out.png"
+    download.save_as(path)
+    out = np.asarray(decode_image(path.read_bytes()))
+    assert out.shape == (30, 40, 4) and out[2, 2, 3] == 0 and out[15, 15, 3] == 255
+    context.close()
+    assert not [e for e in errors if "Failed to load resource" not in e], errors
+
+
+def test_bad_parameter_message_names_it(browser, base) -> None:
+    context, page, errors = _page(browser, base)
+    page.set_input_files("#tools-file", files=[{"name": "a.png", "mimeType": "image/png", "buffer": white_with_red_square()}])
+    page.click("summary")
+    page.fill("#operations", '[{"op": "blur"}]')
+    page.click("#tools-run")
+    page.wait_for_selector("#tools-error:not([hidden])")
+    assert "operations[0].op" in page.inner_text("#tools-error")
+    context.close()
+    assert not [e for e in errors if "Failed to load resource" not in e and "422" not in e], errors
+
+
+def test_form_works_without_javascript(browser, base) -> None:
+    context, page, _ = _page(browser, base, javascript=False)
+    page.set_input_files("#tools-file", files=[{"name": "a.png", "mimeType": "image/png", "buffer": white_with_red_square()}])
+    page.check("input[name=gray_enabled]")
+    page.select_option("#format", "jpeg")
+    page.click("#tools-run")
+    page.wait_for_selector("#tools-download")
+    assert "JPEG" in page.inner_text("#tools-meta") and page.get_attribute("#tools-download", "download") == "a-converted.jpg"
+    context.close()
