@@ -376,6 +376,9 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="short points (smoke test, numbers are rough)")
     parser.add_argument("--only", help="comma-separated servers to run (naive, ai_service, litserve)")
     parser.add_argument("--no-write", action="store_true", help="print only; leave bench/results/serving.md")
+    parser.add_argument("--concurrency", help="comma-separated concurrency levels instead of 1,4,16,32 (no write)")
+    parser.add_argument("--set", action="append", default=[], metavar="AI_SERVICE_X=VALUE",
+                        help="try another ai_service configuration (implies --no-write)")
     parser.add_argument("--measure-limit", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.measure_limit:
@@ -399,11 +402,17 @@ def main() -> None:
         if args.only:
             wanted = set(args.only.split(","))
             contenders = [s for s in contenders if s.name.split(":")[0] in wanted]
+        for server in contenders:
+            if server.name == "ai_service" and args.set:
+                server.env.update(item.split("=", 1) for item in args.set)
+                server.config += f" — overridden: {', '.join(args.set)}"
+        points = tuple(int(c) for c in args.concurrency.split(",")) if args.concurrency else CONCURRENCY
         results: list[dict] = []
         log_path = Path(workdir) / "servers.log"
         try:
-            run_pass(contenders, home, CONCURRENCY, durations, warmup, log_path, results, rep=1)
-            run_pass(contenders, home, REPEATED, durations, warmup, log_path, results, rep=2)
+            run_pass(contenders, home, points, durations, warmup, log_path, results, rep=1)
+            if not args.concurrency:
+                run_pass(contenders, home, REPEATED, durations, warmup, log_path, results, rep=2)
         except Exception:
             print(log_path.read_text()[-4000:] if log_path.exists() else "", file=sys.stderr)
             raise
@@ -411,7 +420,7 @@ def main() -> None:
         text = render(results, limits, machine(durations, warmup, litserve_text), configs)
     print(text)
     print(f"-- finished in {time.monotonic() - started:.0f} s", flush=True)
-    if not args.no_write and not args.quick:
+    if not (args.no_write or args.quick or args.set or args.concurrency or args.only):
         write_results(text)
         print(f"-- wrote {RESULTS.relative_to(ROOT)}")
 

@@ -146,12 +146,13 @@ class ForwardRunner:
             zeros = torch.zeros((size, *sample.shape), dtype=sample.dtype, device=device)
             if self._channels_last and zeros.dim() == 4:
                 zeros = zeros.contiguous(memory_format=torch.channels_last)
-            self._forward_on(zeros, device)
+            self._forward_on(zeros, device, measure=False)
         logger.info("model {}: compiled and warmed batch sizes {} for input {}", self.model.info.name,
                     bucket_sizes(self.max_batch_size), tuple(sample.shape))
         self._warmed.add(key)
 
-    def _forward_on(self, batch: torch.Tensor, device: torch.device) -> Any:
+    def _forward_on(self, batch: torch.Tensor, device: torch.device, measure: bool = True) -> Any:
+        """The forward under inference mode, autocast and (on CPU) the granted share of the cores."""
         if device.type != "cpu":
             with torch.inference_mode(), self._autocast(device):
                 return self._forward(batch)
@@ -163,7 +164,8 @@ class ForwardRunner:
             with torch.inference_mode(), self._autocast(device):
                 outputs = self._forward(batch)
             one_core = (time.perf_counter() - started) * 1000.0 * granted / count
-        self._one_core_ms_per_sample = one_core if estimate is None else 0.7 * estimate + 0.3 * one_core
+        if measure:  # a compiling warm-up says nothing about the steady state
+            self._one_core_ms_per_sample = one_core if estimate is None else 0.7 * estimate + 0.3 * one_core
         return outputs
 
     def _autocast(self, device: torch.device) -> contextlib.AbstractContextManager:

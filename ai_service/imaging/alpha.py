@@ -96,8 +96,10 @@ def flatten_alpha(im: Image.Image, background: ColorLike = WHITE) -> Image.Image
     im = normalize_mode(im)
     if im.mode in ("RGB", "L"):
         return im
+    from ai_service.imaging.pixels import pixel_view
+
     bg = parse_color(background)
-    arr = np.asarray(im)
+    arr = pixel_view(im)
     if im.mode == "LA" and bg[0] == bg[1] == bg[2]:
         return Image.fromarray(composite_over(arr[..., :1], arr[..., 1], bg[:1])[..., 0], "L")
     colour = np.repeat(arr[..., :1], 3, axis=2) if im.mode == "LA" else arr[..., :3]
@@ -162,11 +164,19 @@ def color_key(
 
     if tolerance < 0 or softness < 0:
         raise ValueError("tolerance and softness must be >= 0")
+    from ai_service.imaging.pixels import pixel_view4
+
     im = normalize_mode(im)
-    rgba = im if im.mode == "RGBA" else im.convert("RGBA")
+    rgba = im if im.mode in ("RGB", "RGBA") else im.convert("RGBA")
     rgb_key = parse_color(key)
+    four = pixel_view4(rgba)  # zero-copy RGBA (or RGBX for RGB) view of Pillow's buffer
+    if four is not None:
+        alpha = color_key_alpha(four, rgb_key, tolerance, softness, metric)
+        planes = list(cv2.split(four))
+        planes[3] = alpha if rgba.mode == "RGB" else cv2.min(planes[3], alpha)
+        return Image.fromarray(cv2.merge(planes), "RGBA")
     if metric == "max":
-        return _color_key_pil(rgba, rgb_key, tolerance, softness)
+        return _color_key_pil(rgba.convert("RGBA"), rgb_key, tolerance, softness)
     return Image.fromarray(color_key_array(np.asarray(rgba), rgb_key, tolerance, softness, metric), "RGBA")
 
 

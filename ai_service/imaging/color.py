@@ -10,6 +10,7 @@ import torch
 from PIL import Image
 
 from ai_service.imaging.io import normalize_mode
+from ai_service.imaging.pixels import pixel_view
 
 Space = Literal["rgb", "hsv", "hls", "lab", "ycrcb", "yuv", "gray"]
 SPACES: Final = ("rgb", "hsv", "hls", "lab", "ycrcb", "yuv", "gray")
@@ -56,7 +57,9 @@ def _as_array(x: np.ndarray | Image.Image) -> np.ndarray:
     """PIL -> RGB/gray array (alpha dropped); arrays pass through (HWC3/HW), float64 narrowed to float32."""
     if isinstance(x, Image.Image):
         im = normalize_mode(x)
-        return np.asarray(im.convert("L" if im.mode in ("L", "LA") else "RGB"))
+        if im.mode in ("L", "LA"):
+            return np.ascontiguousarray(pixel_view(im.getchannel("L") if im.mode == "LA" else im))
+        return np.ascontiguousarray(pixel_view(im)[..., :3])
     if x.dtype == np.float64:
         x = x.astype(np.float32)
     if x.ndim == 3 and x.shape[2] == 4:

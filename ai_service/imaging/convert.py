@@ -18,6 +18,7 @@ import torch
 from PIL import Image
 
 from ai_service.imaging.io import normalize_mode
+from ai_service.imaging.pixels import pixel_array, pixel_view, pixel_view4
 
 MODE_BY_CHANNELS: Final = {1: "L", 2: "LA", 3: "RGB", 4: "RGBA"}
 CHANNELS_BY_MODE: Final = {"L": 1, "LA": 2, "RGB": 3, "RGBA": 4}
@@ -33,8 +34,13 @@ GrayWeights = Literal["bt601", "bt709"]
 
 def pil_to_numpy(im: Image.Image) -> np.ndarray:
     """HWC uint8 array (C = 1, 2, 3 or 4 for L, LA, RGB, RGBA), other modes normalised first."""
-    im = normalize_mode(im)
-    arr = np.asarray(im)
+    arr = pixel_array(normalize_mode(im))
+    return arr[..., None] if arr.ndim == 2 else arr
+
+
+def _pil_hwc_view(im: Image.Image) -> np.ndarray:
+    """Read-only HWC view (possibly strided, possibly aliasing im) for conversions that copy right away."""
+    arr = pixel_view(normalize_mode(im))
     return arr[..., None] if arr.ndim == 2 else arr
 
 
@@ -91,6 +97,9 @@ def pil_to_cv2(im: Image.Image) -> np.ndarray:
     im = normalize_mode(im)
     if im.mode == "LA":
         im = im.convert("RGBA")
+    four = pixel_view4(im)
+    if four is not None:  # Pillow keeps RGB as RGBX: one cvtColor straight from its buffer
+        return cv2.cvtColor(four, cv2.COLOR_RGBA2BGR if im.mode == "RGB" else cv2.COLOR_RGBA2BGRA)
     return numpy_to_cv2(np.asarray(im))
 
 
@@ -139,7 +148,7 @@ def pil_to_tensor(
     batch: bool = False,
 ) -> torch.Tensor:
     """PIL image -> CHW/1CHW tensor (C = 1..4, alpha kept) as float [0,1] or uint8 on `device`."""
-    return numpy_to_tensor(pil_to_numpy(im), dtype=dtype, device=device, batch=batch)
+    return numpy_to_tensor(_pil_hwc_view(im), dtype=dtype, device=device, batch=batch)
 
 
 def pils_to_batch(
@@ -151,7 +160,7 @@ def pils_to_batch(
     """Same-size, same-mode images -> one NCHW tensor."""
     if not images:
         raise ValueError("need at least one image")
-    arrays = [pil_to_numpy(im) for im in images]
+    arrays = [_pil_hwc_view(im) for im in images]
     if len({a.shape for a in arrays}) != 1:
         raise ValueError(f"images differ in size or channels: {sorted({a.shape for a in arrays})}")
     t = _from_numpy(np.stack(arrays)).to(device, non_blocking=True).permute(0, 3, 1, 2)
@@ -209,10 +218,11 @@ def to_gray(im: Image.Image, weights: GrayWeights = "bt601", keep_alpha: bool = 
     im = normalize_mode(im)
     if im.mode in ("L", "LA"):
         return im if keep_alpha or im.mode == "L" else im.getchannel("L")
-    arr = np.asarray(im)
+    four = pixel_view4(im)
+    arr = four if four is not None else np.asarray(im)  # RGBX/RGBA: the 4th byte is ignored for luma
     gray = gray_from_rgb_array(arr, weights)
     if im.mode == "RGBA" and keep_alpha:
-        return Image.fromarray(np.dstack([gray, arr[..., 3]]), "LA")
+        return Image.merge("LA", (Image.fromarray(gray, "L"), im.getchannel("A")))
     return Image.fromarray(gray, "L")
 
 

@@ -13,6 +13,7 @@ from PIL import Image
 
 from ai_service.imaging.alpha import ColorLike, parse_color, premultiply, unpremultiply
 from ai_service.imaging.io import normalize_mode
+from ai_service.imaging.pixels import pixel_view
 
 Filter = Literal["nearest", "bilinear", "bicubic", "lanczos", "area"]
 FitMode = Literal["stretch", "letterbox", "crop"]
@@ -66,7 +67,7 @@ def _resize_premultiplied(
     im: Image.Image, size: tuple[int, int], resample: Image.Resampling, box: tuple[float, float, float, float] | None
 ) -> Image.Image:
     """Premultiply in float32, resize each band as a Pillow 'F' image, un-premultiply: no dark/bright halos."""
-    pre = premultiply(np.asarray(im))
+    pre = premultiply(pixel_view(im))
     bands = [np.asarray(Image.fromarray(pre[..., c], "F").resize(size, resample, box=box)) for c in range(pre.shape[2])]
     out = unpremultiply(np.stack(bands, axis=-1))
     return Image.fromarray(out, im.mode)
