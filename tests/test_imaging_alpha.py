@@ -197,3 +197,16 @@ def test_color_key_array_matches_pil_version() -> None:
     assert rgb_out.shape[2] == 4 and rgb_out[150, 200, 3] == 0
     with pytest.raises(ValueError):
         color_key_array(arr.astype(np.float32))
+
+
+def test_pillow_fallback_path_matches_opencv_path() -> None:
+    """Images too big for a zero-copy view use a Pillow-only implementation; both must agree exactly."""
+    from ai_service.imaging.alpha import _color_key_pil, color_key_array
+
+    arr = S.photo_rgba("rocket")
+    key = tuple(int(v) for v in arr[100, 100, :3])
+    for tol, soft in [(0, 0), (20, 0), (10, 30)]:
+        ours = np.asarray(_color_key_pil(Image.fromarray(arr), key, tol, soft))  # type: ignore[arg-type]
+        assert np.array_equal(ours, color_key_array(arr, key, tol, soft)), (tol, soft)
+    big = Image.new("RGBA", (3000, 2000), (255, 255, 255, 255))  # several Pillow blocks: no zero-copy view
+    assert np.asarray(color_key(big, "white"))[..., 3].max() == 0

@@ -82,6 +82,24 @@ def test_opencv_round_trips_exact(arr: np.ndarray) -> None:
     assert np.array_equal(np.asarray(cv2_to_pil(pil_to_cv2(numpy_to_pil(arr)))), arr)
 
 
+@settings(max_examples=40, deadline=None)
+@given(arr=st.integers(1, 4).flatmap(
+    lambda c: arrays(np.float32, st.tuples(st.integers(1, 8), st.integers(1, 8), st.just(c)),
+                     elements=st.floats(0, 1, width=32))))
+def test_float_arrays_keep_dtype_and_range(arr: np.ndarray) -> None:
+    t = numpy_to_tensor(arr)
+    assert t.dtype == torch.float32 and t.shape[0] == arr.shape[2]
+    assert np.array_equal(tensor_to_numpy(t, np.float32), arr)  # exact float round trip
+    u8 = numpy_to_tensor(arr, dtype=torch.uint8)
+    assert np.array_equal(tensor_to_numpy(u8), np.clip(np.rint(arr * 255), 0, 255).astype(np.uint8))
+    if arr.shape[2] == 2:  # OpenCV has no grey+alpha layout
+        with pytest.raises(ValueError):
+            numpy_to_cv2(arr)
+        return
+    cv = numpy_to_cv2(arr)
+    assert cv.dtype == np.float32 and np.array_equal(cv2_to_numpy(cv), arr)
+
+
 def test_opencv_agrees_with_imencode_on_real_photo() -> None:
     """What we hand OpenCV is what OpenCV expects: encoding it and decoding with Pillow gives the same pixels."""
     photo = S.sample_images()["chelsea"]
@@ -113,7 +131,7 @@ def test_tensor_device_and_dtypes(device: str) -> None:
     t64 = numpy_to_tensor(arr, device=device, dtype=torch.float64)
     assert np.array_equal(tensor_to_numpy(t64), arr)
     with pytest.raises(TypeError):
-        numpy_to_tensor(arr.astype(np.float32))
+        numpy_to_tensor(arr.astype(np.int32))
     with pytest.raises(TypeError):
         numpy_to_tensor(arr, dtype=torch.int32)
 

@@ -128,16 +128,30 @@ def color_key_alpha(
 ) -> np.ndarray:
     """Alpha (HW uint8) that is 0 within `tolerance` of the key colour and ramps to 255 over `softness`."""
     if metric == "max":
-        planes = cv2.split(np.ascontiguousarray(rgb))
-        dist = cv2.absdiff(planes[0], key[0])
-        for plane, k in zip(planes[1:3], key[1:3]):
-            dist = cv2.max(dist, cv2.absdiff(plane, k))
-        return cv2.LUT(dist, _ramp_lut(tolerance, softness, 255))
+        rgb = np.ascontiguousarray(rgb)
+        h, w, c = rgb.shape
+        scratch = np.empty((c + 2, h, w), np.uint8)  # one allocation: big enough for huge pages, no per-plane faults
+        return _max_key_alpha(rgb, key, _ramp_lut(tolerance, softness, 255), scratch)[0]
     if metric == "euclidean":
         d = rgb[..., :3].astype(np.float32) - np.asarray(key, np.float32)
         dist = np.sqrt(np.einsum("...c,...c->...", d, d))
         return _ramp(dist, tolerance, softness)
     raise ValueError(f"unknown colour-distance metric {metric!r}")
+
+
+def _max_key_alpha(
+    pixels: np.ndarray, key: tuple[int, int, int], lut: np.ndarray, scratch: np.ndarray
+) -> tuple[np.ndarray, list[np.ndarray]]:
+    """Key alpha via OpenCV into preallocated planes (its own allocator is slow): returns (alpha, split planes)."""
+    planes = list(scratch[: pixels.shape[2]])
+    dist, tmp = scratch[-2], scratch[-1]
+    cv2.split(pixels, planes)
+    cv2.absdiff(planes[0], key[0], dist)
+    for plane, k in zip(planes[1:3], key[1:3]):
+        cv2.absdiff(plane, k, tmp)
+        cv2.max(dist, tmp, dist)
+    cv2.LUT(dist, lut, tmp)
+    return tmp, planes
 
 
 def _ramp_lut(tolerance: int, softness: int, top: int) -> np.ndarray:
@@ -169,13 +183,10 @@ def color_key(
     im = normalize_mode(im)
     rgba = im if im.mode in ("RGB", "RGBA") else im.convert("RGBA")
     rgb_key = parse_color(key)
-    four = pixel_view4(rgba)  # zero-copy RGBA (or RGBX for RGB) view of Pillow's buffer
+    four = pixel_view4(rgba)  # zero-copy RGBA (or RGBX for RGB: X = 255 leaves the key alpha as is)
     if four is not None:
-        alpha = color_key_alpha(four, rgb_key, tolerance, softness, metric)
-        planes = list(cv2.split(four))
-        planes[3] = alpha if rgba.mode == "RGB" else cv2.min(planes[3], alpha)
-        return Image.fromarray(cv2.merge(planes), "RGBA")
-    if metric == "max":
+        return Image.fromarray(color_key_array(four, rgb_key, tolerance, softness, metric), "RGBA")
+    if metric == "max":  # huge multi-block images: stay inside Pillow rather than copying out
         return _color_key_pil(rgba.convert("RGBA"), rgb_key, tolerance, softness)
     return Image.fromarray(color_key_array(np.asarray(rgba), rgb_key, tolerance, softness, metric), "RGBA")
 
@@ -190,13 +201,25 @@ def color_key_array(
     """color_key for HWC uint8 RGB/RGBA arrays (returns a new RGBA array), all in OpenCV/NumPy."""
     if arr.dtype != np.uint8 or arr.ndim != 3 or arr.shape[2] not in (3, 4):
         raise ValueError(f"expected an HxWx3 or HxWx4 uint8 array, got {arr.dtype} {arr.shape}")
-    alpha = color_key_alpha(arr, parse_color(key), tolerance, softness, metric)
-    planes = list(cv2.split(np.ascontiguousarray(arr)))
-    if len(planes) == 3:
+    if tolerance < 0 or softness < 0:
+        raise ValueError("tolerance and softness must be >= 0")
+    arr = np.ascontiguousarray(arr)
+    h, w, c = arr.shape
+    rgb_key = parse_color(key)
+    scratch = np.empty((c + 2, h, w), np.uint8)  # one allocation: big enough for huge pages, no per-plane faults
+    if metric == "max":
+        alpha, planes = _max_key_alpha(arr, rgb_key, _ramp_lut(tolerance, softness, 255), scratch)
+    else:
+        planes = list(scratch[:c])
+        cv2.split(arr, planes)
+        alpha = color_key_alpha(arr, rgb_key, tolerance, softness, metric)
+    if c == 3:
         planes.append(alpha)
     else:
-        planes[3] = cv2.min(planes[3], alpha)
-    return cv2.merge(planes)
+        cv2.min(planes[3], alpha, planes[3])
+    out = np.empty((h, w, 4), np.uint8)
+    cv2.merge(planes, out)
+    return out
 
 
 def _color_key_pil(rgba: Image.Image, key: tuple[int, int, int], tolerance: int, softness: int) -> Image.Image:

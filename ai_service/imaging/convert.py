@@ -118,16 +118,33 @@ def numpy_to_tensor(
     device: torch.device | str = "cpu",
     batch: bool = False,
 ) -> torch.Tensor:
-    """HWC (or HW) uint8 -> CHW (or 1CHW) on `device`: floats scaled to [0,1], uint8 kept exact."""
+    """HWC (or HW) array -> CHW (or 1CHW) on `device`.
+
+    uint8 input: float dtypes are scaled to [0,1], uint8 is kept exact. Float input is taken to be in [0,1]
+    already and keeps its values (cast to `dtype`; uint8 output is round(x*255) clipped).
+    """
     if arr.ndim == 2:
         arr = arr[..., None]
+    if arr.ndim != 3:
+        raise ValueError(f"expected HW or HWC, got shape {arr.shape}")
+    if np.issubdtype(arr.dtype, np.floating):
+        t = _from_numpy(arr).to(device, non_blocking=True).permute(2, 0, 1)
+        if dtype == torch.uint8:
+            t = t.mul(255.0).round_().clamp_(0, 255).to(torch.uint8, memory_format=torch.contiguous_format)
+        else:
+            t = t.to(dtype, memory_format=torch.contiguous_format)
+        return t.unsqueeze(0) if batch else t
     if arr.dtype != np.uint8:
-        raise TypeError(f"expected a uint8 image array, got {arr.dtype}")
-    t = _from_numpy(arr).to(device, non_blocking=True).permute(2, 0, 1)
+        raise TypeError(f"expected a uint8 or float image array, got {arr.dtype}")
+    return _finish_tensor(_from_numpy(arr).to(device, non_blocking=True).permute(2, 0, 1), dtype, batch)
+
+
+def _finish_tensor(chw: torch.Tensor, dtype: torch.dtype, batch: bool) -> torch.Tensor:
+    """A uint8 CHW view -> a fresh contiguous uint8 copy, or float scaled to [0,1]; optional batch axis."""
     if dtype == torch.uint8:
-        t = t.clone(memory_format=torch.contiguous_format)
+        t = chw.clone(memory_format=torch.contiguous_format)
     elif dtype.is_floating_point:
-        t = t.to(dtype, memory_format=torch.contiguous_format).div_(255.0)
+        t = chw.to(dtype, memory_format=torch.contiguous_format).div_(255.0)
     else:
         raise TypeError(f"unsupported tensor dtype {dtype}; use a float dtype or torch.uint8")
     return t.unsqueeze(0) if batch else t
@@ -148,7 +165,13 @@ def pil_to_tensor(
     batch: bool = False,
 ) -> torch.Tensor:
     """PIL image -> CHW/1CHW tensor (C = 1..4, alpha kept) as float [0,1] or uint8 on `device`."""
-    return numpy_to_tensor(_pil_hwc_view(im), dtype=dtype, device=device, batch=batch)
+    im = normalize_mode(im)
+    four = pixel_view4(im)
+    if four is None:
+        return numpy_to_tensor(_pil_hwc_view(im), dtype=dtype, device=device, batch=batch)
+    # Pillow holds RGB as RGBX: copy its buffer once (contiguous memcpy), drop X while converting
+    chw = torch.from_numpy(np.array(four)).to(device, non_blocking=True).permute(2, 0, 1)
+    return _finish_tensor(chw[:3] if im.mode == "RGB" else chw, dtype, batch)
 
 
 def pils_to_batch(
@@ -169,8 +192,12 @@ def pils_to_batch(
     return t.to(dtype, memory_format=torch.contiguous_format).div_(255.0)
 
 
-def tensor_to_numpy(t: torch.Tensor) -> np.ndarray:
-    """CHW or 1CHW tensor (float in [0,1] or uint8, any device) -> HWC uint8 array; floats rounded and clipped."""
+def tensor_to_numpy(t: torch.Tensor, dtype: type = np.uint8) -> np.ndarray:
+    """CHW or 1CHW tensor (float in [0,1] or uint8, any device) -> HWC array.
+
+    dtype=np.uint8 (default): floats are rounded and clipped to 0-255. A float dtype keeps float values
+    as they are (uint8 tensors become x/255), so float -> float round trips are exact.
+    """
     if t.ndim == 4:
         if t.shape[0] != 1:
             raise ValueError(f"expected one image, got a batch of {t.shape[0]}; index it first")
@@ -180,6 +207,9 @@ def tensor_to_numpy(t: torch.Tensor) -> np.ndarray:
     if t.ndim != 3 or t.shape[0] not in MODE_BY_CHANNELS:
         raise ValueError(f"expected CHW with 1-4 channels, got shape {tuple(t.shape)}")
     t = t.detach()
+    if np.issubdtype(dtype, np.floating):
+        t = t.float().div(255.0) if t.dtype == torch.uint8 else t
+        return t.permute(1, 2, 0).contiguous().cpu().numpy().astype(dtype, copy=False)
     if t.dtype != torch.uint8:
         t = t.mul(255.0).round_().clamp_(0, 255).to(torch.uint8)
     return t.permute(1, 2, 0).contiguous().cpu().numpy()
