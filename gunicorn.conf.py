@@ -8,6 +8,10 @@ Choices:
   (CUDA does not survive fork) and a crash while loading cannot take the master down.
 - Access logging is done by the app (one structured line with the request id), so gunicorn's own
   access log is off; gunicorn's error log goes through loguru like everything else.
+- Metrics: PROMETHEUS_MULTIPROC_DIR (AI_SERVICE_HOME/var/prometheus) is set before prometheus_client
+  is imported, emptied at start and cleared of a dead worker's gauges, so /metrics adds up workers.
+- Lifecycle: the worker timeout outlasts AI_SERVICE_REQUEST_TIMEOUT_S, and workers are recycled
+  after AI_SERVICE_MAX_REQUESTS (+ jitter) requests.
 - Sizing (README "Performance / batching"): AI_SERVICE_WORKERS=0 means one worker per core on CPU,
   one per listed GPU with AI_SERVICE_GPUS. Workers share the cores through a budget in shared memory
   (ai_service/engine/cores.py): a lone forward takes every idle core, under load each forward gets
@@ -17,22 +21,32 @@ Choices:
 from __future__ import annotations
 
 import logging
+import math
+import os
+import shutil
 
 from gunicorn.glogging import Logger
 
 from ai_service.config import load_settings
-from ai_service.engine import placement
-from ai_service.engine.cores import shared_slots
-from ai_service.logging import InterceptHandler, setup_logging
 
 _settings = load_settings()
+if _settings.metrics:
+    # Before any worker imports prometheus_client: every worker writes its samples to this folder.
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(_settings.data_dir / "prometheus")
+
+from ai_service.engine import placement  # noqa: E402 - light: no prometheus_client in the master
+from ai_service.engine.cores import shared_slots  # noqa: E402
+from ai_service.logging import InterceptHandler, setup_logging  # noqa: E402
 
 bind = _settings.bind
 workers = _settings.workers or placement.default_workers(_settings.gpus, _settings.device)
 threads = _settings.threads
 worker_class = "gthread"
-timeout = _settings.timeout
-graceful_timeout = _settings.timeout
+# A worker busy with the longest allowed inference is not hung: the request deadline answers 504 first.
+timeout = max(_settings.timeout, math.ceil(_settings.request_timeout_s) + 10)
+graceful_timeout = timeout
+max_requests = _settings.max_requests
+max_requests_jitter = _settings.max_requests_jitter
 keepalive = 5
 preload_app = False
 accesslog = None
@@ -61,6 +75,14 @@ logger_class = LoguruLogger
 _core_slots = shared_slots(workers)
 
 
+def on_starting(server) -> None:
+    """Empty the metrics folder: samples of a previous run would be added to this one's."""
+    folder = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if folder:
+        shutil.rmtree(folder, ignore_errors=True)
+        os.makedirs(folder, exist_ok=True)
+
+
 def pre_fork(server, worker) -> None:
     """Give the new worker the lowest slot (and so GPU) that no live worker holds."""
     worker.ai_slot = placement.free_slot((getattr(w, "ai_slot", None) for w in server.WORKERS.values()), workers)
@@ -74,6 +96,10 @@ def post_fork(server, worker) -> None:
 
 
 def child_exit(server, worker) -> None:
-    """A dead worker holds no cores: clear its slot so the others may use them."""
+    """A dead worker holds no cores and reports no gauges: clear its slot and its live metrics."""
     if getattr(worker, "ai_slot", None) is not None:
         _core_slots[worker.ai_slot] = 0
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        from prometheus_client import multiprocess
+
+        multiprocess.mark_process_dead(worker.pid)

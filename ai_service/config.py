@@ -57,6 +57,7 @@ class Settings:
     compile: bool = False
     compile_mode: str = "default"
     channels_last: bool = True
+    fuse_batchnorm: bool = True
     api_keys: tuple[str, ...] = field(default=(), repr=False)
     rate_limit: str = ""
     redis_url: str = field(default="", repr=False)

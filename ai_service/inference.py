@@ -10,7 +10,8 @@ import torch
 from loguru import logger
 from PIL import Image
 
-from ai_service.engine import DeadlineExceeded, Overloaded, engine_for
+from ai_service import metrics
+from ai_service.engine import DeadlineExceeded, DeviceOutOfMemory, Overloaded, engine_for
 from ai_service.engine.batcher import Batcher, Ticket
 from ai_service.engine.cores import single_threaded
 from ai_service.errors import APIError
@@ -124,22 +125,38 @@ def predict(registry: ModelRegistry, model_name: str, uploads: Sequence[Upload],
     with registry.using(model_name) as model:
         started = timer.add("load", began) if not was_loaded else began
         batcher = engine.batcher(model)
+        name = model.info.name
         try:
             results, batch_size = _run(model, batcher, uploads, options, max_pixels, deadline, timer, started)
         except Overloaded as error:
             raise APIError("overloaded", f"The server is busy ({error}); retry in a moment.", 503,
-                           {"model": model.info.name}, headers={"Retry-After": "1"}) from None
+                           {"model": name}, headers={"Retry-After": "1"}) from None
         except DeadlineExceeded:
+            metrics.record_items(name, "timeout", len(uploads))
             timeout = engine.options.request_timeout_s
             raise APIError("timeout", f"No result within the {timeout:g} s request deadline; the server is "
-                           "overloaded or the model is too slow for it.", 504, {"model": model.info.name,
+                           "overloaded or the model is too slow for it.", 504, {"model": name,
                                                                                  "timeout_s": timeout}) from None
+        except DeviceOutOfMemory:
+            metrics.record_items(name, "oom", len(uploads))
+            raise APIError("out_of_memory", "The model ran out of device memory for these images; retry in a "
+                           "moment or send fewer or smaller images.", 503, {"model": name},
+                           headers={"Retry-After": "1"}) from None
+    for outcome in ("ok", "invalid", "error"):
+        metrics.record_items(name, outcome, sum(_outcome(result) == outcome for result in results))
     timer.set("total", (time.perf_counter() - began) * 1000.0)
     outcome = {"model": model.info.name, "version": model.info.version, "task": model.info.task,
                "results": results, "timing_ms": timer.stages}
     if batch_size:
         outcome["batch_size"] = batch_size
     return outcome
+
+
+def _outcome(result: dict[str, Any]) -> str:
+    """ok, invalid (the client's image) or error (ours), for the per-image metrics."""
+    if "error" not in result:
+        return "ok"
+    return "invalid" if result["status"] < 500 else "error"
 
 
 def _run(model: ImageModel, batcher: Batcher, uploads: Sequence[Upload], options: dict[str, Any], max_pixels: int,
@@ -169,6 +186,8 @@ def _run(model: ImageModel, batcher: Batcher, uploads: Sequence[Upload], options
     batch_size = 0
     if all_tickets:
         batcher.wait(all_tickets, deadline)
+        if any(isinstance(ticket.error, DeviceOutOfMemory) for ticket in all_tickets):
+            raise DeviceOutOfMemory(model.info.name)
         timer.set("queue", max(ticket.queue_ms for ticket in all_tickets))
         timer.set("forward", max(ticket.forward_ms for ticket in all_tickets))
         batch_size = max(ticket.batch_size for ticket in all_tickets)

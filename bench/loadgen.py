@@ -3,7 +3,8 @@
 Runs in its own process (never inside a server). Each client keeps its connection alive when the
 server allows it and reconnects when the server closes it (gunicorn sync workers do, after every
 request). Bounded: stops after `--requests` per client or `--duration` seconds, whichever comes first.
-Prints one JSON object: req/s, latency percentiles (ms), errors by status, mean reported batch size.
+Prints one JSON object: req/s, latency percentiles (ms), errors by status, mean reported batch size,
+and with --watch-pgid the server's CPU per request, its own, and how busy the rest of the machine was.
 
     python bench/loadgen.py --url http://127.0.0.1:8000/api/v1/predict --file photo.jpg \
         --field model=resnet18-demo --concurrency 16 --duration 10 --warmup 2
@@ -14,6 +15,8 @@ import argparse
 import http.client
 import json
 import mimetypes
+import os
+import resource
 import statistics
 import threading
 import time
@@ -77,6 +80,35 @@ def run_client(url: str, body: bytes, content_type: str, window: tuple[float, fl
     connection.close()
 
 
+TICK = os.sysconf("SC_CLK_TCK")
+
+
+def group_cpu_seconds(pgid: int) -> float:
+    """CPU seconds used so far by every live process of a process group (a server and its workers)."""
+    total = 0
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            fields = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[2]) == pgid:
+            total += int(fields[11]) + int(fields[12])
+    return total / TICK
+
+
+def machine_busy_seconds() -> float:
+    """CPU seconds all cores spent busy (not idle, not waiting for I/O) since boot."""
+    values = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    return (sum(values) - values[3] - values[4]) / TICK
+
+
+def cpu_snapshot(pgid: int | None) -> tuple[float, float, float]:
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    return (group_cpu_seconds(pgid) if pgid else 0.0, own.ru_utime + own.ru_stime, machine_busy_seconds())
+
+
 def percentile(sorted_values: list[float], fraction: float) -> float:
     if not sorted_values:
         return float("nan")
@@ -85,7 +117,7 @@ def percentile(sorted_values: list[float], fraction: float) -> float:
 
 
 def run(url: str, file_path: Path, fields: dict[str, str], concurrency: int, duration: float, warmup: float,
-        max_requests: int) -> dict:
+        max_requests: int, watch_pgid: int | None = None) -> dict:
     body, content_type = multipart_body(file_path, fields)
     began = time.perf_counter()
     window = (began + warmup, began + warmup + duration)
@@ -94,6 +126,10 @@ def run(url: str, file_path: Path, fields: dict[str, str], concurrency: int, dur
                                 daemon=True) for log in logs]
     for thread in threads:
         thread.start()
+    time.sleep(max(0.0, window[0] - time.perf_counter()))
+    before = cpu_snapshot(watch_pgid)
+    time.sleep(max(0.0, window[1] - time.perf_counter()))
+    after = cpu_snapshot(watch_pgid)
     for thread in threads:
         thread.join(warmup + duration + 120)
     elapsed = min(time.perf_counter(), window[1]) - window[0]
@@ -103,7 +139,13 @@ def run(url: str, file_path: Path, fields: dict[str, str], concurrency: int, dur
         for status, count in log.errors.items():
             errors[status] = errors.get(status, 0) + count
     batches = [size for log in logs for size in log.batch_sizes]
-    return {"concurrency": concurrency, "ok": len(latencies), "errors": errors,
+    server_cpu, client_cpu, busy = (b - a for a, b in zip(before, after))
+    counted = max(1, len(latencies) + sum(errors.values()))
+    cpu = {"server_cpu_ms": round(1000 * server_cpu / counted, 2) if watch_pgid else None,
+           "loadgen_cpu_ms": round(1000 * client_cpu / counted, 2),
+           "other_cpu_pct": round(100 * max(0.0, busy - server_cpu - client_cpu) / (elapsed * os.cpu_count()), 1)
+           if watch_pgid else None}
+    return {"concurrency": concurrency, "ok": len(latencies), "errors": errors, **cpu,
             "seconds": round(elapsed, 3), "rps": round(len(latencies) / elapsed, 2) if elapsed > 0 else 0.0,
             "p50_ms": round(percentile(latencies, 0.50), 2), "p95_ms": round(percentile(latencies, 0.95), 2),
             "p99_ms": round(percentile(latencies, 0.99), 2),
@@ -120,9 +162,11 @@ def main() -> None:
     parser.add_argument("--duration", type=float, default=10.0, help="measurement window in seconds")
     parser.add_argument("--warmup", type=float, default=2.0, help="seconds of uncounted requests first")
     parser.add_argument("--requests", type=int, default=100_000, help="at most this many counted per client")
+    parser.add_argument("--watch-pgid", type=int, help="report this process group's CPU per request (the server)")
     args = parser.parse_args()
     fields = dict(item.split("=", 1) for item in args.field)
-    print(json.dumps(run(args.url, args.file, fields, args.concurrency, args.duration, args.warmup, args.requests)))
+    print(json.dumps(run(args.url, args.file, fields, args.concurrency, args.duration, args.warmup, args.requests,
+                         args.watch_pgid)))
 
 
 if __name__ == "__main__":

@@ -6,8 +6,9 @@
    through models.yaml, plus the payloads (a 640×480 JPEG photo, a 64×64 PNG digit).
 2. Measures the physical limit in a separate process: decode+preprocess per image, pure forward
    images/s at batch 1/8/16/32 on all cores.
-3. Starts each server in turn on a loopback port and drives it with bench/loadgen.py (its own
-   process) at concurrency 1, 4, 16, 32; a second pass repeats concurrency 1 and 16.
+3. Starts every server on a loopback port, pauses all (SIGSTOP) and wakes one at a time to drive it
+   with bench/loadgen.py (its own process) at concurrency 1, 4, 16, 32, the servers taking turns at
+   every point; a second pass repeats concurrency 1 and 16.
 4. Prints the tables and writes bench/results/serving.md (text below ANALYSIS_MARKER is kept).
 """
 from __future__ import annotations
@@ -38,6 +39,9 @@ PAYLOAD = {"digits": "digit.png", "resnet18-demo": "photo.jpg"}
 CONCURRENCY = (1, 4, 16, 32)
 REPEATED = (1, 16)
 BATCHES = (1, 8, 16, 32)
+#: gunicorn worker timeout while benchmarking: servers sit paused (SIGSTOP) while the others are measured,
+#: and a master resumed before its workers must not take them for hung.
+PAUSED_TIMEOUT = 900
 
 
 def cores() -> int:
@@ -150,6 +154,7 @@ class Server:
     paths: dict[str, str]
     health: str
     config: str
+    levels: tuple[int, ...] = ()  # measured only at these concurrency levels, once (informational servers)
     process: subprocess.Popen | None = field(default=None, repr=False)
 
     def url(self, model: str) -> str:
@@ -172,10 +177,18 @@ class Server:
         self.stop()
         raise RuntimeError(f"{self.name} did not become healthy within {timeout:.0f} s; see {log_path}")
 
+    def pause(self) -> None:
+        """SIGSTOP the server's process group: a server not being measured takes no CPU at all."""
+        os.killpg(self.process.pid, signal.SIGSTOP)
+
+    def resume(self) -> None:
+        os.killpg(self.process.pid, signal.SIGCONT)
+
     def stop(self) -> None:
         """SIGTERM to the server's own process group (it started it), SIGKILL if it lingers."""
         if self.process is None or self.process.poll() is not None:
             return
+        self.resume()
         os.killpg(self.process.pid, signal.SIGTERM)
         try:
             self.process.wait(30)
@@ -191,18 +204,23 @@ def servers(home: Path, litserve: bool) -> list[Server]:
     gunicorn = str(Path(PY).with_name("gunicorn"))
     naive_workers = 2 * n + 1
     found = [
-        Server("naive", [gunicorn, "-k", "sync", "-w", str(naive_workers), "-b", "127.0.0.1:{port}", "--chdir",
+        Server("naive", [gunicorn, "-k", "sync", "-w", str(naive_workers), "-b", "127.0.0.1:{port}", "--timeout",
+                         str(PAUSED_TIMEOUT), "--chdir",
                          str(ROOT / "bench" / "baselines"), "--pythonpath", str(ROOT), "--log-level", "warning",
                          "naive_flask:app"],
                {"BENCH_RESNET_WEIGHTS": weights}, 0, {m: "/predict" for m in MODELS}, "/health",
                f"Flask + gunicorn sync, {naive_workers} workers (gunicorn's 2×cores+1), default torch threads"),
         Server("ai_service", [gunicorn, "-c", str(ROOT / "gunicorn.conf.py"), "app:app"],
                {"AI_SERVICE_HOME": str(home), "AI_SERVICE_WORKERS": "0", "AI_SERVICE_THREADS": "8",
-                "AI_SERVICE_PRELOAD": ",".join(MODELS), "AI_SERVICE_LOG_LEVEL": "INFO"}, 0,
+                "AI_SERVICE_PRELOAD": ",".join(MODELS), "AI_SERVICE_LOG_LEVEL": "INFO",
+                "AI_SERVICE_TIMEOUT": str(PAUSED_TIMEOUT)}, 0,
                {m: "/api/v1/predict" for m in MODELS}, "/api/v1/health",
                f"gunicorn gthread, {n} workers (one per core) × 8 threads, adaptive torch threads "
-               "(core budget), batch ≤ 8, delay ≤ 5 ms, INFO logging"),
+               "(core budget), batch ≤ 8, delay ≤ 5 ms, INFO access logging to console and file, metrics on"),
     ]
+    bf16 = ai_service_bf16(found[1], home)
+    if bf16 is not None:
+        found.append(bf16)
     if litserve:
         for model in MODELS:
             found.append(Server(
@@ -213,9 +231,23 @@ def servers(home: Path, litserve: bool) -> list[Server]:
     for server in found:
         server.port = free_port()
         server.command = [part.replace("{port}", str(server.port)) for part in server.command]
-        if server.name == "ai_service":
+        if server.name.startswith("ai_service"):
             server.env["AI_SERVICE_BIND"] = f"127.0.0.1:{server.port}"
     return found
+
+
+def ai_service_bf16(production: Server, home: Path) -> Server | None:
+    """The same server with AI_SERVICE_AMP=bf16, where the CPU has native bf16 (AMX / AVX-512 BF16).
+
+    Shown for information only: bf16 changes the numerics, so it is not part of the targets."""
+    flags = Path("/proc/cpuinfo").read_text()
+    if "amx_bf16" not in flags and "avx512_bf16" not in flags:
+        return None
+    return Server("ai_service+bf16", production.command, {**production.env, "AI_SERVICE_AMP": "bf16",
+                                                          "AI_SERVICE_PRELOAD": "resnet18-demo"}, 0,
+                  {"resnet18-demo": "/api/v1/predict"}, production.health,
+                  production.config + ", plus AI_SERVICE_AMP=bf16 (this CPU has native bf16; numerics differ "
+                  "slightly, so it is information, not part of the targets)", levels=(1, 16))
 
 
 def litserve_status() -> tuple[bool, str]:
@@ -230,32 +262,123 @@ def litserve_status() -> tuple[bool, str]:
 
 def load_point(server: Server, model: str, concurrency: int, home: Path, duration: float, warmup: float) -> dict:
     """One closed-loop measurement from a separate loadgen process."""
-    load_before = os.getloadavg()[0]
     command = [PY, str(ROOT / "bench" / "loadgen.py"), "--url", server.url(model), "--file",
                str(home / PAYLOAD[model]), "--field", f"model={model}", "--concurrency", str(concurrency),
-               "--duration", str(duration), "--warmup", str(warmup)]
+               "--duration", str(duration), "--warmup", str(warmup), "--watch-pgid", str(server.process.pid)]
     output = subprocess.run(command, check=True, capture_output=True, text=True, timeout=duration + warmup + 180)
     result = json.loads(output.stdout)
-    result["loadavg_before"] = round(load_before, 2)
     return result
 
 
-def run_pass(contenders: list[Server], home: Path, points: tuple[int, ...], durations: dict[str, float],
-             warmup: float, log_path: Path, results: list[dict], rep: int) -> None:
-    for server in contenders:
-        print(f"-- starting {server.name} (pass {rep})", flush=True)
-        server.start(log_path)
-        try:
-            for model in server.paths:
-                for concurrency in points:
-                    point = load_point(server, model, concurrency, home, durations[model], warmup)
-                    point.update(server=server.name.split(":")[0], model=model, rep=rep)
-                    results.append(point)
-                    print(f"   {server.name:22s} {model:14s} c={concurrency:<3d} {point['rps']:8.1f} req/s  "
-                          f"p50 {point['p50_ms']:7.1f}  p99 {point['p99_ms']:7.1f} ms  errors {point['errors']}  "
-                          f"batch {point['mean_batch_size']}  load {point['loadavg_before']}", flush=True)
-        finally:
+def schedule(contenders: list[Server], points: tuple[int, ...], repeated: tuple[int, ...]) -> list[tuple]:
+    """(repetition, model, concurrency, server) in run order: servers interleaved at every point, so slow
+    drift of the machine (other work, heat) hits every server alike; the first server rotates per point."""
+    order = []
+    for rep, levels in ((1, points), (2, repeated)):
+        for model in MODELS:
+            for concurrency in levels:
+                serving = [server for server in contenders if model in server.paths
+                           and (not server.levels or (rep == 1 and concurrency in server.levels))]
+                turn = len(order) % len(serving) if serving else 0
+                order += [(rep, model, concurrency, server) for server in serving[turn:] + serving[:turn]]
+    return order
+
+
+def run_all(contenders: list[Server], home: Path, points: tuple[int, ...], repeated: tuple[int, ...],
+            durations: dict[str, float], warmup: float, log_path: Path, profiles: dict) -> list[dict]:
+    """Start every server, keep all but the measured one paused (SIGSTOP), measure every point, then
+    profile ai_service (into `profiles`)."""
+    results = []
+    try:
+        for server in contenders:
+            print(f"-- starting {server.name}", flush=True)
+            server.start(log_path)
+            server.pause()
+        for rep, model, concurrency, server in schedule(contenders, points, repeated):
+            server.resume()
+            try:
+                point = load_point(server, model, concurrency, home, durations[model], warmup)
+            finally:
+                server.pause()
+            point.update(server=server.name.split(":")[0], model=model, rep=rep)
+            results.append(point)
+            print(f"   {server.name:22s} {model:14s} c={concurrency:<3d} {point['rps']:8.1f} req/s  "
+                  f"p50 {point['p50_ms']:7.1f}  p99 {point['p99_ms']:7.1f} ms  errors {point['errors']}  "
+                  f"batch {point['mean_batch_size']}  server {point['server_cpu_ms']} ms CPU/req  "
+                  f"other work {point['other_cpu_pct']}%", flush=True)
+        ours = next((server for server in contenders if server.name == "ai_service"), None)
+        if ours is not None:
+            for model in MODELS:
+                print(f"-- profiling ai_service on {model} at c=16 (py-spy)", flush=True)
+                profiles[model] = profile(ours, model, home)
+    finally:
+        for server in contenders:
             server.stop()
+    return results
+
+
+# ---- where ai_service's time goes -----------------------------------------------------------------
+
+#: (category, markers): a py-spy sample belongs to the category of the innermost frame that has a marker.
+PROFILE_CATEGORIES = (
+    ("forward (torch)", ("ForwardRunner._forward_on",)),
+    ("decode", ("decode_uploads",)),
+    ("preprocess (model)", ("preprocess_groups",)),
+    ("postprocess (model)", (";_postprocess (",)),
+    ("engine: batching, stacking, hand-off", ("Batcher.", "ForwardRunner.")),
+    ("multipart parsing (werkzeug)", ("formparser.py", "sansio/multipart.py", "_load_form_data")),
+    ("logging (loguru, access line)", ("loguru", "_finish_request")),
+    ("metrics (prometheus)", ("metrics.py", "prometheus_client")),
+    ("security middleware", ("security.py",)),
+    ("API: validation, geometry, JSON", ("api/",)),
+    ("Flask / werkzeug", ("flask/", "werkzeug/")),
+    ("gunicorn gthread", ("gunicorn/",)),
+)
+
+
+#: Leaf functions of a thread that waits (py-spy cannot tell waiting from running without pausing it).
+WAITING = ("wait", "select", "poll", "get", "acquire", "sleep", "accept", "_recv_into", "recv_into", "readinto")
+
+
+def categorise(stack: str) -> str | None:
+    """The category of a sampled stack (root;...;leaf), or None when the thread was only waiting."""
+    frames = stack.split(";")
+    if frames[-1].split(" (")[0].rsplit(".", 1)[-1] in WAITING:
+        return None
+    for frame in reversed(frames):
+        for name, markers in PROFILE_CATEGORIES:
+            if any(marker in ";" + frame for marker in markers):
+                return name
+    return "other"
+
+
+def profile(server: Server, model: str, home: Path, seconds: float = 8.0) -> dict[str, float] | None:
+    """py-spy samples of every ai_service worker under concurrency 16, as % per category; None without py-spy."""
+    spy = Path(PY).with_name("py-spy")
+    if not spy.exists():
+        return None
+    command = [PY, str(ROOT / "bench" / "loadgen.py"), "--url", server.url(model), "--file", str(home / PAYLOAD[model]),
+               "--field", f"model={model}", "--concurrency", "16", "--duration", str(seconds + 4), "--warmup", "1"]
+    with tempfile.NamedTemporaryFile(suffix=".txt") as raw:
+        server.resume()
+        try:
+            load = subprocess.Popen(command, stdout=subprocess.DEVNULL)
+            time.sleep(2)
+            subprocess.run([str(spy), "record", "--pid", str(server.process.pid), "--subprocesses", "--nonblocking",
+                            "--format", "raw", "--rate", "200", "--duration", str(int(seconds)), "-o", raw.name],
+                           capture_output=True, timeout=seconds + 60)
+            load.wait(seconds + 120)
+        finally:
+            server.pause()
+        counts: dict[str, float] = {}
+        for line in Path(raw.name).read_text().splitlines():
+            stack, _, count = line.rpartition(" ")
+            category = categorise(stack)
+            if category is not None:
+                counts[category] = counts.get(category, 0) + int(count)
+    total = sum(counts.values())
+    return {name: 100.0 * count / total for name, count in sorted(counts.items(), key=lambda i: -i[1])} if total \
+        else None
 
 
 # ---- report ---------------------------------------------------------------------------------------
@@ -298,7 +421,8 @@ def evaluate(results: list[dict], limits: dict) -> list[tuple[str, str, float | 
     return rows
 
 
-def render(results: list[dict], limits: dict, meta: dict, configs: dict[str, str]) -> str:
+def render(results: list[dict], limits: dict, meta: dict, configs: dict[str, str],
+           profiles: dict[str, dict[str, float] | None]) -> str:
     lines = ["# Serving benchmark", "",
              f"Generated by `make bench-serving` (bench/serving.py) on {meta['date']}. "
              f"Machine: {meta['cpu']}, {meta['cores']} cores, {meta['memory_gb']} GiB; Python {meta['python']}, "
@@ -307,7 +431,9 @@ def render(results: list[dict], limits: dict, meta: dict, configs: dict[str, str
              "640×480 JPEG photo (resnet18, 224×224 input) and a 64×64 PNG digit (digits). Every point is a "
              f"closed loop of C clients from a separate load-generator process on loopback, "
              f"{meta['warmup']:g} s warm-up then {meta['durations']}; concurrency {', '.join(map(str, REPEATED))} "
-             "were measured twice (two separate server starts) so the noise is visible.", "",
+             "were measured twice so the noise is visible. All servers run at once but only the measured one is "
+             "awake (the others are paused with SIGSTOP), and the servers take turns at every point, so drift in the "
+             "machine's load hits all of them alike.", "",
              "## Servers", ""]
     lines += [f"- **{name}**: {text}" for name, text in configs.items()]
     lines += ["", f"LitServe: {meta['litserve']}", "", "## The in-process limit (same machine, same cores)", "",
@@ -320,12 +446,15 @@ def render(results: list[dict], limits: dict, meta: dict, configs: dict[str, str
                      + f" | **{limit['limit_ips']:.1f}** (batch {limit['best_batch']}) |")
     lines += ["", "limit = 1 / (decode+preprocess time + 1 / forward rate at the best batch size).", "",
               "## Results", "", "req/s: mean of the repetitions (each repetition in brackets); latency of the "
-              "first repetition; % limit = req/s ÷ the model's in-process limit.", ""]
+              "first repetition; % limit = req/s ÷ the model's in-process limit; server CPU = CPU time of all the "
+              "server's processes per answered request (mean of the repetitions; independent of how busy the "
+              "machine was); other work = CPU used by processes outside the benchmark during the point, in % of "
+              "the machine (first repetition).", ""]
     for model in MODELS:
         lines += [f"### {model}", "", "| c | server | req/s | % limit | p50 ms | p95 ms | p99 ms | errors | "
-                  "mean batch |", "|---|---|---|---|---|---|---|---|---|"]
+                  "mean batch | server CPU ms/req | other work |", "|---|---|---|---|---|---|---|---|---|---|---|"]
         for concurrency in CONCURRENCY:
-            for server in ("naive", "ai_service", "litserve"):
+            for server in ("naive", "ai_service", "litserve", "ai_service+bf16"):
                 runs = points_for(results, server, model, concurrency)
                 if not runs:
                     continue
@@ -334,19 +463,44 @@ def render(results: list[dict], limits: dict, meta: dict, configs: dict[str, str
                 reps = f" ({each})" if len(runs) > 1 else ""
                 first = runs[0]
                 errors = sum(sum(r["errors"].values()) for r in runs)
+                cpu = fmean(r["server_cpu_ms"] for r in runs)
                 lines.append(f"| {concurrency} | {server} | {rps:.1f}{reps} | "
                              f"{100 * rps / limits[model]['limit_ips']:.0f}% | {first['p50_ms']:.1f} | "
                              f"{first['p95_ms']:.1f} | {first['p99_ms']:.1f} | {errors} | "
-                             f"{first['mean_batch_size'] if first['mean_batch_size'] is not None else '—'} |")
+                             f"{first['mean_batch_size'] if first['mean_batch_size'] is not None else '—'} | "
+                             f"{cpu:.2f} | {first['other_cpu_pct']:.0f}% |")
         lines.append("")
     lines += ["## Targets", "", "| target | measured | verdict |", "|---|---|---|"]
     lines += [f"| {name} | {value} | {verdict} |" for name, value, verdict in evaluate(results, limits)]
-    busy = [r for r in results if r["loadavg_before"] > cores() * 0.5]
-    lines += ["", f"1-minute load average before the points: {min(r['loadavg_before'] for r in results):.2f} to "
-              f"{max(r['loadavg_before'] for r in results):.2f}"
-              + (f" ({len(busy)} points started with other work on the machine: their numbers are noisier)."
-                 if busy else "."), ""]
+    lines += profile_table(results, profiles)
+    other = [r["other_cpu_pct"] for r in results]
+    busy = sum(value > 10 for value in other)
+    lines += ["", f"Other work on the machine during the points: {min(other):.0f}% to {max(other):.0f}% of its CPU "
+              f"(mean {fmean(other):.0f}%)" + (f"; {busy} of {len(other)} points shared the machine with more than "
+                                               "10% of other work, so their req/s are noisier than their CPU/req."
+                                               if busy else "."), ""]
     return "\n".join(lines)
+
+
+def profile_table(results: list[dict], profiles: dict[str, dict[str, float] | None]) -> list[str]:
+    """Where ai_service's worker CPU goes at concurrency 16, in % of samples and ms per request."""
+    if not any(profiles.values()):
+        return ["", "No profile: py-spy is not installed (`pip install py-spy`).", ""]
+    lines = ["", "## Where ai_service's time goes (py-spy, concurrency 16)", "",
+             "Samples of every thread of every worker that was running (threads waiting on a lock, queue or "
+             "socket are left out), by the innermost part of the request they were in; ms/request = share × "
+             "the server CPU per request measured at c=16.", "",
+             "| part | " + " | ".join(f"{model} %" + f" | {model} ms/req" for model in profiles) + " |",
+             "|---|" + "---|---|" * len(profiles)]
+    names = [name for name, _ in PROFILE_CATEGORIES] + ["other"]
+    cpu = {model: mean_of(results, "ai_service", model, 16, "server_cpu_ms") or 0.0 for model in profiles}
+    for name in names:
+        cells = []
+        for model, shares in profiles.items():
+            share = (shares or {}).get(name, 0.0)
+            cells.append(f"{share:.1f}% | {share * cpu[model] / 100:.2f}")
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return lines + [""]
 
 
 def write_results(text: str) -> None:
@@ -407,17 +561,16 @@ def main() -> None:
                 server.env.update(item.split("=", 1) for item in args.set)
                 server.config += f" — overridden: {', '.join(args.set)}"
         points = tuple(int(c) for c in args.concurrency.split(",")) if args.concurrency else CONCURRENCY
-        results: list[dict] = []
         log_path = Path(workdir) / "servers.log"
         try:
-            run_pass(contenders, home, points, durations, warmup, log_path, results, rep=1)
-            if not args.concurrency:
-                run_pass(contenders, home, REPEATED, durations, warmup, log_path, results, rep=2)
+            profiles: dict[str, dict[str, float] | None] = {}
+            results = run_all(contenders, home, points, () if args.concurrency else REPEATED, durations, warmup,
+                              log_path, profiles)
         except Exception:
             print(log_path.read_text()[-4000:] if log_path.exists() else "", file=sys.stderr)
             raise
         configs = {s.name.split(":")[0]: s.config for s in contenders}
-        text = render(results, limits, machine(durations, warmup, litserve_text), configs)
+        text = render(results, limits, machine(durations, warmup, litserve_text), configs, profiles)
     print(text)
     print(f"-- finished in {time.monotonic() - started:.0f} s", flush=True)
     if not (args.no_write or args.quick or args.set or args.concurrency or args.only):

@@ -250,3 +250,33 @@ def test_close_drains_the_queue_and_refuses_new_work(forward):
     assert first.done.is_set() and queued.done.is_set() and queued.error is None
     with pytest.raises(RuntimeError):
         submit(batcher, "late")
+
+
+def test_a_fast_model_waits_no_longer_than_its_own_forward(forward):
+    forward.release()
+    batcher = make_batcher(forward)  # max delay one minute: only the forward-time cap can end the wait
+    for tag in ("w1", "w2", "w3"):
+        finish(batcher, [submit(batcher, tag)])
+    with batcher.arrival(1):  # announced, never submitted while the batch is collected
+        ready = submit(batcher, "b")
+        finish(batcher, [ready])
+    assert batcher.history[-1].tags == ("b",) and batcher.history[-1].waited is True
+    batcher.close()
+
+
+def test_out_of_memory_splits_the_batch_and_retries_a_lone_sample_once():
+    calls: list[int] = []
+
+    def run(samples):
+        calls.append(len(samples))
+        if len(samples) > 1 or len(calls) == 2:  # the batch, then the first lone attempt
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        return [float(sample.sum()) for sample in samples]
+
+    batcher = Batcher("oom", run, max_batch_size=8, max_delay_ms=0, max_queue=64)
+    with batcher.arrival(3) as arrival:
+        tickets = arrival.submit([torch.ones(1, 2, 2)] * 3, time.perf_counter() + FAR)
+    finish(batcher, tickets)
+    assert [ticket.error for ticket in tickets] == [None, None, None] and tickets[0].output == 4.0
+    assert calls == [3, 1, 1, 1, 1]  # batch, first alone (OOM), same again after freeing memory, the others
+    batcher.close()

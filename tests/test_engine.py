@@ -14,6 +14,7 @@ from PIL import Image
 from ai_service import create_app
 from ai_service.config import ConfigError
 from ai_service.engine import EngineConfigError, EngineOptions, engine_for
+from ai_service.engine import cores
 from ai_service.engine.cores import CoreBudget
 from ai_service.engine.runner import ForwardRunner, bucket_sizes, split_outputs
 from ai_service.inference import Upload, merge_outputs, predict
@@ -178,6 +179,7 @@ class ConvModel(ImageModel):
     def __init__(self) -> None:
         super().__init__()
         self.seen: list[tuple[int, bool, torch.dtype]] = []
+        self.threads: list[int] = []
 
     def load(self, device: torch.device) -> None:
         torch.manual_seed(0)
@@ -189,6 +191,7 @@ class ConvModel(ImageModel):
     def forward(self, batch: torch.Tensor) -> torch.Tensor:
         output = self.network(batch)
         self.seen.append((batch.shape[0], batch.is_contiguous(memory_format=torch.channels_last), output.dtype))
+        self.threads.append(torch.get_num_threads())
         return output
 
 
@@ -250,3 +253,37 @@ def test_per_model_batch_settings_override_the_defaults(app):
     tuned.load(torch.device("cpu"))
     batcher = engine.batcher(tuned)
     assert batcher.max_batch_size == 3 and batcher.max_delay_s == 0.0
+
+
+def test_forward_threads_follow_the_load(monkeypatch):
+    monkeypatch.setattr(cores, "_budget", CoreBudget(total=4, slots=[0, 0], slot=0))
+    previous = torch.get_num_threads()
+    model = ConvModel()
+    model.load(torch.device("cpu"))
+    samples = [torch.rand(1, 8, 8)]
+    try:
+        ForwardRunner(model, EngineOptions(), 4, under_load=lambda: False)(samples)  # alone: every core
+        ForwardRunner(model, EngineOptions(), 4, under_load=lambda: False)(samples * 2)  # a batch means traffic
+        busy = ForwardRunner(model, EngineOptions(), 4, under_load=lambda: True)
+        busy(samples)  # requests waiting: this worker's share of the cores
+        busy._one_core_ms_per_sample = 0.01  # as if measured: far under SMALL_FORWARD_MS
+        busy(samples)  # a tiny forward: one core
+        ForwardRunner(model, EngineOptions(torch_threads=3), 4)(samples)  # AI_SERVICE_TORCH_THREADS wins
+    finally:
+        torch.set_num_threads(previous)
+    assert model.threads == [4, 2, 2, 1, 3]
+
+
+def test_batchnorm_is_folded_into_convolutions_without_changing_results():
+    import torchvision
+
+    model = ConvModel()
+    model.load(torch.device("cpu"))
+    torch.manual_seed(0)
+    model.network = torchvision.models.resnet18(num_classes=4).eval()
+    sample = torch.rand(3, 64, 64)
+    with torch.inference_mode():
+        expected = model.network(sample.unsqueeze(0))
+    output = ForwardRunner(model, EngineOptions(), 4)([sample])[0]
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in model.network.modules())
+    assert torch.allclose(output, expected, atol=1e-4)

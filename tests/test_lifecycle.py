@@ -2,6 +2,7 @@
 SIGKILL, max_requests recycling, metrics that add up across workers, and timeouts tied to the request limit."""
 from __future__ import annotations
 
+import io
 import os
 import runpy
 import signal
@@ -148,3 +149,101 @@ def test_metrics_add_up_across_workers(tmp_path, seven_png):
         pids = {dict(labels)["pid"] for (name, labels), v in found.items() if name == "ai_service_worker_rss_bytes"}
         assert str(victim) not in pids
         assert (server.home / "var" / "prometheus").is_dir()
+
+
+# ---------------------------------------------------------------- CUDA out-of-memory during a batch
+
+def out_of_memory() -> Exception:
+    import torch
+
+    return torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+
+def run_batch(batcher, count: int) -> list:
+    import torch
+
+    with batcher.arrival(count) as arrival:
+        tickets = arrival.submit([torch.full((1,), float(i)) for i in range(count)], time.perf_counter() + 30)
+    batcher.wait(tickets, time.perf_counter() + 30)
+    return tickets
+
+
+def test_oom_batch_is_split_into_smaller_batches():
+    from ai_service import metrics
+    from ai_service.engine import Batcher
+
+    sizes = []
+
+    def run(samples):
+        sizes.append(len(samples))
+        if len(samples) > 2:
+            raise out_of_memory()
+        return [sample * 2 for sample in samples]
+
+    before = metrics.OOM_EVENTS.labels("oom-split", "split")._value.get()
+    batcher = Batcher("oom-split", run, max_batch_size=8, max_delay_ms=0, max_queue=64)
+    tickets = run_batch(batcher, 8)
+    batcher.close()
+    assert [ticket.error for ticket in tickets] == [None] * 8
+    assert [float(ticket.output) for ticket in tickets] == [2.0 * i for i in range(8)]
+    assert sizes[0] == 8 and max(sizes[1:]) <= 2 and sum(size for size in sizes if size <= 2) == 8
+    assert metrics.OOM_EVENTS.labels("oom-split", "split")._value.get() > before
+
+
+def test_oom_that_persists_fails_the_items_cleanly():
+    from ai_service.engine import Batcher
+    from ai_service.engine.batcher import DeviceOutOfMemory
+
+    calls = []
+
+    def run(samples):
+        calls.append(len(samples))
+        raise out_of_memory()
+
+    batcher = Batcher("oom-always", run, max_batch_size=4, max_delay_ms=0, max_queue=64)
+    tickets = run_batch(batcher, 4)
+    batcher.close()
+    assert all(isinstance(ticket.error, DeviceOutOfMemory) for ticket in tickets)
+    assert calls[0] == 4 and calls.count(1) == 8  # each lone item: tried, cache freed, tried once more
+
+
+def test_oom_answers_503_with_retry_after_and_the_worker_stays_healthy(home):
+    import torch
+
+    from ai_service import create_app
+    from ai_service.models.base import ImageModel, ModelInfo, top_k_predictions
+
+    class Greedy(ImageModel):
+        """Fits one image at a time only when `fits` is set; otherwise every forward runs out of memory."""
+
+        info = ModelInfo(name="greedy", input_size=(8, 8), input_mode="L", labels=("a", "b"))
+        fits = False
+
+        def load(self, device):
+            self.device, self.network = device, torch.nn.Flatten()
+
+        def preprocess(self, images, options):
+            return torch.stack([torch.zeros(1, 8, 8) for _ in images])
+
+        def forward(self, batch):
+            if not Greedy.fits or batch.shape[0] > 1:
+                raise out_of_memory()
+            return torch.zeros(batch.shape[0], 2)
+
+        def postprocess(self, outputs, options):
+            return top_k_predictions(outputs, self.info.labels, 1)
+
+    app = create_app({"TESTING": True, "home": str(home), "log_to_file": False})
+    app.extensions["registry"].register(Greedy())
+    client = app.test_client()
+    png = encode(Image.new("L", (8, 8), 0))
+    response = client.post(PREDICT, data={"file": [(io.BytesIO(png), "a.png"), (io.BytesIO(png), "b.png")],
+                                          "model": "greedy"})
+    assert response.status_code == 503, response.data[:300]
+    assert response.get_json()["error"]["code"] == "out_of_memory" and int(response.headers["Retry-After"]) >= 1
+    assert client.get("/healthz").status_code == 200
+    Greedy.fits = True  # memory freed up: the same two images now run one at a time
+    response = client.post(PREDICT, data={"file": [(io.BytesIO(png), "a.png"), (io.BytesIO(png), "b.png")],
+                                          "model": "greedy"})
+    assert response.status_code == 200 and len(response.get_json()["results"]) == 2
+    assert client.post(PREDICT, data={"file": (io.BytesIO(png), "c.png")}).status_code == 200  # digits still fine

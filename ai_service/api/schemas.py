@@ -30,6 +30,7 @@ ERROR_CODES: Final[dict[str, tuple[int, str]]] = {
     "unknown_model": (404, "No model of that name (or name@version) is registered."),
     "model_unavailable": (503, "The model is registered but failed to load; see GET /api/v1/models."),
     "overloaded": (503, "The model's queue is full; retry after the Retry-After header's seconds."),
+    "out_of_memory": (503, "The device ran out of memory even in smaller batches; retry after Retry-After."),
     "timeout": (504, "The prediction did not finish within the configured time."),
     "unauthorized": (401, "A required API key or admin token is missing or wrong (see WWW-Authenticate)."),
     "missing_api_key": (401, "The server requires an API key (Authorization: Bearer <key> or X-API-Key)."),

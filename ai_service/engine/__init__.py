@@ -1,7 +1,22 @@
-"""The inference engine: per-model adaptive batching, back-pressure, deadlines and a fast forward path."""
-from ai_service.engine.batcher import Batcher, BatchRecord, DeadlineExceeded, Overloaded, Ticket
-from ai_service.engine.engine import Engine, attach_engine, engine_for
-from ai_service.engine.options import EngineConfigError, EngineOptions
+"""The inference engine: per-model adaptive batching, back-pressure, deadlines and a fast forward path.
 
-__all__ = ["Batcher", "BatchRecord", "DeadlineExceeded", "Engine", "EngineConfigError", "EngineOptions",
-           "Overloaded", "Ticket", "attach_engine", "engine_for"]
+Names are imported on first use (PEP 562) so that gunicorn's master can import the light parts
+(`placement`, `cores`) without pulling in prometheus_client before its multiprocess folder is set.
+"""
+from __future__ import annotations
+
+from importlib import import_module
+from typing import Any
+
+_EXPORTS = {
+    "Batcher": "batcher", "BatchRecord": "batcher", "DeadlineExceeded": "batcher", "DeviceOutOfMemory": "batcher",
+    "Overloaded": "batcher", "Ticket": "batcher", "Engine": "engine", "attach_engine": "engine",
+    "engine_for": "engine", "EngineConfigError": "options", "EngineOptions": "options",
+}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(import_module(f"{__name__}.{_EXPORTS[name]}"), name)

@@ -28,9 +28,11 @@ class Engine:
             if current is not None and current[0] is model:
                 return current[1]
             max_batch_size = self.options.batch_size_for(model, model.device)
-            batcher = Batcher(name, ForwardRunner(model, self.options, max_batch_size),
-                              max_batch_size=max_batch_size, max_delay_ms=self.options.batch_delay_for(model),
-                              max_queue=self.options.max_queue, idle_exit_s=self.options.idle_exit_s)
+            runner = ForwardRunner(model, self.options, max_batch_size)
+            batcher = Batcher(name, runner, max_batch_size=max_batch_size,
+                              max_delay_ms=self.options.batch_delay_for(model), max_queue=self.options.max_queue,
+                              idle_exit_s=self.options.idle_exit_s, label=model.info.name)
+            runner.under_load = lambda: batcher.pending > 0
             self._batchers[name] = (model, batcher)
         if current is not None:
             current[1].close(timeout=0)

@@ -35,6 +35,7 @@ class EngineOptions:
     compile_mode: str = "default"
     compile_backend: str = "inductor"
     channels_last: bool = True
+    fuse_batchnorm: bool = True
     torch_threads: int = 0
     idle_exit_s: float = 10.0
 
@@ -53,6 +54,7 @@ class EngineOptions:
                    max_queue=settings.max_queue, request_timeout_s=settings.request_timeout_s,
                    amp=settings.amp.strip().lower(), compile=settings.compile,
                    compile_mode=settings.compile_mode.strip().lower(), channels_last=settings.channels_last,
+                   fuse_batchnorm=settings.fuse_batchnorm,
                    torch_threads=max(0, settings.torch_threads))
 
     def batch_size_for(self, model: "ImageModel", device: "torch.device | None") -> int:

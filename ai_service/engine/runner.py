@@ -1,6 +1,7 @@
 """One forward for a list of samples, done the fast way for the model's device.
 
-CPU: channels_last for conv nets, the core budget's share of intra-op threads, optional bf16 autocast.
+CPU: BatchNorm folded into convolutions, channels_last for conv nets, the core budget's share of
+intra-op threads, optional bf16 autocast.
 CUDA: samples stacked into pinned memory and copied with non_blocking, cudnn.benchmark, optional
 autocast (bf16/fp16). Either: optional torch.compile with batches padded to power-of-two buckets,
 each bucket warmed up once per input shape so no request pays for a compilation.
@@ -28,6 +29,24 @@ SMALL_FORWARD_MS = 4.0
 def has_convolutions(network: torch.nn.Module) -> bool:
     """channels_last only pays off for networks with 2-D convolutions."""
     return any(isinstance(module, torch.nn.Conv2d) for module in network.modules())
+
+
+def fuse_batchnorm(network: torch.nn.Module) -> torch.nn.Module | None:
+    """A copy with every BatchNorm folded into the convolution before it (~10% faster resnet18 on CPU).
+
+    None when there is nothing to fold or the network cannot be traced by torch.fx (TorchScript,
+    data-dependent control flow such as detection heads): such networks simply run unfused.
+    """
+    if isinstance(network, torch.jit.ScriptModule) or not any(
+            isinstance(module, torch.nn.modules.batchnorm._BatchNorm) for module in network.modules()):
+        return None
+    from torch.fx.experimental.optimization import fuse
+
+    try:
+        return fuse(network.eval())
+    except Exception as error:  # noqa: BLE001 - tracing fails in many legitimate ways; unfused is still right
+        logger.debug("not folding BatchNorm of {}: {}", type(network).__name__, error)
+        return None
 
 
 def bucket_sizes(max_batch_size: int) -> list[int]:
@@ -75,8 +94,10 @@ def split_outputs(outputs: Any, count: int) -> list[Any]:
 class ForwardRunner:
     """Runs batches of one model; lives on that model's inference thread."""
 
-    def __init__(self, model: ImageModel, options: EngineOptions, max_batch_size: int) -> None:
+    def __init__(self, model: ImageModel, options: EngineOptions, max_batch_size: int,
+                 under_load: Callable[[], bool] = lambda: False) -> None:
         self.model = model
+        self.under_load = under_load
         self.options = options
         self.max_batch_size = max_batch_size
         self._prepared_for: int | None = None
@@ -96,13 +117,16 @@ class ForwardRunner:
         if self.options.compile:
             self._warm_up(samples[0], device)
             batch = self._pad(batch)
-        outputs = self._forward_on(batch, device)
+        alone = count == 1 and not self.under_load()
+        outputs = self._forward_on(batch, device, alone=alone)
         return split_outputs(to_host(outputs), count)
 
     def _prepare(self, network: torch.nn.Module, device: torch.device) -> None:
         """Once per loaded network: memory format, cuDNN autotuning, compilation."""
         if self._prepared_for == id(network):
             return
+        if self.options.fuse_batchnorm and (fused := fuse_batchnorm(network)) is not None:
+            self.model.network = network = fused
         self._channels_last = self.options.channels_last and has_convolutions(network)
         if self._channels_last:
             network.to(memory_format=torch.channels_last)
@@ -151,14 +175,22 @@ class ForwardRunner:
                     bucket_sizes(self.max_batch_size), tuple(sample.shape))
         self._warmed.add(key)
 
-    def _forward_on(self, batch: torch.Tensor, device: torch.device, measure: bool = True) -> Any:
-        """The forward under inference mode, autocast and (on CPU) the granted share of the cores."""
+    def _forward_on(self, batch: torch.Tensor, device: torch.device, measure: bool = True, alone: bool = True
+                    ) -> Any:
+        """The forward under inference mode, autocast and (on CPU) the granted share of the cores.
+
+        Only a lone request (one image, nothing queued or decoding behind it) may take every idle
+        core; a batch means traffic, and then one worker's share gives more images per CPU second.
+        """
         if device.type != "cpu":
             with torch.inference_mode(), self._autocast(device):
                 return self._forward(batch)
         count = batch.shape[0]
         estimate = self._one_core_ms_per_sample
-        wanted = 1 if estimate is not None and estimate * count < SMALL_FORWARD_MS else None
+        if estimate is not None and estimate * count < SMALL_FORWARD_MS:
+            wanted = 1
+        else:
+            wanted = None if alone else budget().fair_share
         with budget().threads(self.options.torch_threads, wanted) as granted:
             started = time.perf_counter()
             with torch.inference_mode(), self._autocast(device):
