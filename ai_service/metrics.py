@@ -1,14 +1,13 @@
 """Prometheus metrics that add up across gunicorn workers (prometheus-client multiprocess mode).
 
 Under gunicorn, gunicorn.conf.py points PROMETHEUS_MULTIPROC_DIR at AI_SERVICE_HOME/var/prometheus
-before any worker imports prometheus_client; each worker writes its samples there and `/metrics`
-aggregates all of them. Without that variable (development server, tests) the default in-process
+before any worker imports prometheus_client, empties it at start (on_starting) and drops a dead
+worker's live gauges (child_exit); each worker writes its samples there and `/metrics` aggregates them. Without that variable (development server, tests) the default in-process
 registry is used. Recording functions are plain calls with no Flask, so models and the engine can use them.
 """
 from __future__ import annotations
 
 import os
-import shutil
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -63,19 +62,6 @@ def multiprocess_dir() -> Path | None:
     """The shared sample folder when running under gunicorn, else None."""
     folder = os.environ.get(MULTIPROC_ENV)
     return Path(folder) if folder else None
-
-
-def reset_multiprocess_dir(folder: Path) -> None:
-    """Empty the sample folder at server start; stale files from a previous run would be counted again."""
-    if folder.exists():
-        shutil.rmtree(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-
-
-def mark_worker_dead(pid: int) -> None:
-    """Drop a dead worker's live gauges (called from gunicorn's child_exit in the master)."""
-    if multiprocess_dir() is not None:
-        multiprocess.mark_process_dead(pid)
 
 
 def record_request(endpoint: str, method: str, model: str, status: int, seconds: float) -> None:

@@ -84,7 +84,8 @@ TICK = os.sysconf("SC_CLK_TCK")
 
 
 def group_cpu_seconds(pgid: int) -> float:
-    """CPU seconds used so far by every live process of a process group (a server and its workers)."""
+    """CPU seconds used so far by a process group (a server and its workers), counting workers that
+    exited too: their time moves into their parent's children counters when they are reaped."""
     total = 0
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
@@ -94,7 +95,7 @@ def group_cpu_seconds(pgid: int) -> float:
         except OSError:
             continue
         if int(fields[2]) == pgid:
-            total += int(fields[11]) + int(fields[12])
+            total += sum(int(value) for value in fields[11:15])  # utime, stime, cutime, cstime
     return total / TICK
 
 

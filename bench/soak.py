@@ -161,12 +161,14 @@ def run(args: argparse.Namespace) -> tuple[str, bool]:
         load = Load(server.base, payloads, started + args.duration)
         threads = [threading.Thread(target=load.client, args=(1000 + i,)) for i in range(args.concurrency)]
         [t.start() for t in threads]
-        time.sleep(args.duration * args.kill_at)
+        trajectory: list[tuple[float, dict[int, int]]] = [(0.0, dict(start_workers))]
+        sample_rss_until(server, trajectory, started, started + args.duration * args.kill_at)
         victim = sorted(start_workers)[0]
         kill_time = time.monotonic()
         os.kill(victim, signal.SIGKILL)
         replacement = server.wait_for_workers(args.workers, timeout=120, exclude=(victim,))
         replaced_after = time.monotonic() - kill_time
+        sample_rss_until(server, trajectory, started, started + args.duration)
         [t.join() for t in threads]
         elapsed = time.monotonic() - started
         end_workers = {pid: rss_bytes(pid) for pid in server.workers()}
@@ -174,12 +176,20 @@ def run(args: argparse.Namespace) -> tuple[str, bool]:
         scraped = requests.get(server.base + "/metrics", timeout=30).text
         exit_code = server.stop()
     return report(args, load.outcomes, elapsed, kill_time - started, victim, replaced_after, start_workers,
-                  end_workers, master_rss_start, master_rss_end, scraped, exit_code, set(replacement))
+                  end_workers, master_rss_start, master_rss_end, scraped, exit_code, set(replacement), trajectory)
+
+
+def sample_rss_until(server, trajectory: list, started: float, until: float, every: float = 30.0) -> None:
+    """Record every worker's RSS every `every` seconds until `until` (the growth curve in the report)."""
+    while (left := until - time.monotonic()) > 0:
+        time.sleep(min(every, left))
+        trajectory.append((time.monotonic() - started, {pid: rss_bytes(pid) for pid in server.workers()}))
 
 
 def report(args, outcomes: list[Outcome], elapsed: float, kill_offset: float, victim: int, replaced_after: float,
            start_workers: dict[int, int], end_workers: dict[int, int], master_start: int, master_end: int,
-           scraped: str, exit_code: int, new_workers: set[int]) -> tuple[str, bool]:
+           scraped: str, exit_code: int, new_workers: set[int],
+           trajectory: list[tuple[float, dict[int, int]]]) -> tuple[str, bool]:
     base = min(o.started for o in outcomes)
     kill_at = base + kill_offset
 
@@ -244,6 +254,9 @@ def report(args, outcomes: list[Outcome], elapsed: float, kill_offset: float, vi
         note = f"{growth[pid]:+.1%}" if pid in growth else ("killed" if pid == victim else "replacement")
         lines.append(f"| {pid} | {f'{start / mib:.1f} MiB' if start else '—'} | "
                      f"{f'{end / mib:.1f} MiB' if end else '—'} | {note} |")
+    lines += ["", "RSS (MiB) every 30 s, per worker: " + "; ".join(
+        f"t={at:.0f}s " + ", ".join(f"{pid}: {rss / mib:.0f}" for pid, rss in sorted(sizes.items()))
+        for at, sizes in trajectory)]
     lines += ["", "| target | met |", "|---|---|"]
     lines += [f"| {name} | {'yes' if ok else '**NO**'} |" for name, ok in checks.items()]
     if unexplained:
@@ -255,7 +268,8 @@ def report(args, outcomes: list[Outcome], elapsed: float, kill_offset: float, vi
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--duration", type=float, default=300.0, help="seconds of measured load (default 300)")
-    parser.add_argument("--warmup", type=float, default=10.0, help="seconds of load before the RSS baseline")
+    parser.add_argument("--warmup", type=float, default=30.0,
+                        help="seconds of load before the RSS baseline (allocator arenas and caches fill up first)")
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--threads", type=int, default=4)

@@ -1,5 +1,6 @@
 """gunicorn lifecycle with the production config: graceful drain on SIGTERM, worker replacement after
-SIGKILL, max_requests recycling, metrics that add up across workers, and timeouts tied to the request limit."""
+SIGKILL, max_requests recycling, metrics that add up across workers, timeouts tied to the request limit, and
+CUDA out-of-memory during a batch (split, retry, then 503 + Retry-After with the worker still healthy)."""
 from __future__ import annotations
 
 import io
@@ -9,6 +10,7 @@ import signal
 import socket
 import threading
 import time
+from pathlib import Path
 
 import pytest
 import requests
@@ -39,17 +41,25 @@ def predict(base: str, png: bytes, session: requests.Session | None = None) -> r
     return (session or requests).post(base + PREDICT, files={"file": ("seven.png", png, "image/png")}, timeout=30)
 
 
-def test_gunicorn_timeouts_follow_the_request_time_limit(monkeypatch):
-    """The worker timeout outlasts the longest allowed inference, and the drain waits for it."""
+def test_gunicorn_config_follows_the_settings(monkeypatch, tmp_path):
+    """Worker timeout outlasts the longest allowed inference, recycling is configurable, stale metrics go."""
+    monkeypatch.setenv("AI_SERVICE_HOME", str(tmp_path / "home"))
     monkeypatch.setenv("AI_SERVICE_REQUEST_TIMEOUT_S", "45")
     monkeypatch.setenv("AI_SERVICE_MAX_REQUESTS", "1234")
     monkeypatch.setenv("AI_SERVICE_MAX_REQUESTS_JITTER", "99")
     monkeypatch.delenv("PROMETHEUS_MULTIPROC_DIR", raising=False)
-    config = runpy.run_path(str(ROOT / "gunicorn.conf.py"))
-    os.environ.pop("PROMETHEUS_MULTIPROC_DIR", None)  # set by the config for its workers; not for this process
+    try:
+        config = runpy.run_path(str(ROOT / "gunicorn.conf.py"))  # sets PROMETHEUS_MULTIPROC_DIR for its workers
+        folder = Path(os.environ["PROMETHEUS_MULTIPROC_DIR"])
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "counter_12345.db").write_bytes(b"stale samples of a previous run")
+        config["on_starting"](None)
+    finally:
+        os.environ.pop("PROMETHEUS_MULTIPROC_DIR", None)  # only gunicorn's workers should have it
+    assert folder == tmp_path / "home" / "var" / "prometheus"
+    assert folder.is_dir() and not any(folder.iterdir())
     assert config["timeout"] >= 45 + 10 and config["graceful_timeout"] >= 45
     assert (config["max_requests"], config["max_requests_jitter"]) == (1234, 99)
-    assert callable(config["child_exit"]) and callable(config["on_starting"])
 
 
 def test_sigterm_drains_in_flight_requests(tmp_path, seven_png):

@@ -78,9 +78,10 @@ WORKER = textwrap.dedent("""
 """)
 SCRAPE = textwrap.dedent("""
     import sys
+    from prometheus_client import multiprocess
     from ai_service import metrics
     if len(sys.argv) > 1:
-        metrics.mark_worker_dead(int(sys.argv[1]))
+        multiprocess.mark_process_dead(int(sys.argv[1]))  # what gunicorn.conf.py's child_exit does
     sys.stdout.write(metrics.render()[0].decode())
 """)
 
@@ -92,10 +93,8 @@ def run_python(code: str, env: dict, *args: object) -> subprocess.CompletedProce
 
 def test_multiprocess_mode_adds_up_every_worker(tmp_path):
     """Separate processes (gunicorn workers) write to one folder; any of them can render the total."""
-    from ai_service import metrics
-
     folder = tmp_path / "prometheus"
-    metrics.reset_multiprocess_dir(folder)
+    folder.mkdir()
     env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(folder), "PYTHONPATH": str(ROOT)}
     first = subprocess.Popen([sys.executable, "-c", WORKER, "3"], env=env, cwd=ROOT)
     second = subprocess.Popen([sys.executable, "-c", WORKER, "5"], env=env, cwd=ROOT)
@@ -115,16 +114,6 @@ def test_multiprocess_mode_adds_up_every_worker(tmp_path):
     assert rss == {str(second.pid): 1005}  # a dead worker's gauges go, its counters stay
     assert value(after_death, "ai_service_queue_depth", model="digits") == 5
     assert value(after_death, "ai_service_requests_total", endpoint="/api/v1/predict") == 8
-
-
-def test_reset_empties_stale_samples(tmp_path):
-    from ai_service import metrics
-
-    folder = tmp_path / "prometheus"
-    folder.mkdir()
-    (folder / "counter_123.db").write_bytes(b"stale")
-    metrics.reset_multiprocess_dir(folder)
-    assert folder.is_dir() and not any(folder.iterdir())
 
 
 def test_access_line_carries_structured_fields(client):
