@@ -7,23 +7,21 @@
   without a key; memory storage per worker, Redis (`AI_SERVICE_REDIS_URL`) shared by all workers.
 - Security headers on every response; a strict CSP (no inline scripts) on HTML, a locked-down one elsewhere.
 - CORS for `/api/` only, and only for the origins listed in `AI_SERVICE_CORS_ORIGINS`.
-- A deadline for receiving the request body, so a slow sender cannot hold a request thread forever.
+- A deadline for receiving the request body (ai_service/body_deadline.py).
 """
 from __future__ import annotations
 
 import hashlib
 import hmac
 import math
-import socket
-import threading
 import time
-from typing import Any, Callable, Iterable
+from typing import Iterable
 
 from flask import Flask, current_app, g, request
 from loguru import logger
-from werkzeug.exceptions import RequestTimeout
 from werkzeug.middleware.proxy_fix import ProxyFix
 
+from ai_service.body_deadline import BodyDeadlineMiddleware
 from ai_service.config import ConfigError, Settings
 from ai_service.errors import APIError
 
@@ -106,10 +104,10 @@ def _exempt_from_limits() -> bool:
     return request.method == "OPTIONS" or request.path in UNLIMITED_PATHS or request.path.startswith("/static/")
 
 
-def install_rate_limits(app: Flask, settings: Settings):
-    """Attach flask-limiter with one shared budget per client; returns None when limits are off."""
+def install_rate_limits(app: Flask, settings: Settings) -> None:
+    """Attach flask-limiter with one shared budget per client (nothing when limits are off)."""
     if not settings.rate_limit.strip():
-        return None
+        return
     from flask_limiter import Limiter
     from limits import parse_many
 
@@ -125,7 +123,6 @@ def install_rate_limits(app: Flask, settings: Settings):
         swallow_errors=redis, in_memory_fallback_enabled=redis)
     app.extensions["ai_service_limiter"] = limiter
     logger.info("rate limit {} per client, storage {}", settings.rate_limit, "redis" if redis else "memory (per worker)")
-    return limiter
 
 
 def _rate_limit_headers(response):
@@ -167,144 +164,6 @@ def _security_headers(response):
                 response.headers["Access-Control-Allow-Headers"] = CORS_ALLOW_HEADERS
                 response.headers["Access-Control-Max-Age"] = "600"
     return response
-
-
-# --- request body deadline -------------------------------------------------------------------------
-
-class BodyTimeout(RequestTimeout):
-    """The body did not arrive within `body_timeout` seconds (a slow or stalled client)."""
-
-
-class BodyWatchdog:
-    """One thread per worker that hangs up the read side of sockets whose body is overdue.
-
-    A per-read socket timeout cannot stop a client that sends one byte every few seconds (each read
-    succeeds); shutting down the read side makes the blocked read return at once, wherever it is."""
-
-    INTERVAL = 0.25
-
-    def __init__(self) -> None:
-        self._watched: set[DeadlineInput] = set()
-        self._lock = threading.Lock()
-        self._thread: threading.Thread | None = None
-
-    def watch(self, stream: "DeadlineInput") -> None:
-        with self._lock:
-            self._watched.add(stream)
-            if self._thread is None or not self._thread.is_alive():
-                self._thread = threading.Thread(target=self._run, name="body-watchdog", daemon=True)
-                self._thread.start()
-
-    def forget(self, stream: "DeadlineInput") -> None:
-        with self._lock:
-            self._watched.discard(stream)
-
-    def _run(self) -> None:
-        while True:
-            time.sleep(self.INTERVAL)
-            now = time.monotonic()
-            with self._lock:
-                overdue = [stream for stream in self._watched if now >= stream.deadline]
-                self._watched.difference_update(overdue)
-            for stream in overdue:
-                stream.expire()
-
-
-WATCHDOG = BodyWatchdog()
-
-
-class DeadlineInput:
-    """`wsgi.input` whose reads fail with 408 once the body has taken longer than `seconds` to arrive."""
-
-    def __init__(self, stream: Any, sock: socket.socket, seconds: float, length: int | None) -> None:
-        self.stream, self.sock, self.seconds, self.remaining = stream, sock, seconds, length
-        self.deadline = time.monotonic() + seconds
-        self.expired = False
-        WATCHDOG.watch(self)
-
-    def expire(self) -> None:
-        """Called by the watchdog: unblock any read in progress by closing our receiving side."""
-        self.expired = True
-        try:
-            self.sock.shutdown(socket.SHUT_RD)
-        except OSError:
-            pass
-
-    def _timeout(self) -> BodyTimeout:
-        return BodyTimeout(f"The request body did not arrive within {self.seconds:g} s; "
-                           "send it faster or through a buffering proxy.")
-
-    def _call(self, method: Callable[..., Any], *args: Any) -> Any:
-        if self.expired:
-            raise self._timeout()
-        try:
-            data = method(*args)
-        except Exception:
-            if self.expired:
-                raise self._timeout() from None
-            raise
-        if self.expired:
-            raise self._timeout()
-        if self.remaining is not None and isinstance(data, bytes):
-            self.remaining -= len(data)
-        if not data or self.remaining == 0:
-            WATCHDOG.forget(self)  # the whole body is here: a slow view must not cut the connection
-        return data
-
-    def read(self, size: int | None = None) -> bytes:
-        return self._call(self.stream.read, size)
-
-    def readline(self, size: int | None = None) -> bytes:
-        return self._call(self.stream.readline, size)
-
-    def readlines(self, hint: int | None = None) -> list[bytes]:
-        return self._call(self.stream.readlines, hint)
-
-    def __iter__(self):
-        return iter(self.readline, b"")
-
-
-class ClosingBody:
-    """Response iterable that stops watching at the end and hangs up when the body deadline expired."""
-
-    def __init__(self, body: Iterable[bytes], stream: DeadlineInput) -> None:
-        self.body, self.stream = body, stream
-
-    def __iter__(self):
-        return iter(self.body)
-
-    def close(self) -> None:
-        WATCHDOG.forget(self.stream)
-        if hasattr(self.body, "close"):
-            self.body.close()
-        if self.stream.expired:
-            try:
-                self.stream.sock.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-
-
-class BodyDeadlineMiddleware:
-    """Wrap gunicorn's request body with a deadline; other servers (tests, dev) pass through untouched."""
-
-    def __init__(self, app: Callable, seconds: float) -> None:
-        self.app, self.seconds = app, seconds
-
-    def __call__(self, environ: dict, start_response: Callable):
-        sock = environ.get("gunicorn.socket")
-        has_body = environ.get("CONTENT_LENGTH") not in (None, "", "0") or "chunked" in environ.get(
-            "HTTP_TRANSFER_ENCODING", "").lower()
-        if sock is None or not has_body or self.seconds <= 0:
-            return self.app(environ, start_response)
-        length = environ.get("CONTENT_LENGTH")
-        stream = DeadlineInput(environ["wsgi.input"], sock, self.seconds,
-                               int(length) if length and length.isdigit() else None)
-        environ["wsgi.input"] = stream
-        try:
-            return ClosingBody(self.app(environ, start_response), stream)
-        except BaseException:
-            WATCHDOG.forget(stream)
-            raise
 
 
 # --- wiring ----------------------------------------------------------------------------------------
