@@ -558,6 +558,7 @@ def main() -> None:
                         help="try another ai_service configuration (implies --no-write)")
     parser.add_argument("--measure-limit", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # run the clean-up that stops the servers
     if args.measure_limit:
         print(json.dumps(measure_limit(args.measure_limit)))
         return
