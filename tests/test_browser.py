@@ -21,36 +21,17 @@ from conftest import digit_variants, encode
 from live_server import serve
 from web_doubles import register_doubles
 
-CHROMIUM = Path("/usr/bin/chromium")
-LAUNCH_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-               "--disable-sync", "--no-first-run"]
+from browser_support import launch_chromium
 SCREENSHOTS = Path(__file__).resolve().parent.parent / "test-artifacts" / "screenshots"
 MAX_UPLOAD_MB = 2
 MAX_FILES = 2  # small, so three files exercise the page's splitting into several requests
 TIMEOUT_MS = 30_000
 
 
-def _unavailable(reason: str) -> None:
-    """Missing browser: a failure in CI, a skip on a developer machine."""
-    if os.environ.get("CI", "").lower() == "true":
-        pytest.fail(f"{reason} (CI=true: browser tests must run)")
-    pytest.skip(reason)
-
-
 @pytest.fixture(scope="module")
 def browser():
-    if not CHROMIUM.exists():
-        _unavailable(f"{CHROMIUM} is missing (apt-get install chromium)")
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        _unavailable("playwright is not installed (pip install -r requirements-dev.txt)")
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    playwright = sync_playwright().start()
-    chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=LAUNCH_ARGS)
-    yield chromium
-    chromium.close()
-    playwright.stop()
+    yield from launch_chromium()
 
 
 @pytest.fixture(scope="module")

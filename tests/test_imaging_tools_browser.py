@@ -1,7 +1,6 @@
 """The Tools page in a real browser (Playwright + Debian's chromium): convert, download, errors, no-JS form."""
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
@@ -12,29 +11,13 @@ from ai_service import create_app
 from ai_service.imaging.io import decode_image
 from live_server import serve
 
-CHROMIUM = Path("/usr/bin/chromium")
+from browser_support import launch_chromium
 TIMEOUT_MS = 15_000
-
-
-def _unavailable(reason: str) -> None:
-    if os.environ.get("CI", "").lower() == "true":
-        pytest.fail(f"{reason} (CI=true: browser tests must run)")
-    pytest.skip(reason)
 
 
 @pytest.fixture(scope="module")
 def browser():
-    if not CHROMIUM.exists():
-        _unavailable(f"{CHROMIUM} is missing")
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        _unavailable("playwright is not installed")
-    playwright = sync_playwright().start()
-    chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=["--no-sandbox", "--disable-gpu"])
-    yield chromium
-    chromium.close()
-    playwright.stop()
+    yield from launch_chromium()
 
 
 @pytest.fixture(scope="module")
