@@ -1,6 +1,7 @@
 // Tools page: send the form to POST /api/v1/convert with fetch, show the image and offer it as a download.
 // Without JavaScript the same form posts to /tools and the server renders the result.
 "use strict";
+import { el } from "./dom.js";
 
 const form = document.getElementById("tools-form");
 const result = document.getElementById("tools-result");
@@ -31,16 +32,8 @@ export function buildOperations(data) {
 }
 
 function showError(message, code) {
-  errorBox.replaceChildren();
-  const strong = document.createElement("strong");
-  strong.textContent = message;
-  errorBox.append(strong);
-  if (code) {
-    const span = document.createElement("span");
-    span.className = "code";
-    span.textContent = ` (${code})`;
-    errorBox.append(span);
-  }
+  errorBox.replaceChildren(el("strong", { text: message }));
+  if (code) errorBox.append(el("span", { class: "code", text: ` (${code})` }));
   errorBox.hidden = false;
   errorBox.focus?.();
 }
@@ -54,27 +47,12 @@ function showResult(blob, response, name, format) {
   if (lastUrl) URL.revokeObjectURL(lastUrl);
   lastUrl = URL.createObjectURL(blob);
   const width = response.headers.get("X-Image-Width"), height = response.headers.get("X-Image-Height");
-  const figure = document.createElement("figure");
-  figure.className = "result-item";
-  const img = document.createElement("img");
-  img.className = "result-image checker";
-  img.id = "tools-output";
-  img.src = lastUrl;
-  img.alt = `Converted image, ${width}×${height}`;
-  const caption = document.createElement("figcaption");
-  caption.className = "result-meta";
-  caption.id = "tools-meta";
-  caption.textContent = `${width}×${height} ${response.headers.get("X-Image-Mode") || ""} · ${format.toUpperCase()} · ${blob.size.toLocaleString()} bytes`;
-  figure.append(img, caption);
-  const actions = document.createElement("p");
-  actions.className = "output-actions";
-  const link = document.createElement("a");
-  link.className = "button";
-  link.id = "tools-download";
-  link.href = lastUrl;
-  link.download = name;
-  link.textContent = `Download ${name}`;
-  actions.append(link);
+  const meta = `${width}×${height} ${response.headers.get("X-Image-Mode") || ""} · ${format.toUpperCase()} · ${blob.size.toLocaleString()} bytes`;
+  const figure = el("figure", { class: "result-item" },
+    el("img", { class: "result-image checker", id: "tools-output", src: lastUrl, alt: `Converted image, ${width}×${height}` }),
+    el("figcaption", { class: "result-meta", id: "tools-meta", text: meta }));
+  const actions = el("p", { class: "output-actions" },
+    el("a", { class: "button", id: "tools-download", href: lastUrl, download: name, text: `Download ${name}` }));
   result.replaceChildren(figure, actions);
 }
 

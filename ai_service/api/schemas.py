@@ -58,6 +58,12 @@ class Schema(BaseModel):
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
 
+class ResponseSchema(BaseModel):
+    """Base for response bodies: members a newer server adds never break a client that validates with these."""
+
+    model_config = ConfigDict(extra="allow")
+
+
 class ValidationIssue(Schema):
     """One problem with one field of the request."""
 
@@ -153,10 +159,9 @@ class Prediction(Schema):
     score: float = Field(ge=0, le=1, description="Softmax probability.")
 
 
-class Detection(BaseModel):
+class Detection(ResponseSchema):
     """One detected object; `box` is [x0, y0, x1, y1] in pixels of the original (upright) image."""
 
-    model_config = ConfigDict(extra="allow")
     label: str
     score: float = Field(ge=0, le=1)
     box: list[float] = Field(min_length=4, max_length=4)
@@ -164,10 +169,9 @@ class Detection(BaseModel):
     mask: Optional[str] = Field(None, description="Instance mask as a data URL, sized like the original image.")
 
 
-class Geometry(BaseModel):
+class Geometry(ResponseSchema):
     """How the input was fitted to the model; boxes, keypoints and masks are already mapped back to the original."""
 
-    model_config = ConfigDict(extra="allow")
     original_size: list[int] = Field(min_length=2, max_length=2,
                                      description="[width, height] of the upright image, as the user sees it.")
     exif_orientation: int = Field(1, ge=1, le=8, description="EXIF orientation tag of the upload (1 = upright).")
@@ -187,10 +191,9 @@ class Geometry(BaseModel):
                                               "mapped to `original_size`.")
 
 
-class ItemResult(BaseModel):
+class ItemResult(ResponseSchema):
     """The result for one input image; which output fields appear depends on the model's task."""
 
-    model_config = ConfigDict(extra="allow")
     index: int = Field(ge=0, description="Position of the input in the request.")
     filename: str = Field("", description="The multipart filename (empty for JSON inputs).")
     width: int = Field(ge=1, description="Width of the upright source image (as the user sees it).")
@@ -213,10 +216,9 @@ class ItemError(Schema):
     error: ErrorBody
 
 
-class Timing(BaseModel):
+class Timing(ResponseSchema):
     """Milliseconds spent per stage; stages that did not run are 0."""
 
-    model_config = ConfigDict(extra="allow")
     decode: float = Field(0.0, ge=0)
     preprocess: float = Field(0.0, ge=0)
     queue: float = Field(0.0, ge=0, description="Waiting for a batch slot (dynamic batching).")
@@ -227,10 +229,9 @@ class Timing(BaseModel):
     total: float = Field(0.0, ge=0)
 
 
-class PredictResponse(BaseModel):
+class PredictResponse(ResponseSchema):
     """The JSON answer of POST /api/v1/predict: always one entry in `results` per input, in order."""
 
-    model_config = ConfigDict(extra="allow")
     model: str
     version: str
     task: str
@@ -255,19 +256,17 @@ class ConvertForm(BaseModel):
     download: Optional[str] = Field(None, description="`1`: Content-Disposition attachment instead of inline.")
 
 
-class ConvertSource(BaseModel):
+class ConvertSource(ResponseSchema):
     """What was uploaded."""
 
-    model_config = ConfigDict(extra="allow")
     format: str
     width: int = Field(ge=1)
     height: int = Field(ge=1)
 
 
-class ConvertResponse(BaseModel):
+class ConvertResponse(ResponseSchema):
     """POST /api/v1/convert with `response=json`: the output's facts and the image as a data URL."""
 
-    model_config = ConfigDict(extra="allow")
     format: str
     content_type: str
     width: int = Field(ge=1)
@@ -285,31 +284,35 @@ ModelState = Literal["registered", "loaded", "offloaded", "failed"]
 ModelAction = Literal["load", "unload", "offload"]
 
 
-class ModelStatus(BaseModel):
-    """A registered model: its metadata, where its weights are, and its lifecycle state."""
+class SystemModel(ResponseSchema):
+    """A model's lifecycle and memory, as GET /api/v1/system lists it."""
 
-    model_config = ConfigDict(extra="allow")
     name: str
     version: str
     key: str = Field(description="`name@version`, the model's unique address.")
     default: bool = Field(description="True for the version that `name` alone addresses (the newest).")
-    source: str = Field(description="Where it came from: builtin, the models file, or a plugin.")
     task: str = Field(description="classification, image-to-image, detection or segmentation.")
+    source: str = Field(description="Where it came from: builtin, the models file, or a plugin.")
+    state: ModelState = Field(description="registered (not loaded), loaded, offloaded (weights in CPU RAM), failed.")
+    error: Optional[str] = Field(description="Why loading failed, when state is failed.")
+    parameters: int = Field(ge=0, description="Learnable parameters currently held (0 when not loaded).")
+    bytes_on_device: int = Field(ge=0)
+    bytes_offloaded: int = Field(ge=0)
+    last_used: Optional[float] = Field(description="Unix time of the last use.")
+    load_seconds: Optional[float] = Field(description="How long the last load took.")
+    loads: int = Field(ge=0, description="How many times it was loaded.")
+    in_use: int = Field(ge=0, description="Requests using it right now.")
+
+
+class ModelStatus(SystemModel):
+    """A registered model: its metadata, where its weights are, and its lifecycle state."""
+
     input_size: Optional[list[int]] = Field(description="[width, height] the model is fed; null = any size.")
     input_mode: str
     labels: list[str]
     mean: list[float]
     std: list[float]
     description: str
-    state: ModelState = Field(description="registered (not loaded), loaded, offloaded (weights in CPU RAM), failed.")
-    error: Optional[str] = Field(description="Why loading failed, when state is failed.")
-    last_used: Optional[float] = Field(description="Unix time of the last use.")
-    load_seconds: Optional[float] = Field(description="How long the last load took.")
-    loads: int = Field(ge=0, description="How many times it was loaded.")
-    in_use: int = Field(ge=0, description="Requests using it right now.")
-    parameters: int = Field(ge=0, description="Learnable parameters currently held (0 when not loaded).")
-    bytes_on_device: int = Field(ge=0)
-    bytes_offloaded: int = Field(ge=0)
 
 
 class ModelDetail(ModelStatus):
@@ -318,34 +321,30 @@ class ModelDetail(ModelStatus):
     versions: list[str] = Field(default_factory=list, description="Versions under this name, oldest first.")
 
 
-class ModelsResponse(BaseModel):
+class ModelsResponse(ResponseSchema):
     """GET /api/v1/models."""
 
-    model_config = ConfigDict(extra="allow")
     models: list[ModelStatus]
 
 
-class ModelActionResponse(BaseModel):
+class ModelActionResponse(ResponseSchema):
     """POST /api/v1/models/{ref}/{action}: what was done, how long it took, and the model's state after."""
 
-    model_config = ConfigDict(extra="allow")
     action: ModelAction
     seconds: float = Field(ge=0)
     model: ModelStatus
 
 
-class DeviceInfo(BaseModel):
+class DeviceInfo(ResponseSchema):
     """A compute device and, on CUDA, its memory counters."""
 
-    model_config = ConfigDict(extra="allow")
     device: str = Field(description="e.g. cpu, cuda:0")
     type: str = Field(description="cpu or cuda")
 
 
-class HealthResponse(BaseModel):
+class HealthResponse(ResponseSchema):
     """GET /api/v1/health."""
 
-    model_config = ConfigDict(extra="allow")
     status: str
     version: str
     device: DeviceInfo
@@ -353,10 +352,9 @@ class HealthResponse(BaseModel):
     models: list[str]
 
 
-class MemoryBudget(BaseModel):
+class MemoryBudget(ResponseSchema):
     """The registry's memory limits and how much of them the loaded models use."""
 
-    model_config = ConfigDict(extra="allow")
     budget_bytes: Optional[int] = None
     max_loaded_models: Optional[int] = None
     eviction: str
@@ -364,31 +362,9 @@ class MemoryBudget(BaseModel):
     models_bytes_on_device: int = Field(ge=0)
 
 
-class SystemModel(BaseModel):
-    """A model's lifecycle and memory, as GET /api/v1/system lists it."""
-
-    model_config = ConfigDict(extra="allow")
-    name: str
-    version: str
-    key: str
-    default: bool
-    task: str
-    source: str
-    state: ModelState
-    error: Optional[str]
-    parameters: int = Field(ge=0)
-    bytes_on_device: int = Field(ge=0)
-    bytes_offloaded: int = Field(ge=0)
-    last_used: Optional[float]
-    load_seconds: Optional[float]
-    loads: int = Field(ge=0)
-    in_use: int = Field(ge=0)
-
-
-class SystemResponse(BaseModel):
+class SystemResponse(ResponseSchema):
     """GET /api/v1/system: devices, memory counters, process RSS and every model's state."""
 
-    model_config = ConfigDict(extra="allow")
     version: str
     pid: int
     time: float

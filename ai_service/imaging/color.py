@@ -284,32 +284,43 @@ def _luma(r: torch.Tensor, g: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return _Y[0] * r + _Y[1] * g + _Y[2] * b
 
 
-def rgb_to_ycrcb(t: torch.Tensor) -> torch.Tensor:
-    """RGB [0,1] -> Y, Cr, Cb (OpenCV: Cr = (R-Y)*0.713 + 0.5, Cb = (B-Y)*0.564 + 0.5)."""
+def _to_luma_differences(t: torch.Tensor, red_gain: float, blue_gain: float, red_first: bool) -> torch.Tensor:
+    """Y, then (R-Y)*red_gain + 0.5 and (B-Y)*blue_gain + 0.5: YCrCb and YUV differ only in gains and plane order."""
     r, g, b = _channels(t)
     y = _luma(r, g, b)
-    return _stack(y, (r - y) * 0.713 + 0.5, (b - y) * 0.564 + 0.5)
+    red, blue = (r - y) * red_gain + 0.5, (b - y) * blue_gain + 0.5
+    return _stack(y, red, blue) if red_first else _stack(y, blue, red)
+
+
+def _from_luma_differences(
+    t: torch.Tensor, red_gain: float, green_gains: tuple[float, float], blue_gain: float, red_first: bool
+) -> torch.Tensor:
+    """Inverse of _to_luma_differences with OpenCV's rounded coefficients; green_gains follow the stored plane order."""
+    y, first, second = _channels(t)
+    first, second = first - 0.5, second - 0.5
+    red, blue = (first, second) if red_first else (second, first)
+    green = y - green_gains[0] * first - green_gains[1] * second
+    return _stack(y + red_gain * red, green, y + blue_gain * blue).clamp(0.0, 1.0)
+
+
+def rgb_to_ycrcb(t: torch.Tensor) -> torch.Tensor:
+    """RGB [0,1] -> Y, Cr, Cb (OpenCV: Cr = (R-Y)*0.713 + 0.5, Cb = (B-Y)*0.564 + 0.5)."""
+    return _to_luma_differences(t, red_gain=0.713, blue_gain=0.564, red_first=True)
 
 
 def ycrcb_to_rgb(t: torch.Tensor) -> torch.Tensor:
-    """Y, Cr, Cb -> RGB [0,1] (clipped)."""
-    y, cr, cb = _channels(t)
-    cr, cb = cr - 0.5, cb - 0.5
-    return _stack(y + 1.403 * cr, y - 0.714 * cr - 0.344 * cb, y + 1.773 * cb).clamp(0.0, 1.0)
+    """Y, Cr, Cb -> RGB [0,1] (clipped): R = Y + 1.403 Cr, G = Y - 0.714 Cr - 0.344 Cb, B = Y + 1.773 Cb."""
+    return _from_luma_differences(t, red_gain=1.403, green_gains=(0.714, 0.344), blue_gain=1.773, red_first=True)
 
 
 def rgb_to_yuv(t: torch.Tensor) -> torch.Tensor:
     """RGB [0,1] -> Y, U, V (OpenCV: U = (B-Y)*0.492 + 0.5, V = (R-Y)*0.877 + 0.5)."""
-    r, g, b = _channels(t)
-    y = _luma(r, g, b)
-    return _stack(y, (b - y) * 0.492 + 0.5, (r - y) * 0.877 + 0.5)
+    return _to_luma_differences(t, red_gain=0.877, blue_gain=0.492, red_first=False)
 
 
 def yuv_to_rgb(t: torch.Tensor) -> torch.Tensor:
-    """Y, U, V -> RGB [0,1] (clipped)."""
-    y, u, v = _channels(t)
-    u, v = u - 0.5, v - 0.5
-    return _stack(y + 1.140 * v, y - 0.395 * u - 0.581 * v, y + 2.032 * u).clamp(0.0, 1.0)
+    """Y, U, V -> RGB [0,1] (clipped): R = Y + 1.140 V, G = Y - 0.395 U - 0.581 V, B = Y + 2.032 U."""
+    return _from_luma_differences(t, red_gain=1.140, green_gains=(0.395, 0.581), blue_gain=2.032, red_first=False)
 
 
 def rgb_to_gray(t: torch.Tensor) -> torch.Tensor:

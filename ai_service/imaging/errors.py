@@ -1,4 +1,4 @@
-"""Decode errors: each subclass carries the HTTP status and stable code the API answers with."""
+"""Decode errors (each subclass carries the HTTP status and stable code the API answers with) and canvas limits."""
 from __future__ import annotations
 
 
@@ -47,3 +47,15 @@ class UnsafeImageError(ImageDecodeError):
 
     code = "unsafe_image"
     status = 422
+
+
+def check_canvas(what: str, width: int, height: int, max_side: int, max_pixels: int) -> None:
+    """Refuse a raster beyond a per-side limit or the pixel budget before any pixel memory is allocated."""
+    if width > max_side or height > max_side or width * height > max_pixels:
+        raise ImageTooLargeError(
+            f"{what} {width}x{height}; the limit is {max_side} px per side and {max_pixels:,} pixels.",
+            width=width,
+            height=height,
+            max_side=max_side,
+            max_pixels=max_pixels,
+        )

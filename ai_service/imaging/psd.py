@@ -9,7 +9,7 @@ from typing import Any, Final
 
 from PIL import Image
 
-from ai_service.imaging.errors import CorruptImageError, ImageDecodeError, ImageTooLargeError
+from ai_service.imaging.errors import CorruptImageError, ImageDecodeError, ImageTooLargeError, check_canvas
 
 #: Photoshop's own limit for .psd (PSB allows 300000, which we never want to allocate).
 MAX_PSD_SIDE: Final = 30_000
@@ -64,24 +64,12 @@ def read_psd_header(data: bytes) -> PsdHeader:
     return PsdHeader(version, channels, width, height, depth, _COLOR_MODES[mode])
 
 
-def check_psd_canvas(header: PsdHeader, max_pixels: int) -> None:
-    """Refuse canvases beyond Photoshop's side limit or our pixel budget."""
-    w, h = header.width, header.height
-    if w > MAX_PSD_SIDE or h > MAX_PSD_SIDE or w * h > max_pixels:
-        raise ImageTooLargeError(
-            f"The PSD canvas is {w}x{h}; the limit is {MAX_PSD_SIDE} px per side and {max_pixels:,} pixels.",
-            width=w,
-            height=h,
-            max_pixels=max_pixels,
-        )
-
-
 def open_psd(data: bytes, max_pixels: int) -> Any:
     """Open with psd-tools under parse and allocation budgets derived from the pixel limit."""
     from psd_tools import ParseLimitError, PSDImage, ParseLimits
 
     header = read_psd_header(data)
-    check_psd_canvas(header, max_pixels)
+    check_canvas("The PSD canvas is", header.width, header.height, MAX_PSD_SIDE, max_pixels)
     budget = max(64 * 1024 * 1024, max_pixels * 4 * 8)
     limits = ParseLimits(max_read_bytes=MAX_PSD_RECORD_BYTES, max_total_bytes=max(len(data) * 4, MAX_PSD_RECORD_BYTES))
     try:

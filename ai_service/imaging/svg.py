@@ -14,7 +14,7 @@ from defusedxml import DefusedXmlException
 from defusedxml import ElementTree as SafeET
 from PIL import Image
 
-from ai_service.imaging.errors import CorruptImageError, ImageDecodeError, ImageTooLargeError, UnsafeImageError
+from ai_service.imaging.errors import CorruptImageError, ImageDecodeError, ImageTooLargeError, UnsafeImageError, check_canvas
 
 #: Largest SVG source we parse (bytes).
 MAX_SVG_BYTES: Final = 5 * 1024 * 1024
@@ -239,14 +239,7 @@ def check_svg_canvas(width: int, height: int, max_pixels: int) -> None:
     """Bound the raster we are about to allocate: each side and the pixel count."""
     if width <= 0 or height <= 0:
         raise CorruptImageError("The SVG size must be positive.", width=width, height=height)
-    if width > MAX_SVG_SIDE or height > MAX_SVG_SIDE or width * height > max_pixels:
-        raise ImageTooLargeError(
-            f"The SVG would render at {width}x{height}; the limit is {MAX_SVG_SIDE} px per side and {max_pixels:,} pixels.",
-            width=width,
-            height=height,
-            max_side=MAX_SVG_SIDE,
-            max_pixels=max_pixels,
-        )
+    check_canvas("The SVG would render at", width, height, MAX_SVG_SIDE, max_pixels)
 
 
 def _deny_fetch(url: str, resource_type: str) -> bytes:

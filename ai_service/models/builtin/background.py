@@ -8,8 +8,7 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import nn
 
-from ai_service.models.base import ModelInfo
-from ai_service.models.builtin.native import NativeResolutionModel
+from ai_service.models.builtin.native import NativeResolutionModel, native_info
 
 TOLERANCE = 0.05  # YCbCr distance to the key that is surely background (≈ 13 levels: JPEG noise, slight shading)
 SOFTNESS = 0.08  # beyond TOLERANCE + SOFTNESS a pixel is surely subject
@@ -74,10 +73,9 @@ def keep_border_connected(key_alpha: np.ndarray) -> np.ndarray:
 class RemoveBackgroundModel(NativeResolutionModel):
     """Plain-background remover: RGBA output with soft, un-fringed edges; existing transparency is kept."""
 
-    info = ModelInfo(
-        name="remove-bg", version="1.0", task="image-to-image", input_size=None, input_mode="RGBA",
-        description="Remove a plain background (studio white, green screen, product shots): the colour is "
-                    "read from the border, edges are un-mixed from it, enclosed areas stay. Outputs RGBA.")
+    info = native_info(
+        "remove-bg", "Remove a plain background (studio white, green screen, product shots): the colour is "
+        "read from the border, edges are un-mixed from it, enclosed areas stay. Outputs RGBA.")
 
     def build(self) -> nn.Module:
         return ColourKeyMatte()

@@ -9,8 +9,7 @@ from PIL import Image
 from torch import nn
 
 from ai_service.imaging.convert import tensor_to_pil
-from ai_service.models.base import ModelInfo
-from ai_service.models.builtin.native import ALPHA_MODES, NativeResolutionModel
+from ai_service.models.builtin.native import ALPHA_MODES, NativeResolutionModel, native_info
 
 SIGMA = 1.0
 LOW, HIGH = 0.02, 0.12  # gradient strength where output starts / saturates (a full black-white step ≈ 0.4)
@@ -76,10 +75,9 @@ class EdgeDetector(nn.Module):
 class EdgesModel(NativeResolutionModel):
     """Edge map of any image: white lines of edge strength on black; transparency kept."""
 
-    info = ModelInfo(
-        name="edges", version="1.0", task="image-to-image", input_size=None, input_mode="RGBA",
-        description="Edge map (Canny-style: Gaussian blur, colour Sobel, non-maximum suppression) as fixed "
-                    "convolutions; white edges on black, alpha preserved. No downloaded weights.")
+    info = native_info(
+        "edges", "Edge map (Canny-style: Gaussian blur, colour Sobel, non-maximum suppression) as fixed "
+        "convolutions; white edges on black, alpha preserved. No downloaded weights.")
 
     def build(self) -> nn.Module:
         return EdgeDetector()

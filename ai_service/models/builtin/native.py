@@ -10,10 +10,16 @@ from torch import nn
 
 from ai_service.imaging.convert import pil_to_numpy, tensor_to_pil
 from ai_service.imaging.errors import ImageTooLargeError
-from ai_service.models.base import ImageModel
+from ai_service.models.base import ImageModel, ModelInfo
 
 ITEMS_KEY = "_native_items"
 ALPHA_MODES = ("LA", "RGBA")
+
+
+def native_info(name: str, description: str, version: str = "1.0") -> ModelInfo:
+    """Metadata of a NativeResolutionModel: fed RGBA at the upload's own size, it always returns an image."""
+    return ModelInfo(name=name, version=version, task="image-to-image", input_size=None, input_mode="RGBA",
+                     description=description)
 
 
 class NativeResolutionModel(ImageModel):
