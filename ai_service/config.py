@@ -47,7 +47,7 @@ class Settings:
     port: int = 8000
     bind: str = "127.0.0.1:8000"
     workers: int = 1
-    threads: int = 4
+    threads: int = 8
     timeout: int = 60
     max_batch_size: int = 0
     max_batch_delay_ms: float = 5.0
@@ -66,8 +66,8 @@ class Settings:
     csp: str = ""
     body_timeout: float = 30.0
     metrics: bool = True
-    max_requests: int = 5000
-    max_requests_jitter: int = 500
+    max_requests: int = 50000
+    max_requests_jitter: int = 5000
     extra: Mapping[str, Any] = field(default_factory=dict)
 
     @property

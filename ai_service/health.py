@@ -57,6 +57,6 @@ def metrics_endpoint():
     """Prometheus text format, aggregated over all gunicorn workers."""
     if not current_app.config["SETTINGS"].metrics:
         return jsonify({"error": {"code": "not_found", "message": "Metrics are disabled (AI_SERVICE_METRICS=0)."}}), 404
-    metrics.update_process_gauges(current_app.extensions["registry"].device)
+    metrics.update_process_gauges(current_app.extensions["registry"].device, force=True)
     payload, content_type = metrics.render()
     return Response(payload, content_type=content_type)

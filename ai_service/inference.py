@@ -93,6 +93,8 @@ def preprocess_groups(model: ImageModel, images: dict[int, Image.Image], options
 def merge_outputs(parts: Sequence[Any]) -> Any:
     """Per-image outputs (each with a batch dimension of 1) back into one batched output."""
     first = parts[0]
+    if len(parts) == 1:
+        return first
     if isinstance(first, torch.Tensor):
         return torch.cat(list(parts))
     if isinstance(first, list):
@@ -201,6 +203,8 @@ def _run(model: ImageModel, batcher: Batcher, uploads: Sequence[Upload], options
         if "error" not in entry:
             image = decoded[index]
             entry = {"width": image.width, "height": image.height, "mode": image.mode, **entry}
+            if "exif_orientation" in image.info:  # a raster: what its header said, read once while decoding
+                entry["source"] = (image.info["exif_orientation"], image.info["source_size"])
         results.append({"filename": upload.filename, **entry})
     return results, batch_size
 

@@ -106,8 +106,18 @@ def record_model_unload(model: str, seconds: float) -> None:
     MODELS_LOADED.labels(model).set(0)
 
 
-def update_process_gauges(device: "torch.device | None") -> None:
-    """Refresh this worker's RSS and, on CUDA, its allocator counters (cheap: no device sync)."""
+#: Process gauges are samples: refreshing them once a second per worker is as good for a scrape as on
+#: every request, and spares each request a read of /proc (and, on CUDA, three allocator queries).
+GAUGE_REFRESH_S = 1.0
+_gauges_refreshed = [-GAUGE_REFRESH_S]
+
+
+def update_process_gauges(device: "torch.device | None", force: bool = False) -> None:
+    """Refresh this worker's RSS and, on CUDA, its allocator counters, at most once a second."""
+    now = time.monotonic()
+    if not force and now - _gauges_refreshed[0] < GAUGE_REFRESH_S:
+        return
+    _gauges_refreshed[0] = now
     WORKER_RSS.set(process_rss())
     if device is None or device.type != "cuda":
         return

@@ -46,6 +46,7 @@ MAX_RETRIES = 12
 #: gunicorn worker timeout while benchmarking: servers sit paused (SIGSTOP) while the others are measured,
 #: and a master resumed before its workers must not take them for hung.
 PAUSED_TIMEOUT = 900
+PROFILE = True
 
 
 def cores() -> int:
@@ -219,18 +220,21 @@ def servers(home: Path, litserve: bool) -> list[Server]:
                {"BENCH_RESNET_WEIGHTS": weights}, 0, {m: "/predict" for m in MODELS}, "/health",
                f"Flask + gunicorn sync, {naive_workers} workers (gunicorn's 2×cores+1), default torch threads"),
         Server("ai_service", [gunicorn, "-c", str(ROOT / "gunicorn.conf.py"), "app:app"],
-               {"AI_SERVICE_HOME": str(home), "AI_SERVICE_WORKERS": "0", "AI_SERVICE_THREADS": "4",
+               {"AI_SERVICE_HOME": str(home), "AI_SERVICE_WORKERS": "0", "AI_SERVICE_THREADS": "8",
                 "AI_SERVICE_PRELOAD": ",".join(MODELS), "AI_SERVICE_LOG_LEVEL": "INFO",
                 "AI_SERVICE_TIMEOUT": str(PAUSED_TIMEOUT), "AI_SERVICE_MAX_REQUESTS": "0"}, 0,
                {m: "/api/v1/predict" for m in MODELS}, "/api/v1/health",
-               f"gunicorn gthread, {n} workers (one per core) × 4 threads, adaptive torch threads "
+               f"gunicorn gthread, {n} workers (one per core) × 8 threads, adaptive torch threads "
                "(core budget), batch ≤ 8, delay ≤ 5 ms, INFO access logging to console and file, metrics on; "
-               "worker recycling off (AI_SERVICE_MAX_REQUESTS=0: at these rates the default 5000 would restart "
-               "each worker, and reload its models, every 10-20 s)"),
+               "worker recycling off (AI_SERVICE_MAX_REQUESTS=0: at these rates the default 50000 would restart "
+               "each worker, and reload its models, every few minutes, maybe inside a measured point)"),
     ]
     bf16 = ai_service_bf16(found[1], home)
     if bf16 is not None:
         found.append(bf16)
+    found.append(Server(f"{found[1].name}/4 threads", found[1].command, {**found[1].env, "AI_SERVICE_THREADS": "4"},
+                        0, found[1].paths, found[1].health, "the same with AI_SERVICE_THREADS=4 (the default until "
+                        "this run: measured side by side to show what 8 threads buy)", levels=(16,)))
     if litserve:
         for model in MODELS:
             found.append(Server(
@@ -327,7 +331,7 @@ def run_all(contenders: list[Server], home: Path, points: tuple[int, ...], repea
                   f"batch {point['mean_batch_size']}  server {point['server_cpu_ms']} ms CPU/req  "
                   f"other work {point['other_cpu_pct']}%", flush=True)
         ours = next((server for server in contenders if server.name == "ai_service"), None)
-        if ours is not None:
+        if ours is not None and PROFILE:
             for model in MODELS:
                 print(f"-- profiling ai_service on {model} at c=16 (py-spy)", flush=True)
                 profiles[model] = profile(ours, model, home)
@@ -476,7 +480,7 @@ def render(results: list[dict], limits: dict, meta: dict, configs: dict[str, str
         lines += [f"### {model}", "", "| c | server | req/s | % limit | p50 ms | p95 ms | p99 ms | errors | "
                   "mean batch | server CPU ms/req | other work |", "|---|---|---|---|---|---|---|---|---|---|---|"]
         for concurrency in CONCURRENCY:
-            for server in ("naive", "ai_service", "litserve", "ai_service+bf16"):
+            for server in ("naive", "ai_service", "litserve", "ai_service+bf16", "ai_service/4 threads"):
                 runs = points_for(results, server, model, concurrency)
                 if not runs:
                     continue
@@ -556,8 +560,14 @@ def main() -> None:
     parser.add_argument("--concurrency", help="comma-separated concurrency levels instead of 1,4,16,32 (no write)")
     parser.add_argument("--set", action="append", default=[], metavar="AI_SERVICE_X=VALUE",
                         help="try another ai_service configuration (implies --no-write)")
+    parser.add_argument("--models", help="comma-separated models instead of all (no write)")
+    parser.add_argument("--no-profile", action="store_true", help="skip the py-spy profile of ai_service")
     parser.add_argument("--measure-limit", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    global MODELS, PROFILE
+    if args.models:
+        MODELS = tuple(name for name in MODELS if name in args.models.split(","))
+    PROFILE = not args.no_profile
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # run the clean-up that stops the servers
     if args.measure_limit:
         print(json.dumps(measure_limit(args.measure_limit)))
@@ -597,7 +607,7 @@ def main() -> None:
         text = render(results, limits, machine(durations, warmup, litserve_text), configs, profiles)
     print(text)
     print(f"-- finished in {time.monotonic() - started:.0f} s", flush=True)
-    if not (args.no_write or args.quick or args.set or args.concurrency or args.only):
+    if not (args.no_write or args.quick or args.set or args.concurrency or args.only or args.models):
         write_results(text)
         print(f"-- wrote {RESULTS.relative_to(ROOT)}")
 

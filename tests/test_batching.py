@@ -280,3 +280,52 @@ def test_out_of_memory_splits_the_batch_and_retries_a_lone_sample_once():
     assert [ticket.error for ticket in tickets] == [None, None, None] and tickets[0].output == 4.0
     assert calls == [3, 1, 1, 1, 1]  # batch, first alone (OOM), same again after freeing memory, the others
     batcher.close()
+
+
+class ThreadRecordingForward(GatedForward):
+    """GatedForward that also records which thread ran each batch."""
+
+    def __init__(self, block_first: bool = True) -> None:
+        super().__init__(block_first)
+        self.threads: list[str] = []
+
+    def __call__(self, samples: list[torch.Tensor]) -> list[float]:
+        self.threads.append(threading.current_thread().name)
+        return super().__call__(samples)
+
+
+def test_a_cheap_lone_request_runs_in_its_own_thread():
+    forward = ThreadRecordingForward(block_first=False)
+    batcher = make_batcher(forward, inline=lambda count: count <= 2)
+    ticket = submit(batcher, "alone")
+    assert ticket.done.is_set() and ticket.output == 16.0 and ticket.batch_size == 1
+    assert forward.threads == [threading.current_thread().name]
+    assert batcher.stats()["running"] is False  # no inference thread was needed
+    batcher.close()
+
+
+def test_requests_arriving_during_an_inline_forward_queue_for_the_next_batch():
+    forward = ThreadRecordingForward()
+    batcher = make_batcher(forward, inline=lambda count: True)
+    results = {}
+    runner = threading.Thread(target=lambda: results.setdefault("a", submit(batcher, "a")), name="request-a")
+    runner.start()
+    assert forward.entered.wait(10)  # "a" is running inline in its own thread and holds the model
+    queued = [submit(batcher, tag) for tag in "bc"]  # not inline: the model is busy
+    assert batcher.stats()["queued"] == 2 and forward.batches == [forward.batches[0]]
+    forward.release()
+    runner.join(10)
+    finish(batcher, [results["a"], *queued])
+    assert [record.tags for record in batcher.history] == [("a",), ("b", "c")]
+    assert forward.threads == ["request-a", "infer-fake"]
+    batcher.close()
+
+
+def test_a_request_with_others_on_their_way_is_not_run_inline():
+    forward = ThreadRecordingForward(block_first=False)
+    batcher = make_batcher(forward, inline=lambda count: True, max_delay_ms=50)
+    with batcher.arrival(1):  # another request is still decoding
+        ticket = submit(batcher, "a")
+        finish(batcher, [ticket])
+    assert forward.threads == ["infer-fake"]
+    batcher.close()

@@ -79,3 +79,54 @@ def test_cli_train_digits_writes_loadable_weights(tmp_path, capsys):
     assert '"held_out_accuracy"' in capsys.readouterr().out
     state = torch.load(output, weights_only=True)
     assert set(state) == set(torch.load(WEIGHTS_PATH, weights_only=True))
+
+
+def reference_normalize_digit(image: Image.Image) -> np.ndarray:
+    """The straightforward version the committed weights were trained with (np.median, np.clip, np.roll)."""
+    if max(image.size) > 256:
+        image = image.copy()
+        image.thumbnail((256, 256), Image.Resampling.BOX)
+    if image.mode not in ("L", "LA", "RGB", "RGBA"):
+        image = image.convert("RGBA" if "transparency" in image.info or "A" in image.getbands() else "RGB")
+    alpha = np.asarray(image.getchannel("A"), dtype=np.float32) / 255.0 if image.mode in ("LA", "RGBA") else None
+    gray = np.asarray(image.convert("L"), dtype=np.float32)
+    if alpha is not None:
+        coverage = float(alpha.sum())
+        ink_is_dark = coverage == 0 or float((gray * alpha).sum()) / coverage < 128
+        gray = gray * alpha + (255.0 if ink_is_dark else 0.0) * (1.0 - alpha)
+    background = float(np.median(np.concatenate([gray[0], gray[-1], gray[:, 0], gray[:, -1]])))
+    if background > 127:
+        gray, background = 255.0 - gray, 255.0 - background
+    ink = np.clip(gray - background, 0.0, None)
+    canvas = np.zeros((28, 28), dtype=np.float32)
+    if float(ink.max()) < 1.0:
+        return canvas
+    ink /= float(ink.max())
+    rows, cols = np.nonzero(ink > 0.2)
+    crop = ink[rows.min():rows.max() + 1, cols.min():cols.max() + 1]
+    height, width = crop.shape
+    scale = 20 / max(height, width)
+    new_w, new_h = max(1, round(width * scale)), max(1, round(height * scale))
+    resized = np.asarray(Image.fromarray(crop.astype(np.float32)).resize((new_w, new_h), Image.Resampling.BILINEAR))
+    top, left = (28 - new_h) // 2, (28 - new_w) // 2
+    canvas[top:top + new_h, left:left + new_w] = np.clip(resized, 0.0, 1.0)
+    mass = float(canvas.sum())
+    ys, xs = np.indices(canvas.shape)
+    shift_y = int(np.clip(round(13.5 - float((ys * canvas).sum()) / mass), -top, 28 - new_h - top))
+    shift_x = int(np.clip(round(13.5 - float((xs * canvas).sum()) / mass), -left, 28 - new_w - left))
+    return np.roll(canvas, (shift_y, shift_x), axis=(0, 1))
+
+
+def test_fast_normalisation_matches_the_training_reference_bit_for_bit(digits_split):
+    """The hot-path rewrite must feed the network exactly what it was trained on."""
+    rng = np.random.default_rng(3)
+    images = []
+    for pixels in digits_split.test_images[:150]:
+        plain = render_digit(pixels, int(rng.integers(8, 96)), angle=float(rng.uniform(-12, 12)))
+        images += [Image.fromarray(pixels, mode="L"), plain, plain.resize((300, 280)),
+                   Image.eval(plain, lambda v: 255 - v).convert("RGB"),
+                   Image.merge("RGBA", (plain, plain, plain, plain)),
+                   Image.merge("LA", (Image.new("L", plain.size, 30), plain)), plain.convert("P")]
+    images += [Image.new("L", (30, 30), 0), Image.new("RGBA", (30, 31), (0, 0, 0, 0)), Image.new("L", (1, 1), 255)]
+    for image in images:
+        assert np.array_equal(normalize_digit(image), reference_normalize_digit(image)), image

@@ -287,3 +287,34 @@ def test_batchnorm_is_folded_into_convolutions_without_changing_results():
     output = ForwardRunner(model, EngineOptions(), 4)([sample])[0]
     assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in model.network.modules())
     assert torch.allclose(output, expected, atol=1e-4)
+
+
+def test_only_measured_one_core_cpu_forwards_run_inline():
+    model = ConvModel()
+    model.load(torch.device("cpu"))
+    runner = ForwardRunner(model, EngineOptions(), 4)
+    assert not runner.runs_inline(1)  # nothing measured yet: the first forward goes to the inference thread
+    runner._one_core_ms_per_sample = 0.2
+    assert runner.runs_inline(1) and runner.runs_inline(8)
+    runner._one_core_ms_per_sample = 30.0  # resnet-sized: needs the inference thread's OpenMP team
+    assert not runner.runs_inline(1)
+    pinned = ForwardRunner(model, EngineOptions(torch_threads=2), 4)
+    pinned._one_core_ms_per_sample = 0.2
+    assert not pinned.runs_inline(1)
+
+
+def test_lone_digits_requests_run_in_the_request_thread(app, digits_split):
+    """After its first (measured) forward, a lone digits request skips the inference thread."""
+    registry = app.extensions["registry"]
+    image = Image.fromarray(digits_split.test_images[0], mode="L")
+    uploads = [Upload(encode(image, "png"), "d.png")]
+    threads: list[str] = []
+    hook = registry.get("digits").network.register_forward_hook(
+        lambda *_: threads.append(threading.current_thread().name))
+    try:
+        outcomes = [predict(registry, "digits", uploads, {}, 10_000_000) for _ in range(12)]
+    finally:
+        hook.remove()
+    assert all(o["results"][0]["predictions"] == outcomes[0]["results"][0]["predictions"] for o in outcomes)
+    assert threads[0].startswith("infer-digits")  # the first forward is measured on the inference thread
+    assert threads[-1] == threading.current_thread().name  # once it is known to be tiny: inline

@@ -2,12 +2,11 @@ import json
 import logging
 
 from ai_service import create_app
+from ai_service.logging import flush_logs
 
 
 def read_log(home) -> str:
-    from loguru import logger
-
-    logger.complete()
+    flush_logs()
     return (home / "logs" / "ai_service.log").read_text()
 
 

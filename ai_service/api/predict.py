@@ -97,7 +97,8 @@ def locate(result: dict[str, Any], upload: Upload, index: int) -> dict[str, Any]
     if "error" in result:
         return {"index": index, **result}
     decoded = (result["width"], result["height"])
-    orientation, source_size = source_facts(upload.data)
+    result = dict(result)
+    orientation, source_size = result.pop("source", None) or source_facts(upload.data)
     geometry = to_source_size({"original_size": list(decoded), **(result.get("geometry") or {})},
                               source_size or decoded)
     geometry.update(exif_orientation=orientation, exif_rotated=orientation != 1)

@@ -31,7 +31,7 @@ class Engine:
             runner = ForwardRunner(model, self.options, max_batch_size)
             batcher = Batcher(name, runner, max_batch_size=max_batch_size,
                               max_delay_ms=self.options.batch_delay_for(model), max_queue=self.options.max_queue,
-                              idle_exit_s=self.options.idle_exit_s, label=model.info.name)
+                              idle_exit_s=self.options.idle_exit_s, label=model.info.name, inline=runner.runs_inline)
             runner.under_load = lambda: batcher.pending > 0
             self._batchers[name] = (model, batcher)
         if current is not None:

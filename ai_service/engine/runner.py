@@ -106,6 +106,15 @@ class ForwardRunner:
         self._warmed: set[tuple] = set()
         self._one_core_ms_per_sample: float | None = None
 
+    def runs_inline(self, count: int) -> bool:
+        """May a forward of `count` samples run in the request's own thread? Only a measured one-core CPU
+        forward: wider ones need the inference thread's single OpenMP team (a team per request thread
+        would keep idle threads spinning), and CUDA/compiled models keep their one thread."""
+        device = self.model.device
+        estimate = self._one_core_ms_per_sample
+        return (estimate is not None and estimate * count < SMALL_FORWARD_MS and self.options.torch_threads <= 1
+                and not self.options.compile and (device is None or device.type == "cpu"))
+
     def __call__(self, samples: list[torch.Tensor]) -> list[Any]:
         network = self.model.network
         if network is None:

@@ -95,7 +95,8 @@ def decode_image(
 
     `target_size` is the size the caller will resize to (JPEGs decode at a reduced scale still >= it, SVGs
     render just covering it); `svg_size` renders an SVG at exactly that size. `info["source_size"]` always
-    holds the full upright size of the original (intrinsic size for SVG), whatever was decoded.
+    holds the full upright size of the original (intrinsic size for SVG), whatever was decoded; rasters
+    also carry `info["exif_orientation"]` (read once here, so callers need not parse the upload again).
     """
     fmt = sniff_format(data)
     if fmt == "svg":
@@ -116,23 +117,22 @@ def decode_image(
         if fmt == "jpeg" and target_size is not None:
             apply_draft(im, target_size)  # JPEG EXIF lives in APP1, readable before the pixels
         load_pixels(im)  # before any getexif(): for PNG that would load (and swallow errors) itself
-        full_size = upright_size(im, header_size_px)
+        orientation = exif_orientation(im)
+        width, height = header_size_px
+        full_size = (height, width) if orientation in (5, 6, 7, 8) else (width, height)
     except CorruptImageError:
         if fmt != "tiff":
             raise
         im = decode_tiff_fallback(data, max_pixels)
-        full_size = im.size
+        orientation, full_size = exif_orientation(im), im.size
     if is_deep_colour(im, data, fmt):
         im = reload_deep_colour(im, data)
-    im = normalize_mode(to_srgb(apply_exif_orientation(im)))
+    if orientation != 1:
+        im = apply_exif_orientation(im)
+    im = normalize_mode(to_srgb(im))
     im.info["source_size"] = full_size
+    im.info["exif_orientation"] = orientation
     return im
-
-
-def upright_size(im: Image.Image, size: tuple[int, int]) -> tuple[int, int]:
-    """A (header) size as viewers show it: width and height swapped for 90-degree EXIF orientations."""
-    w, h = size
-    return (h, w) if exif_orientation(im) in (5, 6, 7, 8) else (w, h)
 
 
 def _plugin(fmt: str) -> type[ImageFile.ImageFile]:
