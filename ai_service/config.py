@@ -49,6 +49,7 @@ class Settings:
     workers: int = 1
     threads: int = 8
     timeout: int = 60
+    keepalive: int = 5
     max_batch_size: int = 0
     max_batch_delay_ms: float = 5.0
     max_queue: int = 64

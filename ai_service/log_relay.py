@@ -6,7 +6,9 @@ thread in the process that configured logging reassembles long records per write
 a batch per read, to the only file sink, which alone rotates, retains and compresses the file.
 loguru's `enqueue=True` gives the same guarantee by pickling every record into a multiprocessing
 queue under a cross-process lock; on a tiny model that cost ~0.35 ms of CPU per access line
-(bench/results/serving.md), about a tenth of the whole request.
+(bench/results/serving.md), about a tenth of the whole request. When the console is not a terminal
+(gunicorn under systemd, Docker), it shows the same lines as the file, so the reader writes each
+batch there too and workers skip their own console sink.
 """
 from __future__ import annotations
 
@@ -42,8 +44,10 @@ def not_relayed(record: dict) -> bool:
 class FileRelay:
     """The pipe, its reader thread, and the loguru sinks on both ends (see the module docstring)."""
 
-    def __init__(self, path: Path, *, level: str, format: str, serialize: bool, **file_options: Any) -> None:
+    def __init__(self, path: Path, *, level: str, format: str, serialize: bool, echo_fd: int | None = None,
+                 **file_options: Any) -> None:
         self.owner = os.getpid()
+        self._echo_fd = echo_fd  # console lines ride along: one write per batch instead of one per line
         self._read_fd, self._write_fd = os.pipe()
         self._markers: dict[int, threading.Event] = {}
         # enqueue=True on the file end only so that a forked child never closes (or compresses) the file.
@@ -97,10 +101,20 @@ class FileRelay:
                 time.sleep(BATCH_WINDOW_S)  # let lines gather: one file write per batch, not per line
             if done:  # the file sink's format adds the final line break back
                 text = "".join(done)
+                self._echo(text)
                 logger.bind(**{RELAYED: text[:-1] if text.endswith("\n") else text}).log(max(level, 1), "")
             for token in flushed:
                 if (marker := self._markers.pop(token, None)) is not None:
                     marker.set()
+
+    def _echo(self, text: str) -> None:
+        """The same lines on the console (fd 2 itself: a replaced sys.stderr object may be closed by now)."""
+        if self._echo_fd is None:
+            return
+        try:
+            os.write(self._echo_fd, text.encode("utf-8", "replace"))
+        except OSError:
+            pass  # a closed console must not stop the file
 
     def flush(self, timeout: float = 5.0) -> None:
         """Wait until every line written so far by this process is in the file (tests, shutdown)."""

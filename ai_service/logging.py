@@ -69,13 +69,18 @@ def setup_logging(settings: "Settings") -> None:
         _relay = None
     logger.configure(patcher=_add_request_id)
     level = settings.log_level.upper()
-    _sink_ids.append(logger.add(sys.stderr, level=level, format=CONSOLE_FORMAT, serialize=settings.log_json,
-                                filter=not_relayed, backtrace=False, diagnose=False, enqueue=False))
+    # Not a terminal (systemd, Docker, a file): the console shows exactly the file's lines, so the relay
+    # writes them to both; a terminal gets its own coloured sink.
+    console_via_relay = settings.log_to_file and not os.isatty(2)
+    if not console_via_relay:
+        _sink_ids.append(logger.add(sys.stderr, level=level, format=CONSOLE_FORMAT, serialize=settings.log_json,
+                                    filter=not_relayed, backtrace=False, diagnose=False, enqueue=False))
     if settings.log_to_file:
         settings.logs_dir.mkdir(parents=True, exist_ok=True)
         # One file for the gunicorn master and all its workers: see ai_service/log_relay.py.
         _relay = FileRelay(settings.logs_dir / "ai_service.log", level=level, serialize=settings.log_json,
                            format=CONSOLE_FORMAT.replace("<green>", "").replace("</green>", ""),
+                           echo_fd=2 if console_via_relay else None,
                            rotation=settings.log_rotation, retention=settings.log_retention,
                            compression=settings.log_compression or None)
     # The stdlib side filters at the same level: below it, libraries' records (Pillow logs 2 DEBUG lines

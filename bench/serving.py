@@ -361,7 +361,11 @@ PROFILE_CATEGORIES = (
 
 
 #: Leaf functions of a thread that waits (py-spy cannot tell waiting from running without pausing it).
-WAITING = ("wait", "select", "poll", "get", "acquire", "sleep", "accept", "_recv_into", "recv_into", "readinto")
+#: Threads blocked inside C show their last Python frame as the leaf: the master's log relay thread
+#: (os.read, or its sleep between batches; its real work is one file write per batch) and idle gunicorn
+#: pool threads (`_worker` waiting in SimpleQueue.get for the next request).
+WAITING = ("wait", "select", "poll", "get", "acquire", "sleep", "accept", "_recv_into", "recv_into", "readinto",
+           "_read_loop", "_worker")
 
 
 def categorise(stack: str) -> str | None:

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import multiprocessing
+import os
 
 import pytest
 from loguru import logger
@@ -55,5 +56,23 @@ def test_the_owner_alone_writes_synchronously_after_flush(tmp_path):
             logger.info("line {}", n)
         relay.flush()
         assert path.read_text().splitlines() == [f"INFO line {n}" for n in range(500)]
+    finally:
+        relay.close()
+
+
+def test_console_lines_can_ride_along_with_the_file(tmp_path):
+    """Console not a terminal: the reader writes each batch to it too, the same text as the file."""
+    read_end, write_end = os.pipe()
+    path = tmp_path / "echo.log"
+    relay = FileRelay(path, level="INFO", format="{level} {message}", serialize=False, rotation="50 MB",
+                      echo_fd=write_end)
+    try:
+        for n in range(20):
+            logger.info("echoed {}", n)
+        relay.flush()
+        os.close(write_end)
+        with os.fdopen(read_end) as console:
+            echoed = console.read()
+        assert echoed.splitlines() == path.read_text().splitlines() == [f"INFO echoed {n}" for n in range(20)]
     finally:
         relay.close()
