@@ -11,7 +11,7 @@ def create_app(overrides: Mapping[str, Any] | None = None):
     from flask import Flask
     from loguru import logger
 
-    from ai_service import api, web
+    from ai_service import api, multipart, web
     from ai_service.config import PROJECT_ROOT, load_settings
     from ai_service.devices import apply_gpu_visibility, configure_torch_threads, select_device
     from ai_service import health
@@ -39,6 +39,8 @@ def create_app(overrides: Mapping[str, Any] | None = None):
     app.extensions["registry"] = registry
     app.extensions["engine"] = attach_engine(registry, EngineOptions.from_settings(settings))
 
+    if not multipart.install():
+        logger.warning("werkzeug's multipart decoder changed shape: every upload compiles its boundary patterns")
     register_error_handlers(app)
     install_request_logging(app)
     install_request_metrics(app)

@@ -6,9 +6,10 @@
    through models.yaml, plus the payloads (a 640×480 JPEG photo, a 64×64 PNG digit).
 2. Measures the physical limit in a separate process: decode+preprocess per image, pure forward
    images/s at batch 1/8/16/32 on all cores.
-3. Starts every server on a loopback port, pauses all (SIGSTOP) and wakes one at a time to drive it
-   with bench/loadgen.py (its own process) at concurrency 1, 4, 16, 32, the servers taking turns at
-   every point; a second pass repeats concurrency 1 and 16.
+3. Starts every server on a loopback port (and waits until all its workers are idle, not just the
+   first to answer), pauses all (SIGSTOP) and wakes one at a time to drive it with bench/loadgen.py
+   (its own process; a fresh multipart boundary per request, as real clients send) at concurrency
+   1, 4, 16, 32, the servers taking turns at every point; a second pass repeats concurrency 1 and 16.
 4. Prints the tables and writes bench/results/serving.md (text below ANALYSIS_MARKER is kept).
 """
 from __future__ import annotations
@@ -180,11 +181,26 @@ class Server:
             try:
                 with urllib.request.urlopen(f"http://127.0.0.1:{self.port}{self.health}", timeout=5) as response:
                     if response.status == 200:
+                        self.settle(deadline)
                         return
             except OSError:
                 time.sleep(0.5)
         self.stop()
         raise RuntimeError(f"{self.name} did not become healthy within {timeout:.0f} s; see {log_path}")
+
+    def settle(self, deadline: float, idle_cores: float = 0.1, longest: float = 20.0) -> None:
+        """Wait until every worker has finished starting: the first one to answer the health check says
+        nothing of the others, which would otherwise import torch and load models during the first
+        measured point (seen: one server at half its throughput on its first point). At most `longest`
+        seconds: LitServe's workers poll their queues and never fall fully idle."""
+        from loadgen import group_cpu_seconds
+
+        deadline = min(deadline, time.monotonic() + longest)
+        while time.monotonic() < deadline:
+            before = group_cpu_seconds(self.process.pid)
+            time.sleep(1.0)
+            if group_cpu_seconds(self.process.pid) - before < idle_cores:
+                return
 
     def pause(self) -> None:
         """SIGSTOP the server's process group: a server not being measured takes no CPU at all."""

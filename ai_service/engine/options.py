@@ -1,13 +1,14 @@
 """The engine's knobs, read from Settings once; per-model batch settings override the defaults."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import TYPE_CHECKING
+
+from ai_service.config import Settings
 
 if TYPE_CHECKING:
     import torch
 
-    from ai_service.config import Settings
     from ai_service.models.base import ImageModel
 
 AMP_CHOICES = ("", "bf16", "fp16")
@@ -24,19 +25,21 @@ class EngineConfigError(ValueError):
 
 @dataclass(frozen=True)
 class EngineOptions:
-    """Batching, back-pressure and hot-path switches shared by every model of one process."""
+    """Batching, back-pressure and hot-path switches shared by every model of one process.
 
-    max_batch_size: int = 0
-    max_batch_delay_ms: float = 5.0
-    max_queue: int = 64
-    request_timeout_s: float = 30.0
-    amp: str = ""
-    compile: bool = False
-    compile_mode: str = "default"
+    Defaults are the settings' own (one source of truth); the last two exist only here."""
+
+    max_batch_size: int = Settings.max_batch_size
+    max_batch_delay_ms: float = Settings.max_batch_delay_ms
+    max_queue: int = Settings.max_queue
+    request_timeout_s: float = Settings.request_timeout_s
+    amp: str = Settings.amp
+    compile: bool = Settings.compile
+    compile_mode: str = Settings.compile_mode
+    channels_last: bool = Settings.channels_last
+    fuse_batchnorm: bool = Settings.fuse_batchnorm
+    torch_threads: int = Settings.torch_threads
     compile_backend: str = "inductor"
-    channels_last: bool = True
-    fuse_batchnorm: bool = True
-    torch_threads: int = 0
     idle_exit_s: float = 10.0
 
     def __post_init__(self) -> None:
@@ -49,13 +52,12 @@ class EngineOptions:
                                     "request_timeout_s > 0")
 
     @classmethod
-    def from_settings(cls, settings: "Settings") -> "EngineOptions":
-        return cls(max_batch_size=settings.max_batch_size, max_batch_delay_ms=settings.max_batch_delay_ms,
-                   max_queue=settings.max_queue, request_timeout_s=settings.request_timeout_s,
-                   amp=settings.amp.strip().lower(), compile=settings.compile,
-                   compile_mode=settings.compile_mode.strip().lower(), channels_last=settings.channels_last,
-                   fuse_batchnorm=settings.fuse_batchnorm,
-                   torch_threads=max(0, settings.torch_threads))
+    def from_settings(cls, settings: Settings) -> "EngineOptions":
+        """Every field the settings also have, with the free-text ones normalised."""
+        shared = {field.name: getattr(settings, field.name) for field in fields(cls) if hasattr(settings, field.name)}
+        shared.update(amp=settings.amp.strip().lower(), compile_mode=settings.compile_mode.strip().lower(),
+                      torch_threads=max(0, settings.torch_threads))
+        return cls(**shared)
 
     def batch_size_for(self, model: "ImageModel", device: "torch.device | None") -> int:
         """The model's own limit, else the setting, else the measured default for the device type."""
