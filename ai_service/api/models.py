@@ -9,12 +9,12 @@ from flask import jsonify
 from ai_service import __version__
 from ai_service.api import bp
 from ai_service.api.common import registry
+from ai_service.api.schemas import SystemModel
 from ai_service.devices import describe_device, describe_devices, process_rss
 from ai_service.errors import APIError
 from ai_service.models.registry import ModelLoadError, UnknownModelError
 
-SYSTEM_FIELDS = ("name", "version", "key", "default", "task", "source", "state", "error", "parameters",
-                 "bytes_on_device", "bytes_offloaded", "last_used", "load_seconds", "loads", "in_use")
+SYSTEM_FIELDS = tuple(SystemModel.model_fields)  # the registry status keys /api/v1/system reports
 
 
 @bp.get("/models")

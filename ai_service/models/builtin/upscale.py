@@ -7,8 +7,7 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import nn
 
-from ai_service.models.base import ModelInfo
-from ai_service.models.builtin.native import NativeResolutionModel, as_input_family
+from ai_service.models.builtin.native import NativeResolutionModel, as_input_family, native_info
 
 LOBES = 3
 
@@ -85,10 +84,9 @@ class UpscaleModel(NativeResolutionModel):
         if scale not in (2, 4):
             raise ValueError("scale must be 2 or 4")
         self.scale = scale
-        self.info = ModelInfo(
-            name=f"upscale-{scale}x", version="1.0", task="image-to-image", input_size=None, input_mode="RGBA",
-            description=f"Enlarge ×{scale}: Lanczos-3 on premultiplied alpha with anti-ringing clamp; grey, "
-                        "colour and transparent images keep their mode. No downloaded weights.")
+        self.info = native_info(
+            f"upscale-{scale}x", f"Enlarge ×{scale}: Lanczos-3 on premultiplied alpha with anti-ringing clamp; "
+                                 "grey, colour and transparent images keep their mode. No downloaded weights.")
 
     def build(self) -> nn.Module:
         return LanczosUpscaler(self.scale)
