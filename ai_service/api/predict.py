@@ -15,7 +15,7 @@ from ai_service.api.schemas import PredictOptions, PredictResponse
 from ai_service.errors import APIError
 from ai_service.imaging.alpha import flatten_alpha
 from ai_service.imaging.encode import to_data_url
-from ai_service.imaging.geometry import result_to_original, source_facts, to_source_size
+from ai_service.imaging.geometry import result_to_original, to_source_size
 from ai_service.imaging.io import encode_image, mime_type
 from ai_service.inference import Upload, predict
 from ai_service.logging import annotate_request
@@ -79,7 +79,7 @@ def run_model(call: PredictCall, name: str, info: ModelInfo) -> dict[str, Any]:
         except ModelLoadError as error:
             raise APIError("model_unavailable", str(error), 503, {"model": name}) from None
     produced = iter(outcome["results"])
-    outcome["results"] = [locate(next(produced), item, index) if isinstance(item, Upload) else item_error(item, index)
+    outcome["results"] = [locate(next(produced), index) if isinstance(item, Upload) else item_error(item, index)
                           for index, item in enumerate(call.items)]
     return outcome
 
@@ -92,13 +92,14 @@ def item_error(error: APIError, index: int) -> dict[str, Any]:
     return {"index": index, "filename": "", "status": error.status, "error": body}
 
 
-def locate(result: dict[str, Any], upload: Upload, index: int) -> dict[str, Any]:
+def locate(result: dict[str, Any], index: int) -> dict[str, Any]:
     """Number the result and express it in the source image's pixels: geometry (EXIF, size), boxes, masks."""
     if "error" in result:
         return {"index": index, **result}
     decoded = (result["width"], result["height"])
     result = dict(result)
-    orientation, source_size = result.pop("source", None) or source_facts(upload.data)
+    # Decoding recorded a raster's EXIF orientation and header size; SVG/PSD have neither.
+    orientation, source_size = result.pop("source", (1, None))
     geometry = to_source_size({"original_size": list(decoded), **(result.get("geometry") or {})},
                               source_size or decoded)
     geometry.update(exif_orientation=orientation, exif_rotated=orientation != 1)

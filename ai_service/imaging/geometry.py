@@ -11,10 +11,6 @@ from typing import Any, Final, Mapping, Sequence
 
 from PIL import Image
 
-from ai_service.imaging.errors import ImageDecodeError
-
-#: EXIF orientations that swap width and height (90° and 270° rotations, mirrored or not).
-TRANSPOSING_ORIENTATIONS: Final = (5, 6, 7, 8)
 MAPPING_KEYS: Final = frozenset({"original_size", "input_size", "scale", "padding", "crop"})
 
 
@@ -81,22 +77,6 @@ def _detection_to_original(detection: Mapping[str, Any], geometry: Mapping[str, 
     if isinstance(item.get("mask"), Image.Image):
         item["mask"] = mask_to_original(item["mask"], geometry)
     return item
-
-
-def source_facts(data: bytes) -> tuple[int, tuple[int, int] | None]:
-    """EXIF orientation and the upright (width, height) stored in the upload's header; (1, None) if not known."""
-    from ai_service.imaging.io import exif_orientation, open_raster, sniff_format
-
-    try:
-        fmt = sniff_format(data)
-        if fmt in ("svg", "psd"):
-            return 1, None
-        header = open_raster(data, fmt, max_pixels=1 << 62)
-    except ImageDecodeError:
-        return 1, None
-    orientation = exif_orientation(header)
-    width, height = header.size
-    return orientation, ((height, width) if orientation in TRANSPOSING_ORIENTATIONS else (width, height))
 
 
 def to_source_size(geometry: Mapping[str, Any], source_size: tuple[int, int]) -> dict[str, Any]:

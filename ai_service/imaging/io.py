@@ -119,7 +119,7 @@ def decode_image(
         load_pixels(im)  # before any getexif(): for PNG that would load (and swallow errors) itself
         orientation = exif_orientation(im)
         width, height = header_size_px
-        full_size = (height, width) if orientation in (5, 6, 7, 8) else (width, height)
+        full_size = (height, width) if orientation in TRANSPOSING_ORIENTATIONS else (width, height)
     except CorruptImageError:
         if fmt != "tiff":
             raise
@@ -296,6 +296,8 @@ def reload_deep_colour(im: Image.Image, data: bytes) -> Image.Image:
 
 
 EXIF_ORIENTATION_TAG: Final = 0x0112
+#: EXIF orientations that swap width and height (90° and 270° rotations, mirrored or not).
+TRANSPOSING_ORIENTATIONS: Final = (5, 6, 7, 8)
 
 
 def exif_orientation(im: Image.Image) -> int:
@@ -312,7 +314,7 @@ def apply_draft(im: ImageFile.ImageFile, target_size: tuple[int, int]) -> None:
     w, h = target_size
     if w <= 0 or h <= 0:
         return
-    if exif_orientation(im) in (5, 6, 7, 8):
+    if exif_orientation(im) in TRANSPOSING_ORIENTATIONS:
         w, h = h, w
     try:
         im.draft(None, (w, h))
