@@ -93,26 +93,27 @@ class FileRelay:
                 else:
                     parts.setdefault(writer, []).append(pending[offset + FRAME.size:end])
                     if flags & LAST:
-                        done.append(b"".join(parts.pop(writer)).decode("utf-8", "replace"))
+                        done.extend(parts.pop(writer))
                         level = max(level, frame_level)
                 offset = end
             pending = pending[offset:]
             if not flushed:
                 time.sleep(BATCH_WINDOW_S)  # let lines gather: one file write per batch, not per line
-            if done:  # the file sink's format adds the final line break back
-                text = "".join(done)
-                self._echo(text)
-                logger.bind(**{RELAYED: text[:-1] if text.endswith("\n") else text}).log(max(level, 1), "")
+            if done:  # whole records only: their chunks decode together
+                data = b"".join(done)
+                self._echo(data)
+                text = data[:-1] if data.endswith(b"\n") else data  # the file sink's format adds it back
+                logger.bind(**{RELAYED: text.decode("utf-8", "replace")}).log(max(level, 1), "")
             for token in flushed:
                 if (marker := self._markers.pop(token, None)) is not None:
                     marker.set()
 
-    def _echo(self, text: str) -> None:
+    def _echo(self, data: bytes) -> None:
         """The same lines on the console (fd 2 itself: a replaced sys.stderr object may be closed by now)."""
         if self._echo_fd is None:
             return
         try:
-            os.write(self._echo_fd, text.encode("utf-8", "replace"))
+            os.write(self._echo_fd, data)
         except OSError:
             pass  # a closed console must not stop the file
 
