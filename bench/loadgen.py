@@ -22,15 +22,13 @@ import resource
 import statistics
 import threading
 import time
-import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
 
-def multipart_body(file_path: Path, fields: dict[str, str], boundary: str | None = None) -> tuple[bytes, str]:
+def multipart_body(file_path: Path, fields: dict[str, str], boundary: str) -> tuple[bytes, str]:
     """The request body every client sends (built once), and its content type."""
-    boundary = boundary or uuid.uuid4().hex
     mime = mimetypes.guess_type(file_path.name)[0] or "application/octet-stream"
     parts = [f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n{value}\r\n'.encode()
              for name, value in fields.items()]
