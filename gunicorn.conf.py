@@ -1,9 +1,10 @@
 """gunicorn settings, read from the same AI_SERVICE_* settings as the app (see README for the table).
 
 Choices:
-- worker_class "gthread": request threads in one process share the loaded models (one copy of the
-  weights per worker) and, with the batcher, can be batched together; a sync worker would serve one
-  request at a time per copy of the model.
+- worker_class: gunicorn's threaded worker ("gthread", ai_service/gthread_worker.py subclasses it so a
+  thread that answered a keep-alive request serves that client's next one itself): request threads in
+  one process share the loaded models (one copy of the weights per worker) and, with the batcher, can
+  be batched together; a sync worker would serve one request at a time per copy of the model.
 - preload_app False: each worker creates the app after fork, so CUDA is initialised in the worker
   (CUDA does not survive fork) and a crash while loading cannot take the master down.
 - Access logging is done by the app (one structured line with the request id), so gunicorn's own
@@ -41,7 +42,7 @@ from ai_service.logging import InterceptHandler, setup_logging  # noqa: E402
 bind = _settings.bind
 workers = _settings.workers or placement.default_workers(_settings.gpus, _settings.device)
 threads = _settings.threads
-worker_class = "gthread"
+worker_class = "ai_service.gthread_worker.ThreadWorker"
 # A worker busy with the longest allowed inference is not hung: the request deadline answers 504 first.
 timeout = max(_settings.timeout, math.ceil(_settings.request_timeout_s) + 10)
 graceful_timeout = timeout

@@ -24,6 +24,8 @@ from loguru import logger
 
 #: extra key of a record that carries already formatted lines from the pipe to the file sink.
 RELAYED = "relayed_lines"
+#: extra key naming the relay whose file should take those lines (one relay's lines never reach another's file).
+RELAY = "relay"
 #: writer pid (or flush token), payload length, flags, level number.
 FRAME = struct.Struct("<IHBB")
 PAYLOAD_MAX = select.PIPE_BUF - FRAME.size
@@ -31,10 +33,6 @@ LAST, MARKER = 1, 2
 #: The reader sleeps this long after each read. At 64 KiB of pipe that still carries ~10,000 lines/s,
 #: and it turns ~40 µs of file-sink work per line into one write per batch.
 BATCH_WINDOW_S = 0.02
-
-
-def is_relayed(record: dict) -> bool:
-    return RELAYED in record["extra"]
 
 
 def not_relayed(record: dict) -> bool:
@@ -47,12 +45,13 @@ class FileRelay:
     def __init__(self, path: Path, *, level: str, format: str, serialize: bool, echo_fd: int | None = None,
                  **file_options: Any) -> None:
         self.owner = os.getpid()
+        self.level_no = logger.level(level).no
         self._echo_fd = echo_fd  # console lines ride along: one write per batch instead of one per line
         self._read_fd, self._write_fd = os.pipe()
         self._markers: dict[int, threading.Event] = {}
         # enqueue=True on the file end only so that a forked child never closes (or compresses) the file.
         self._sink_ids = [
-            logger.add(path, level=0, format="{extra[%s]}" % RELAYED, filter=is_relayed, serialize=False,
+            logger.add(path, level=0, format="{extra[%s]}" % RELAYED, filter=self._is_mine, serialize=False,
                        enqueue=True, **file_options),
             logger.add(self._write, level=level, format=format, filter=not_relayed, serialize=serialize,
                        backtrace=False, diagnose=False, enqueue=False),
@@ -60,10 +59,17 @@ class FileRelay:
         self._reader = threading.Thread(target=self._read_loop, name="log-relay", daemon=True)
         self._reader.start()
 
+    def _is_mine(self, record: dict) -> bool:
+        return record["extra"].get(RELAY) == id(self)
+
     def _write(self, message: str) -> None:
         """Sink of every process: the formatted record into the pipe, in atomic frames."""
-        data = message.encode("utf-8", "replace")
-        pid, level = os.getpid() & 0xFFFFFFFF, min(255, message.record["level"].no)  # type: ignore[attr-defined]
+        self.write_line(message, message.record["level"].no)  # type: ignore[attr-defined]
+
+    def write_line(self, line: str, level_no: int) -> None:
+        """A line already formatted like the file's (newline included) into the pipe, in atomic frames."""
+        data = line.encode("utf-8", "replace")
+        pid, level = os.getpid() & 0xFFFFFFFF, min(255, level_no)
         for start in range(0, max(1, len(data)), PAYLOAD_MAX):
             chunk = data[start:start + PAYLOAD_MAX]
             flags = LAST if start + PAYLOAD_MAX >= len(data) else 0
@@ -103,7 +109,7 @@ class FileRelay:
                 data = b"".join(done)
                 self._echo(data)
                 text = data[:-1] if data.endswith(b"\n") else data  # the file sink's format adds it back
-                logger.bind(**{RELAYED: text.decode("utf-8", "replace")}).log(max(level, 1), "")
+                logger.bind(**{RELAYED: text.decode("utf-8", "replace"), RELAY: id(self)}).log(max(level, 1), "")
             for token in flushed:
                 if (marker := self._markers.pop(token, None)) is not None:
                     marker.set()

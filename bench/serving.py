@@ -9,7 +9,8 @@
 3. Starts every server on a loopback port (and waits until all its workers are idle, not just the
    first to answer), pauses all (SIGSTOP) and wakes one at a time to drive it with bench/loadgen.py
    (its own process; a fresh multipart boundary per request, as real clients send) at concurrency
-   1, 4, 16, 32, the servers taking turns at every point; a second pass repeats concurrency 1 and 16.
+   1, 4, 16, 32, the servers taking turns at every point; further passes repeat concurrency 1 (once) and
+   16 (twice): one point can be off by ±10% on a shared machine.
 4. Prints the tables and writes bench/results/serving.md (text below ANALYSIS_MARKER is kept).
 """
 from __future__ import annotations
@@ -38,7 +39,9 @@ PY = sys.executable
 MODELS = ("digits", "resnet18-demo")
 PAYLOAD = {"digits": "digit.png", "resnet18-demo": "photo.jpg"}
 CONCURRENCY = (1, 4, 16, 32)
-REPEATED = (1, 16)
+#: Levels measured again after the first pass, one tuple per extra pass: c=16 decides the targets and a
+#: single 8-12 s point on this shared machine can be off by ±10%, so it gets three repetitions.
+REPEATED = ((1, 16), (16,))
 BATCHES = (1, 8, 16, 32)
 #: A point during which other processes used more than this % of the machine is measured again (keeping the
 #: quietest attempt, at most 3 attempts a point and MAX_RETRIES extra attempts a run).
@@ -240,7 +243,8 @@ def servers(home: Path, litserve: bool) -> list[Server]:
                 "AI_SERVICE_PRELOAD": ",".join(MODELS), "AI_SERVICE_LOG_LEVEL": "INFO",
                 "AI_SERVICE_TIMEOUT": str(PAUSED_TIMEOUT), "AI_SERVICE_MAX_REQUESTS": "0"}, 0,
                {m: "/api/v1/predict" for m in MODELS}, "/api/v1/health",
-               f"gunicorn gthread, {n} workers (one per core) × 8 threads, adaptive torch threads "
+               f"gunicorn gthread (ai_service/gthread_worker.py), {n} workers (one per core) × 8 threads, "
+               "adaptive torch threads "
                "(core budget), batch ≤ 8, delay ≤ 5 ms, INFO access logging to console and file, metrics on; "
                "worker recycling off (AI_SERVICE_MAX_REQUESTS=0: at these rates the default 50000 would restart "
                "each worker, and reload its models, every few minutes, maybe inside a measured point)"),
@@ -300,11 +304,20 @@ def load_point(server: Server, model: str, concurrency: int, home: Path, duratio
     return result
 
 
-def schedule(contenders: list[Server], points: tuple[int, ...], repeated: tuple[int, ...]) -> list[tuple]:
+def repetitions_text() -> str:
+    """'concurrency 1 was measured 2 times, 16 3 times' from REPEATED."""
+    counts: dict[int, int] = {}
+    for levels in REPEATED:
+        for level in levels:
+            counts[level] = counts.get(level, 1) + 1
+    return "concurrency " + ", ".join(f"{level} was measured {times} times" for level, times in counts.items())
+
+
+def schedule(contenders: list[Server], points: tuple[int, ...], repeated: tuple[tuple[int, ...], ...]) -> list[tuple]:
     """(repetition, model, concurrency, server) in run order: servers interleaved at every point, so slow
     drift of the machine (other work, heat) hits every server alike; the first server rotates per point."""
     order = []
-    for rep, levels in ((1, points), (2, repeated)):
+    for rep, levels in enumerate((points, *repeated), start=1):
         for model in MODELS:
             for concurrency in levels:
                 serving = [server for server in contenders if model in server.paths
@@ -314,7 +327,7 @@ def schedule(contenders: list[Server], points: tuple[int, ...], repeated: tuple[
     return order
 
 
-def run_all(contenders: list[Server], home: Path, points: tuple[int, ...], repeated: tuple[int, ...],
+def run_all(contenders: list[Server], home: Path, points: tuple[int, ...], repeated: tuple[tuple[int, ...], ...],
             durations: dict[str, float], warmup: float, log_path: Path, profiles: dict) -> list[dict]:
     """Start every server, keep all but the measured one paused (SIGSTOP), measure every point, then
     profile ai_service (into `profiles`)."""
@@ -367,21 +380,22 @@ PROFILE_CATEGORIES = (
     ("postprocess (model)", (";_postprocess (",)),
     ("engine: batching, stacking, hand-off", ("Batcher.", "ForwardRunner.")),
     ("multipart parsing (werkzeug)", ("formparser.py", "sansio/multipart.py", "_load_form_data")),
-    ("logging (loguru, access line)", ("loguru", "_finish_request")),
+    ("logging (loguru, access line)", ("loguru", "_finish_request", "log_relay.py")),
     ("metrics (prometheus)", ("metrics.py", "prometheus_client")),
     ("security middleware", ("security.py",)),
     ("API: validation, geometry, JSON", ("api/",)),
     ("Flask / werkzeug", ("flask/", "werkzeug/")),
-    ("gunicorn gthread", ("gunicorn/",)),
+    ("gunicorn gthread", ("gunicorn/", "gthread_worker.py")),
 )
 
 
 #: Leaf functions of a thread that waits (py-spy cannot tell waiting from running without pausing it).
 #: Threads blocked inside C show their last Python frame as the leaf: the master's log relay thread
 #: (os.read, or its sleep between batches; its real work is one file write per batch) and idle gunicorn
-#: pool threads (`_worker` waiting in SimpleQueue.get for the next request).
+#: pool threads (`_worker` waiting in SimpleQueue.get for the next request, `_next_request_ready` in
+#: poll for the same client's next one) and gunicorn's `chunk` (socket recv: a body still arriving).
 WAITING = ("wait", "select", "poll", "get", "acquire", "sleep", "accept", "_recv_into", "recv_into", "readinto",
-           "_read_loop", "_worker")
+           "_read_loop", "_worker", "_next_request_ready", "chunk")
 
 
 def categorise(stack: str) -> str | None:
@@ -476,8 +490,7 @@ def render(results: list[dict], limits: dict, meta: dict, configs: dict[str, str
              "resnet18 weights are random (seed 0): **timing only**, the predictions mean nothing. Payloads: a "
              "640×480 JPEG photo (resnet18, 224×224 input) and a 64×64 PNG digit (digits). Every point is a "
              f"closed loop of C clients from a separate load-generator process on loopback, "
-             f"{meta['warmup']:g} s warm-up then {meta['durations']}; concurrency {', '.join(map(str, REPEATED))} "
-             "were measured twice so the noise is visible. All servers run at once but only the measured one is "
+             f"{meta['warmup']:g} s warm-up then {meta['durations']}; {repetitions_text()} so the noise is visible. All servers run at once but only the measured one is "
              "awake (the others are paused with SIGSTOP), and the servers take turns at every point, so drift in the "
              "machine's load hits all of them alike.", "",
              "## Servers", ""]

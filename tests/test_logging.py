@@ -1,5 +1,8 @@
 import json
 import logging
+import re
+
+from loguru import logger
 
 from ai_service import create_app
 from ai_service.logging import flush_logs
@@ -43,3 +46,37 @@ def test_json_lines_option(home):
     records = [json.loads(line) for line in read_log(home).splitlines() if line.strip()]
     access = [r for r in records if r["record"]["extra"].get("request_id") == "json-1"]
     assert access and "GET /api/v1/health" in access[-1]["record"]["message"]
+
+
+LINE = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3} \| INFO    \| \d+ \| (?P<rid>\S+) \| "
+                  r"ai_service\.logging:\d+ - (?P<message>.*)$")
+
+
+def access_line(text: str, request_id: str) -> str:
+    (line,) = [line for line in text.splitlines() if f"| {request_id} |" in line]
+    return line
+
+
+def test_direct_access_lines_look_exactly_like_loguru_lines(home):
+    """Text access lines skip loguru while only our relay sees them; a sink added by anyone brings loguru
+    back, and both ways write the same line (bar the clock)."""
+    client = create_app({"home": str(home)}).test_client()
+    client.get("/api/v1/health", headers={"X-Request-ID": "direct-1"})
+    seen: list[str] = []
+    sink = logger.add(seen.append, level="INFO", filter=lambda record: record["extra"].get("access"))
+    try:
+        client.get("/api/v1/health", headers={"X-Request-ID": "loguru-1"})
+    finally:
+        logger.remove(sink)
+    text = read_log(home)
+    direct, via_loguru = LINE.match(access_line(text, "direct-1")), LINE.match(access_line(text, "loguru-1"))
+    assert direct and via_loguru and len(seen) == 1
+    assert direct["message"].split(" in=")[0] == via_loguru["message"].split(" in=")[0] == "GET /api/v1/health 200"
+    strip = re.compile(r"^\S+ \S+|\| \S+-1 \||\d+\.\dms")  # clock, request id and duration differ
+    assert strip.sub("", access_line(text, "direct-1")) == strip.sub("", access_line(text, "loguru-1"))
+
+
+def test_access_lines_respect_the_level(home):
+    client = create_app({"home": str(home), "log_level": "WARNING"}).test_client()
+    client.get("/api/v1/health", headers={"X-Request-ID": "quiet-1"})
+    assert "quiet-1" not in read_log(home)
