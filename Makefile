@@ -28,7 +28,7 @@ test: $(VENV)/.dev
 bench-imaging: $(VENV)/.dev
 	$(PY) bench/imaging.py
 
-bench-serving: $(VENV)/.dev  # ~10 min on 2 cores; writes bench/results/serving.md
+bench-serving: $(VENV)/.dev  # ~14 min on 2 cores; writes bench/results/serving.md
 	$(PY) bench/serving.py
 
 train-digits: $(VENV)/.runtime
