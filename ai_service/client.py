@@ -14,7 +14,7 @@ from typing import IO, Any, Sequence, Union
 
 from PIL import Image
 
-from ai_service.api.schemas import HealthResponse, ModelStatus, PredictResponse
+from ai_service.schemas import HealthResponse, ModelStatus, PredictResponse
 
 ImageInput = Union[str, os.PathLike, bytes, bytearray, memoryview, Image.Image, IO[bytes]]
 RETRY_STATUSES = (429, 503)

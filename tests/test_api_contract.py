@@ -13,7 +13,7 @@ import torch
 from PIL import Image
 
 from ai_service import create_app
-from ai_service.api.schemas import ERROR_CODES
+from ai_service.schemas import ERROR_CODES
 from ai_service.imaging.geometry import box_to_original, keypoint_to_original, mask_to_original, point_to_original
 from ai_service.imaging.resize import fit_image, plan_fit
 from ai_service.models.base import ImageModel, ModelInfo

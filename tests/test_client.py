@@ -3,13 +3,15 @@ from __future__ import annotations
 
 import io
 import socket
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 from PIL import Image
 
 from ai_service import create_app
-from ai_service.api.schemas import ItemError, ItemResult
+from ai_service.schemas import ItemError, ItemResult
 from ai_service.client import Client, ServiceError, decode_data_url
 from ai_service.errors import APIError
 from conftest import digit_variants
@@ -129,3 +131,10 @@ def test_unreachable_server_is_a_service_error():
 def test_missing_file_path_fails_before_any_request(client, tmp_path: Path):
     with pytest.raises(FileNotFoundError):
         client.predict(tmp_path / "missing.png")
+
+
+def test_the_client_imports_neither_flask_nor_torch():
+    """A caller's environment needs pydantic and Pillow, not the server's stack."""
+    code = "import sys, ai_service.client; print(sorted({'torch', 'flask', 'numpy', 'cv2'} & set(sys.modules)))"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
+    assert result.stdout.strip() == "[]"

@@ -19,7 +19,7 @@ from referencing import Registry
 from referencing.jsonschema import DRAFT202012
 
 from ai_service import create_app
-from ai_service.api import schemas
+from ai_service import schemas
 from ai_service.errors import HTTP_CODES
 from ai_service.imaging import errors as imaging_errors
 from conftest import encode

@@ -11,7 +11,7 @@ from flask import current_app, request
 from pydantic import BaseModel, ValidationError
 from werkzeug.exceptions import BadRequest
 
-from ai_service.api.schemas import PredictJSON, PredictOptions, validation_details
+from ai_service.schemas import PredictJSON, PredictOptions, validation_details
 from ai_service.config import Settings
 from ai_service.errors import APIError
 from ai_service.inference import Upload

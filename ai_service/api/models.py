@@ -9,7 +9,7 @@ from flask import jsonify
 from ai_service import __version__
 from ai_service.api import bp
 from ai_service.api.common import registry
-from ai_service.api.schemas import SystemModel
+from ai_service.schemas import SystemModel
 from ai_service.devices import describe_device, describe_devices, process_rss
 from ai_service.errors import APIError
 from ai_service.models.registry import ModelLoadError, UnknownModelError

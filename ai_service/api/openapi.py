@@ -12,7 +12,7 @@ from pydantic.json_schema import models_json_schema
 
 from ai_service import __version__
 from ai_service.api import bp
-from ai_service.api import schemas as s
+from ai_service import schemas as s
 
 #: A real handwritten 7 (24×24 greyscale PNG, 367 bytes): the digits model answers "7" with score 1.0.
 SAMPLE_PNG_BASE64 = (

@@ -11,7 +11,7 @@ from PIL import Image
 
 from ai_service.api import bp
 from ai_service.api.common import PredictCall, model_name_from, parse_predict_request, registry, settings
-from ai_service.api.schemas import PredictOptions, PredictResponse
+from ai_service.schemas import PredictOptions, PredictResponse
 from ai_service.errors import APIError
 from ai_service.imaging.alpha import flatten_alpha
 from ai_service.imaging.encode import to_data_url

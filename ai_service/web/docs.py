@@ -9,7 +9,7 @@ from flask import current_app, render_template
 from markupsafe import Markup, escape
 
 from ai_service.api.openapi import openapi_document, request_base
-from ai_service.api.schemas import ERROR_CODES
+from ai_service.schemas import ERROR_CODES
 from ai_service.web import bp
 
 METHOD_ORDER = {"get": 0, "post": 1, "put": 2, "patch": 3, "delete": 4}

@@ -14,7 +14,7 @@ from PIL import Image
 
 from ai_service.api.common import PredictCall, model_name_from, registry, settings, uploads_from_form, validate
 from ai_service.api.predict import finish_timing, run_model, serialise
-from ai_service.api.schemas import PredictOptions
+from ai_service.schemas import PredictOptions
 from ai_service.errors import APIError
 from ai_service.imaging.encode import preview_data_url
 from ai_service.imaging.errors import ImageDecodeError
