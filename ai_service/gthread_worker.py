@@ -19,12 +19,14 @@ class ThreadWorker(gthread.ThreadWorker):
 
     def handle(self, conn):
         keepalive = super().handle(conn)
-        while keepalive is True and self.alive and not conn.is_http2 and self._next_request_ready(conn):
+        while (keepalive is True and self.alive and not getattr(conn, "is_http2", False)
+               and self._next_request_ready(conn)):
             keepalive = super().handle(conn)
         return keepalive
 
     def _next_request_ready(self, conn) -> bool:
-        if conn.parser.unreader.buf.getvalue():  # read ahead with the previous body
+        read_ahead = getattr(getattr(conn.parser, "unreader", None), "buf", None)
+        if read_ahead is not None and read_ahead.getvalue():  # bytes read with the previous body
             return True
         work_queue = getattr(self.tpool, "_work_queue", None)
         if work_queue is None or not work_queue.empty():  # others are waiting for a thread
