@@ -173,6 +173,16 @@ def write_access_line(message: str, fields: dict) -> None:
     logger.bind(**fields).opt(depth=1).info(message)
 
 
+CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+
+
+def printable(text: str) -> str:
+    """`text` with control characters escaped: a path like `/x%0A2026-… | INFO | …` cannot forge a log line."""
+    if text.isprintable():
+        return text
+    return CONTROL_CHARACTERS.sub(lambda match: match.group().encode("unicode_escape").decode("ascii"), text)
+
+
 def install_request_logging(app: "Flask") -> None:
     """Give every request an id (X-Request-ID or new), echo it back, and log one access line."""
     from flask import g, request
@@ -193,9 +203,10 @@ def install_request_logging(app: "Flask") -> None:
             elapsed = (time.perf_counter() - g.request_started) * 1000.0
             fields = {"client": g.get("client") or "ip:" + (request.remote_addr or "unknown"), **request_fields()}
             bytes_in, bytes_out = request.content_length or 0, response.calculate_content_length() or 0
-            write_access_line(f"{request.method} {request.path} {response.status_code} in={bytes_in}B "
+            path = printable(request.path)
+            write_access_line(f"{request.method} {path} {response.status_code} in={bytes_in}B "
                               f"out={bytes_out}B {elapsed:.1f}ms {_access_text(fields)}",
-                              {**fields, "access": True, "method": request.method, "path": request.path,
+                              {**fields, "access": True, "method": request.method, "path": path,
                                "status": response.status_code, "bytes_in": bytes_in, "bytes_out": bytes_out,
                                "duration_ms": round(elapsed, 3)})
         return response

@@ -80,3 +80,14 @@ def test_access_lines_respect_the_level(home):
     client = create_app({"home": str(home), "log_level": "WARNING"}).test_client()
     client.get("/api/v1/health", headers={"X-Request-ID": "quiet-1"})
     assert "quiet-1" not in read_log(home)
+
+
+def test_a_path_cannot_forge_log_lines(home):
+    """Control characters in the path are escaped in the access line: no second line, no terminal codes."""
+    client = create_app({"home": str(home)}).test_client()
+    client.get("/x%0A2026-01-01 00:00:00.000 | INFO    | 1 | forged | x:1 - GET /admin 200%1B[2J",
+               headers={"X-Request-ID": "forge-1"})
+    text = read_log(home)
+    assert not any("| forged |" in line and "forge-1" not in line for line in text.splitlines())
+    line = access_line(text, "forge-1")
+    assert "/x\\n2026-01-01" in line and "\\x1b[2J" in line and "\x1b" not in text
