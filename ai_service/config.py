@@ -47,7 +47,7 @@ class Settings:
     port: int = 8000
     bind: str = "127.0.0.1:8000"
     workers: int = 1
-    threads: int = 8
+    threads: int = 12
     timeout: int = 60
     keepalive: int = 5
     max_batch_size: int = 0
