@@ -34,6 +34,11 @@ from statistics import fmean
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 RESULTS = ROOT / "bench" / "results" / "serving.md"
+
+from ai_service.config import Settings  # noqa: E402 (needs ROOT on the path)
+
+#: ai_service runs with the documented default; the previous default is measured beside it.
+THREADS, PREVIOUS_THREADS = Settings.threads, 8
 ANALYSIS_MARKER = "<!-- analysis: hand-written, kept when the benchmark rewrites this file -->"
 PY = sys.executable
 MODELS = ("digits", "resnet18-demo")
@@ -239,11 +244,11 @@ def servers(home: Path, litserve: bool) -> list[Server]:
                {"BENCH_RESNET_WEIGHTS": weights}, 0, {m: "/predict" for m in MODELS}, "/health",
                f"Flask + gunicorn sync, {naive_workers} workers (gunicorn's 2×cores+1), default torch threads"),
         Server("ai_service", [gunicorn, "-c", str(ROOT / "gunicorn.conf.py"), "app:app"],
-               {"AI_SERVICE_HOME": str(home), "AI_SERVICE_WORKERS": "0", "AI_SERVICE_THREADS": "12",
+               {"AI_SERVICE_HOME": str(home), "AI_SERVICE_WORKERS": "0", "AI_SERVICE_THREADS": str(THREADS),
                 "AI_SERVICE_PRELOAD": ",".join(MODELS), "AI_SERVICE_LOG_LEVEL": "INFO",
                 "AI_SERVICE_TIMEOUT": str(PAUSED_TIMEOUT), "AI_SERVICE_MAX_REQUESTS": "0"}, 0,
                {m: "/api/v1/predict" for m in MODELS}, "/api/v1/health",
-               f"gunicorn gthread (ai_service/gthread_worker.py), {n} workers (one per core) × 12 threads, "
+               f"gunicorn gthread (ai_service/gthread_worker.py), {n} workers (one per core) × {THREADS} threads, "
                "adaptive torch threads "
                "(core budget), batch ≤ 8, delay ≤ 5 ms, INFO access logging to console and file, metrics on; "
                "worker recycling off (AI_SERVICE_MAX_REQUESTS=0: at these rates the default 50000 would restart "
@@ -252,9 +257,10 @@ def servers(home: Path, litserve: bool) -> list[Server]:
     bf16 = ai_service_bf16(found[1], home)
     if bf16 is not None:
         found.append(bf16)
-    found.append(Server(f"{found[1].name}/8 threads", found[1].command, {**found[1].env, "AI_SERVICE_THREADS": "8"},
-                        0, found[1].paths, found[1].health, "the same with AI_SERVICE_THREADS=8 (the default until "
-                        "this run: measured side by side to show what 12 threads buy)", levels=(16,)))
+    found.append(Server(f"{found[1].name}/{PREVIOUS_THREADS} threads", found[1].command,
+                        {**found[1].env, "AI_SERVICE_THREADS": str(PREVIOUS_THREADS)}, 0, found[1].paths,
+                        found[1].health, f"the same with AI_SERVICE_THREADS={PREVIOUS_THREADS} (the previous "
+                        f"default: measured side by side to show what {THREADS} threads buy)", levels=(16,)))
     if litserve:
         for model in MODELS:
             found.append(Server(
@@ -510,11 +516,11 @@ def render(results: list[dict], limits: dict, meta: dict, configs: dict[str, str
               "server's processes per answered request (mean of the repetitions; independent of how busy the "
               "machine was); other work = CPU used by processes outside the benchmark during the point, in % of "
               "the machine (first repetition).", ""]
+    contenders = ("naive", "ai_service", "litserve")
+    variants = [name for name in dict.fromkeys(r["server"] for r in results) if name not in contenders]
     for model in MODELS:
         lines += [f"### {model}", "", "| c | server | req/s | % limit | p50 ms | p95 ms | p99 ms | errors | "
                   "mean batch | server CPU ms/req | other work |", "|---|---|---|---|---|---|---|---|---|---|---|"]
-        contenders = ("naive", "ai_service", "litserve")
-        variants = [name for name in dict.fromkeys(r["server"] for r in results) if name not in contenders]
         for concurrency in CONCURRENCY:
             for server in (*contenders, *variants):  # variants: bf16, another thread count
                 runs = points_for(results, server, model, concurrency)
