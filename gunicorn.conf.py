@@ -1,7 +1,7 @@
 """gunicorn settings, read from the same AI_SERVICE_* settings as the app (see README for the table).
 
 Choices:
-- worker_class: gunicorn's threaded worker ("gthread", ai_service/gthread_worker.py subclasses it so a
+- worker_class: gunicorn's threaded worker ("gthread", ai_service/server/worker.py subclasses it so a
   thread that answered a keep-alive request serves that client's next one itself): request threads in
   one process share the loaded models (one copy of the weights per worker) and, with the batcher, can
   be batched together; a sync worker would serve one request at a time per copy of the model.
@@ -15,9 +15,9 @@ Choices:
   after AI_SERVICE_MAX_REQUESTS (+ jitter) requests.
 - Sizing (README "Performance / batching"): AI_SERVICE_WORKERS=0 means one worker per core on CPU,
   one per listed GPU with AI_SERVICE_GPUS. Workers share the cores through a budget in shared memory
-  (ai_service/engine/cores.py): a lone forward takes every idle core, under load each forward gets
+  (ai_service/server/cores.py): a lone forward takes every idle core, under load each forward gets
   its share, so workers × torch threads never exceeds the cores. With several GPUs each worker is
-  pinned to one GPU through CUDA_VISIBLE_DEVICES (ai_service/engine/placement.py).
+  pinned to one GPU through CUDA_VISIBLE_DEVICES (ai_service/server/placement.py).
 """
 from __future__ import annotations
 
@@ -28,21 +28,21 @@ import shutil
 
 from gunicorn.glogging import Logger
 
-from ai_service.config import load_settings
+from ai_service.settings import load_settings
 
 _settings = load_settings()
 if _settings.metrics:
     # Before any worker imports prometheus_client: every worker writes its samples to this folder.
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(_settings.data_dir / "prometheus")
 
-from ai_service.engine import placement  # noqa: E402 - light: no prometheus_client in the master
-from ai_service.engine.cores import shared_slots  # noqa: E402
-from ai_service.logging import InterceptHandler, setup_logging  # noqa: E402
+from ai_service.server import placement  # noqa: E402 - light: no prometheus_client in the master
+from ai_service.server.cores import shared_slots  # noqa: E402
+from ai_service.observability.logging import InterceptHandler, setup_logging  # noqa: E402
 
 bind = _settings.bind
 workers = _settings.workers or placement.default_workers(_settings.gpus, _settings.device)
 threads = _settings.threads
-worker_class = "ai_service.gthread_worker.ThreadWorker"
+worker_class = "ai_service.server.worker.ThreadWorker"
 # A worker busy with the longest allowed inference is not hung: the request deadline answers 504 first.
 timeout = max(_settings.timeout, math.ceil(_settings.request_timeout_s) + 10)
 graceful_timeout = timeout

@@ -11,14 +11,15 @@ def create_app(overrides: Mapping[str, Any] | None = None):
     from flask import Flask
     from loguru import logger
 
-    from ai_service import api, multipart, web
-    from ai_service.config import PROJECT_ROOT, load_settings
+    from ai_service import api, web
+    from ai_service.http import multipart
+    from ai_service.settings import PROJECT_ROOT, load_settings
     from ai_service.devices import apply_gpu_visibility, configure_torch_threads, select_device
-    from ai_service import health
-    from ai_service.errors import register_error_handlers
-    from ai_service.metrics import install_request_metrics
-    from ai_service.security import install_security
-    from ai_service.logging import install_request_logging, setup_logging
+    from ai_service.http import probes
+    from ai_service.http.errors import register_error_handlers
+    from ai_service.observability.metrics import install_request_metrics
+    from ai_service.http.security import install_security
+    from ai_service.observability.logging import install_request_logging, setup_logging
     from ai_service.engine import EngineOptions, attach_engine
     from ai_service.models.catalog import build_registry
 
@@ -45,7 +46,7 @@ def create_app(overrides: Mapping[str, Any] | None = None):
     install_request_logging(app)
     install_request_metrics(app)
     install_security(app, settings)
-    app.register_blueprint(health.bp)
+    app.register_blueprint(probes.bp)
     app.register_blueprint(api.bp)
     app.register_blueprint(web.bp)
 

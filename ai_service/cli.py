@@ -27,9 +27,9 @@ def _train_digits(args: argparse.Namespace) -> int:
 
 def _local_registry(args: argparse.Namespace):
     """The registry the server would build, in this process (nothing is loaded yet)."""
-    from ai_service.config import load_settings
+    from ai_service.settings import load_settings
     from ai_service.devices import select_device
-    from ai_service.logging import setup_logging
+    from ai_service.observability.logging import setup_logging
     from ai_service.models.catalog import build_registry
 
     settings = load_settings({"home": args.home, "log_to_file": False} if args.home else {"log_to_file": False})
@@ -110,7 +110,7 @@ def _models_action(args: argparse.Namespace) -> int:
 
 
 def _export_example(args: argparse.Namespace) -> int:
-    from ai_service.config import load_settings
+    from ai_service.settings import load_settings
     from ai_service.models.examples import ExampleExists, write_example
 
     home = Path(args.home).expanduser().resolve() if args.home else load_settings().home

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from typing import Any, Final, Literal, Optional, Union
 
+from ai_service.errors import ERRORS
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 FitPolicy = Literal["stretch", "letterbox", "crop"]
@@ -11,45 +12,6 @@ OutputFormat = Literal["png", "webp", "jpeg"]
 ReturnKind = Literal["json", "image"]
 MODEL_NAME_PATTERN: Final = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}(@[A-Za-z0-9._-]{1,64})?$"
 
-#: Every error code the API answers with: code → (HTTP status, when it happens). Listed in the docs and the schema.
-ERROR_CODES: Final[dict[str, tuple[int, str]]] = {
-    "validation_error": (422, "A field is missing, has the wrong type or is out of range; `details` names each field."),
-    "invalid_json": (400, "The body is not valid JSON."),
-    "unsupported_media_type": (415, "The request body is neither multipart/form-data nor application/json."),
-    "missing_file": (400, "No image was sent (multipart field `file`, or JSON `image` / `images`)."),
-    "too_many_files": (413, "More images in one request than the configured limit."),
-    "payload_too_large": (413, "The request body or the decoded images exceed the configured byte limit."),
-    "remote_url_not_fetched": (422, "An image was given as a URL; the server never downloads URLs (no SSRF)."),
-    "invalid_base64": (422, "A JSON image is neither valid base64 nor a base64 data: URL."),
-    "empty_file": (400, "An image is zero bytes."),
-    "unsupported_format": (415, "The bytes are not an image format the service reads."),
-    "corrupt_image": (422, "A known image format whose data is damaged or truncated."),
-    "invalid_image": (422, "The bytes could not be decoded as an image."),
-    "unsafe_image": (422, "An image (SVG) that refers to the network or file system or expands without bound."),
-    "image_too_large": (413, "An image has more pixels than the configured limit."),
-    "unknown_model": (404, "No model of that name (or name@version) is registered."),
-    "model_unavailable": (503, "The model is registered but failed to load; see GET /api/v1/models."),
-    "overloaded": (503, "The model's queue is full; retry after the Retry-After header's seconds."),
-    "out_of_memory": (503, "The device ran out of memory even in smaller batches; retry after Retry-After."),
-    "timeout": (504, "The prediction did not finish within the configured time."),
-    "unauthorized": (401, "A required API key or admin token is missing or wrong (see WWW-Authenticate)."),
-    "missing_api_key": (401, "The server requires an API key (Authorization: Bearer <key> or X-API-Key)."),
-    "invalid_api_key": (401, "The API key is not one the server accepts."),
-    "admin_disabled": (403, "Model management is off: the server has no AI_SERVICE_ADMIN_TOKEN."),
-    "forbidden": (403, "The credentials are valid but not allowed to do this."),
-    "invalid_state": (409, "The lifecycle step does not fit the model's state (e.g. offloading an unloaded model)."),
-    "model_busy": (409, "Requests kept using the model, so it was not unloaded/offloaded; try again."),
-    "rate_limited": (429, "Too many requests from this client; retry after the Retry-After header's seconds."),
-    "not_found": (404, "No such endpoint."),
-    "method_not_allowed": (405, "The endpoint exists but not for this HTTP method."),
-    "bad_request": (400, "The request could not be parsed."),
-    "invalid_parameter": (422, "A parameter has an invalid value (non-body parameters)."),
-    "request_timeout": (408, "The request body did not arrive in time."),
-    "unprocessable": (422, "The request was understood but cannot be processed."),
-    "unavailable": (503, "The service cannot take requests right now."),
-    "http_error": (400, "Any other HTTP-level error; the status tells which."),
-    "internal_error": (500, "A bug on our side; it has been logged with the request id."),
-}
 
 
 class Schema(BaseModel):
@@ -75,7 +37,7 @@ class ValidationIssue(Schema):
 class ErrorBody(Schema):
     """The `error` object every failure carries."""
 
-    code: Literal[tuple(ERROR_CODES)] = Field(description="Stable, machine-readable error code (see the table in the docs).")  # type: ignore[valid-type]
+    code: Literal[tuple(ERRORS)] = Field(description="Stable, machine-readable error code (see the table in the docs).")  # type: ignore[valid-type]
     message: str = Field(description="Human-readable explanation, written for the person who sent the request.")
     details: Optional[Union[list[ValidationIssue], dict[str, Any]]] = Field(
         None, description="For `validation_error` a list of {loc, msg, type}; otherwise facts such as the limit.")

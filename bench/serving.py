@@ -35,7 +35,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 RESULTS = ROOT / "bench" / "results" / "serving.md"
 
-from ai_service.config import Settings  # noqa: E402 (needs ROOT on the path)
+from ai_service.settings import Settings  # noqa: E402 (needs ROOT on the path)
 
 #: ai_service runs with the documented default; the previous default is measured beside it.
 THREADS, PREVIOUS_THREADS = Settings.threads, 8
@@ -123,7 +123,7 @@ def measure_limit(home: Path, seconds: float = 2.0) -> dict:
     """Per model: decode+preprocess ms per image (one core), forward images/s per batch size (all cores)."""
     import torch
 
-    from ai_service.config import load_settings
+    from ai_service.settings import load_settings
     from ai_service.imaging.io import decode_image
     from ai_service.models.catalog import build_registry
 
@@ -248,7 +248,7 @@ def servers(home: Path, litserve: bool) -> list[Server]:
                 "AI_SERVICE_PRELOAD": ",".join(MODELS), "AI_SERVICE_LOG_LEVEL": "INFO",
                 "AI_SERVICE_TIMEOUT": str(PAUSED_TIMEOUT), "AI_SERVICE_MAX_REQUESTS": "0"}, 0,
                {m: "/api/v1/predict" for m in MODELS}, "/api/v1/health",
-               f"gunicorn gthread (ai_service/gthread_worker.py), {n} workers (one per core) × {THREADS} threads, "
+               f"gunicorn gthread (ai_service/server/worker.py), {n} workers (one per core) × {THREADS} threads, "
                "adaptive torch threads "
                "(core budget), batch ≤ 8, delay ≤ 5 ms, INFO access logging to console and file, metrics on; "
                "worker recycling off (AI_SERVICE_MAX_REQUESTS=0: at these rates the default 50000 would restart "
@@ -391,7 +391,7 @@ PROFILE_CATEGORIES = (
     ("security middleware", ("security.py",)),
     ("API: validation, geometry, JSON", ("api/",)),
     ("Flask / werkzeug", ("flask/", "werkzeug/")),
-    ("gunicorn gthread", ("gunicorn/", "gthread_worker.py")),
+    ("gunicorn gthread", ("gunicorn/", "server/worker.py")),
 )
 
 

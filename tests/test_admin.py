@@ -94,7 +94,7 @@ def test_memory_settings_reach_the_registry(home):
 @pytest.mark.parametrize("overrides", [{"eviction": "sometimes"}, {"gpu_memory_budget": "lots"},
                                        {"gpu_memory_budget": "150%"}, {"max_loaded_models": -1}])
 def test_bad_memory_settings_stop_the_start(home, overrides):
-    from ai_service.config import ConfigError
+    from ai_service.settings import ConfigError
 
     with pytest.raises(ConfigError):
         create_app({"home": str(home), "log_to_file": False, **overrides})

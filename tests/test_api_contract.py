@@ -13,7 +13,7 @@ import torch
 from PIL import Image
 
 from ai_service import create_app
-from ai_service.schemas import ERROR_CODES
+from ai_service.errors import ERRORS
 from ai_service.imaging.geometry import box_to_original, keypoint_to_original, mask_to_original, point_to_original
 from ai_service.imaging.resize import fit_image, plan_fit
 from ai_service.models.base import ImageModel, ModelInfo
@@ -84,7 +84,7 @@ def error_of(response, status: int, code: str) -> dict:
     assert response.status_code == status, response.get_data(as_text=True)[:500]
     body = response.get_json()
     assert body["error"]["code"] == code and body["error"]["message"], body
-    assert code in ERROR_CODES and ERROR_CODES[code][0] == status or code == "http_error"
+    assert code in ERRORS and ERRORS[code].status == status or code == "http_error"
     return body["error"]
 
 

@@ -13,7 +13,7 @@ from PIL import Image
 from ai_service import create_app
 from ai_service.schemas import ItemError, ItemResult
 from ai_service.client import Client, ServiceError, decode_data_url
-from ai_service.errors import APIError
+from ai_service import errors
 from conftest import digit_variants
 from live_server import serve
 
@@ -108,7 +108,7 @@ def test_overloaded_is_retried_after_retry_after(server, client, sevens, monkeyp
     def busy_once(*args, **kwargs):
         calls.append(1)
         if len(calls) == 1:
-            raise APIError("overloaded", "The queue is full.", 503, headers={"Retry-After": "0"})
+            raise errors.ServiceError("overloaded", "The queue is full.", headers={"Retry-After": "0"})
         return real(*args, **kwargs)
 
     monkeypatch.setattr(predict_view, "predict", busy_once)

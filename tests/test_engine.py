@@ -12,12 +12,12 @@ import torch
 from PIL import Image
 
 from ai_service import create_app
-from ai_service.config import ConfigError
+from ai_service.settings import ConfigError
 from ai_service.engine import EngineConfigError, EngineOptions, engine_for
-from ai_service.engine import cores
-from ai_service.engine.cores import CoreBudget
+from ai_service.server import cores
+from ai_service.server.cores import CoreBudget
 from ai_service.engine.runner import ForwardRunner, bucket_sizes, split_outputs
-from ai_service.inference import Upload, merge_outputs, predict
+from ai_service.service.predict import Upload, merge_outputs, predict
 from ai_service.models.base import ImageModel, ModelInfo
 from conftest import digit_variants, encode
 

@@ -15,6 +15,7 @@ import requests
 from PIL import Image
 
 import imaging_samples as samples
+from ai_service.errors import ERRORS
 from ai_service.imaging import errors as decode_errors
 from conftest import encode
 from live_gunicorn import running_gunicorn
@@ -84,7 +85,7 @@ def test_bad_image_bytes_are_rejected_with_their_code(server, name):
     filename = "upload.svg" if name.startswith("svg") else "upload.png"
     response = requests.post(server.base + PREDICT, files={"file": (filename, data, "application/octet-stream")},
                              timeout=30)
-    assert_reject(response, expected.status, expected.code)
+    assert_reject(response, ERRORS[expected.code].status, expected.code)
     assert_alive(server)
 
 

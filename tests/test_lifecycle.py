@@ -179,7 +179,7 @@ def run_batch(batcher, count: int) -> list:
 
 
 def test_oom_batch_is_split_into_smaller_batches():
-    from ai_service import metrics
+    from ai_service.observability import metrics
     from ai_service.engine import Batcher
 
     sizes = []

@@ -8,7 +8,7 @@ import os
 import pytest
 from loguru import logger
 
-from ai_service.log_relay import PAYLOAD_MAX, FileRelay
+from ai_service.server.log_relay import PAYLOAD_MAX, FileRelay
 
 LONG = "x" * (5 * PAYLOAD_MAX)  # several pipe frames: other workers' frames may come in between
 

@@ -5,7 +5,7 @@ import re
 from loguru import logger
 
 from ai_service import create_app
-from ai_service.logging import flush_logs
+from ai_service.observability.logging import flush_logs
 
 
 def read_log(home) -> str:
@@ -49,7 +49,7 @@ def test_json_lines_option(home):
 
 
 LINE = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3} \| INFO    \| \d+ \| (?P<rid>\S+) \| "
-                  r"ai_service\.logging:\d+ - (?P<message>.*)$")
+                  r"ai_service\.observability\.logging:\d+ - (?P<message>.*)$")
 
 
 def access_line(text: str, request_id: str) -> str:

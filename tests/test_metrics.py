@@ -69,7 +69,7 @@ def test_metrics_can_be_switched_off(home):
 
 WORKER = textwrap.dedent("""
     import sys
-    from ai_service import metrics
+    from ai_service.observability import metrics
     for _ in range(int(sys.argv[1])):
         metrics.record_request("/api/v1/predict", "POST", "digits", 200, 0.02)
     metrics.record_batch("digits", 4, 0.01)
@@ -79,7 +79,7 @@ WORKER = textwrap.dedent("""
 SCRAPE = textwrap.dedent("""
     import sys
     from prometheus_client import multiprocess
-    from ai_service import metrics
+    from ai_service.observability import metrics
     if len(sys.argv) > 1:
         multiprocess.mark_process_dead(int(sys.argv[1]))  # what gunicorn.conf.py's child_exit does
     sys.stdout.write(metrics.render()[0].decode())

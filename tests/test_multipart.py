@@ -7,8 +7,8 @@ from hypothesis import given, settings, strategies as st
 from werkzeug import formparser
 from werkzeug.sansio.multipart import MultipartDecoder
 
-from ai_service import multipart
-from ai_service.multipart import BoundaryPattern, LiteralBoundaryDecoder
+from ai_service.http import multipart
+from ai_service.http.multipart import BoundaryPattern, LiteralBoundaryDecoder
 
 PIECES = [b"\r\n", b"\n", b"\r", b" ", b"\t", b"-", b"--", b"x", b"ab", b"--b0und", b"b0und", b"--b0und--"]
 

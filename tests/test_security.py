@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 
 from ai_service import create_app
-from ai_service.config import PROJECT_ROOT, ConfigError
-from ai_service.security import key_fingerprint, key_matches
+from ai_service.settings import PROJECT_ROOT, ConfigError
+from ai_service.http.security import key_fingerprint, key_matches
 from conftest import encode
 
 PREDICT = "/api/v1/predict"

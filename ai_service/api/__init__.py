@@ -1,4 +1,4 @@
-"""JSON API under /api/v1; views stay thin and delegate to ai_service.inference and the registry."""
+"""JSON API under /api/v1; views stay thin and delegate to ai_service.service.predict and the registry."""
 from flask import Blueprint
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")

@@ -11,7 +11,7 @@ from flask import jsonify, request
 
 from ai_service.api import bp
 from ai_service.api.common import registry, settings
-from ai_service.errors import APIError
+from ai_service.errors import ServiceError
 from ai_service.models.registry import ModelBusyError, ModelLoadError, ModelStateError, UnknownModelError
 
 ACTIONS = ("load", "unload", "offload")
@@ -22,15 +22,14 @@ def require_admin() -> None:
     """Accept only `Authorization: Bearer <AI_SERVICE_ADMIN_TOKEN>`, compared in constant time."""
     token = settings().admin_token
     if not token:
-        raise APIError("admin_disabled", "Model management is disabled: set AI_SERVICE_ADMIN_TOKEN to enable it.",
-                       403)
+        raise ServiceError("admin_disabled", "Model management is disabled: set AI_SERVICE_ADMIN_TOKEN to enable it.")
     scheme, _, presented = request.headers.get("Authorization", "").partition(" ")
     if scheme.lower() != "bearer" or not presented.strip():
-        raise APIError("unauthorized", "Send the admin token as 'Authorization: Bearer <token>'.", 401,
+        raise ServiceError("unauthorized", "Send the admin token as 'Authorization: Bearer <token>'.",
                        headers=CHALLENGE)
     if not hmac.compare_digest(presented.strip().encode("utf-8", "surrogateescape"),
                                token.encode("utf-8", "surrogateescape")):
-        raise APIError("unauthorized", "The admin token is not valid.", 401, headers=CHALLENGE)
+        raise ServiceError("unauthorized", "The admin token is not valid.", headers=CHALLENGE)
 
 
 @bp.post("/models/<ref>/<action>")
@@ -38,20 +37,20 @@ def manage_model(ref: str, action: str):
     """Load (or bring back), unload (free the memory) or offload (weights to CPU RAM) one model."""
     require_admin()
     if action not in ACTIONS:
-        raise APIError("not_found", f"Unknown action {action!r}; use one of {', '.join(ACTIONS)}.", 404)
+        raise ServiceError("not_found", f"Unknown action {action!r}; use one of {', '.join(ACTIONS)}.")
     models = registry()
     started = time.perf_counter()
     try:
         entry = getattr(models, action)(ref)
     except UnknownModelError as error:
-        raise APIError("unknown_model", f"No model {ref!r}.", 404, {"model": ref, "available": error.available}) \
+        raise ServiceError("unknown_model", f"No model {ref!r}.", {"model": ref, "available": error.available}) \
             from None
     except ModelLoadError as error:
-        raise APIError("model_unavailable", str(error), 503, {"model": ref}) from None
+        raise ServiceError("model_unavailable", str(error), {"model": ref}) from None
     except ModelStateError as error:
-        raise APIError("invalid_state", str(error), 409, {"model": ref}) from None
+        raise ServiceError("invalid_state", str(error), {"model": ref}) from None
     except ModelBusyError as error:
-        raise APIError("model_busy", f"{error}; try again when its requests have finished.", 409,
+        raise ServiceError("model_busy", f"{error}; try again when its requests have finished.",
                        {"model": ref}) from None
     status = next(s for s in models.statuses() if s["key"] == entry.info.key)
     return jsonify({"action": action, "seconds": round(time.perf_counter() - started, 4), "model": status})

@@ -12,9 +12,9 @@ from pydantic import BaseModel, ValidationError
 from werkzeug.exceptions import BadRequest
 
 from ai_service.schemas import PredictJSON, PredictOptions, validation_details
-from ai_service.config import Settings
-from ai_service.errors import APIError
-from ai_service.inference import Upload
+from ai_service.settings import Settings
+from ai_service.errors import ServiceError
+from ai_service.service.predict import Upload
 from ai_service.models.registry import ModelLoadError, ModelRegistry, UnknownModelError
 
 Body = TypeVar("Body", bound=BaseModel)
@@ -38,7 +38,7 @@ def registry() -> ModelRegistry:
 class PredictCall:
     """A parsed predict request: each input's bytes (or why it is unusable), the options, batch or single."""
 
-    items: list[Upload | APIError]
+    items: list[Upload | ServiceError]
     options: PredictOptions
     batch: bool
 
@@ -52,7 +52,7 @@ def validate(schema: type[Body], data: Any) -> Body:
         first = issues[0]
         where = ".".join(str(part) for part in first["loc"]) or "body"
         more = f" (and {len(issues) - 1} more problem(s))" if len(issues) > 1 else ""
-        raise APIError("validation_error", f"Invalid request: {where}: {first['msg']}{more}.", 422, issues) from None
+        raise ServiceError("validation_error", f"Invalid request: {where}: {first['msg']}{more}.", issues) from None
 
 
 def parse_predict_request() -> PredictCall:
@@ -64,8 +64,8 @@ def parse_predict_request() -> PredictCall:
         uploads = uploads_from_form()
         fields = {key: value for key, value in request.form.items() if value != ""}
         return PredictCall(list(uploads), validate(PredictOptions, fields), batch=len(uploads) > 1)
-    raise APIError("unsupported_media_type", f"Send multipart/form-data (field `file`) or application/json "
-                   f"(`image` / `images` as base64); got {mimetype or 'no content type'}.", 415)
+    raise ServiceError("unsupported_media_type", f"Send multipart/form-data (field `file`) or application/json "
+                   f"(`image` / `images` as base64); got {mimetype or 'no content type'}.")
 
 
 def _parse_json() -> PredictCall:
@@ -75,22 +75,22 @@ def _parse_json() -> PredictCall:
     try:
         data = request.get_json()
     except BadRequest:
-        raise APIError("invalid_json", "The request body is not valid JSON.", 400) from None
+        raise ServiceError("invalid_json", "The request body is not valid JSON.") from None
     body = validate(PredictJSON, data)
     texts = body.images if body.images is not None else [body.image]
     check_file_count(len(texts))
     field = "images" if body.images is not None else "image"
-    items: list[Upload | APIError] = []
+    items: list[Upload | ServiceError] = []
     for index, text in enumerate(texts):
         loc: list[str | int] = [field, index] if body.images is not None else [field]
         try:
             items.append(Upload(data=bytes_from_text(str(text), loc)))
-        except APIError as error:
+        except ServiceError as error:
             items.append(error)
     total = sum(len(item.data) for item in items if isinstance(item, Upload))
     if total > limit:
-        raise APIError("payload_too_large", f"The decoded images total {total / 2**20:.2f} MB; the limit is "
-                       f"{settings().max_upload_mb:g} MB per request.", 413, {"limit_bytes": limit})
+        raise ServiceError("payload_too_large", f"The decoded images total {total / 2**20:.2f} MB; the limit is "
+                       f"{settings().max_upload_mb:g} MB per request.", {"limit_bytes": limit})
     return PredictCall(items, body, batch=body.images is not None)
 
 
@@ -98,13 +98,13 @@ def bytes_from_text(text: str, loc: list[str | int]) -> bytes:
     """Base64 or a base64 `data:` URL → bytes; URLs are refused because the server never fetches them."""
     text = text.strip()
     if looks_like_url(text):
-        raise APIError("remote_url_not_fetched", "Remote URLs are not fetched: the server never downloads images "
+        raise ServiceError("remote_url_not_fetched", "Remote URLs are not fetched: the server never downloads images "
                        "(that would allow server-side request forgery). Send the image bytes as base64, a "
-                       "data: URL, or a multipart upload.", 422, {"loc": loc})
+                       "data: URL, or a multipart upload.", {"loc": loc})
     match = DATA_URL.match(text)
     if match:
         if ";base64" not in match["params"].lower():
-            raise APIError("invalid_base64", "data: URLs must be base64-encoded (data:image/png;base64,...).", 422,
+            raise ServiceError("invalid_base64", "data: URLs must be base64-encoded (data:image/png;base64,...).",
                            {"loc": loc})
         text = text[match.end():]
     payload = re.sub(r"\s+", "", text)
@@ -113,7 +113,7 @@ def bytes_from_text(text: str, loc: list[str | int]) -> bytes:
         alphabet = b"-_" if ("-" in payload or "_" in payload) else None
         return base64.b64decode(payload, altchars=alphabet, validate=True)
     except (binascii.Error, ValueError):
-        raise APIError("invalid_base64", "The image is neither valid base64 nor a base64 data: URL.", 422,
+        raise ServiceError("invalid_base64", "The image is neither valid base64 nor a base64 data: URL.",
                        {"loc": loc}) from None
 
 
@@ -128,7 +128,7 @@ def check_file_count(count: int) -> None:
     """Refuse more images per request than `max_files`."""
     limit = settings().max_files
     if count > limit:
-        raise APIError("too_many_files", f"At most {limit} files per request; got {count}.", 413, {"limit": limit})
+        raise ServiceError("too_many_files", f"At most {limit} files per request; got {count}.", {"limit": limit})
 
 
 def uploads_from_form() -> list[Upload]:
@@ -137,7 +137,7 @@ def uploads_from_form() -> list[Upload]:
     if not files:
         other = sorted(request.files)
         hint = f" (got file field(s) {other})" if other else ""
-        raise APIError("missing_file", f"Send the image as a multipart/form-data field named 'file'{hint}.", 400)
+        raise ServiceError("missing_file", f"Send the image as a multipart/form-data field named 'file'{hint}.")
     check_file_count(len(files))
     return [Upload(data=f.read(), filename=(f.filename or "")[:255]) for f in files]
 
@@ -150,11 +150,11 @@ def model_name_from(values: Mapping[str, Any]) -> str:
         return models.resolve(ref).info.key
     except UnknownModelError:
         available = models.names()
-        raise APIError("unknown_model", f"No model named {ref!r}. Available: {', '.join(available)} "
-                       "(address a version as name@version).", 404,
+        raise ServiceError("unknown_model", f"No model named {ref!r}. Available: {', '.join(available)} "
+                       "(address a version as name@version).",
                        {"model": ref, "available": available}) from None
     except ModelLoadError as error:
-        raise APIError("model_unavailable", str(error), 503, {"model": ref}) from None
+        raise ServiceError("model_unavailable", str(error), {"model": ref}) from None
 
 
 def top_k_from(values: Any) -> int:
@@ -165,8 +165,8 @@ def top_k_from(values: Any) -> int:
     try:
         top_k = int(raw)
     except (TypeError, ValueError):
-        raise APIError("invalid_parameter", f"top_k must be a whole number, got {str(raw)[:40]!r}.", 422,
+        raise ServiceError("invalid_parameter", f"top_k must be a whole number, got {str(raw)[:40]!r}.",
                        {"parameter": "top_k"}) from None
     if not 1 <= top_k <= 1000:
-        raise APIError("invalid_parameter", "top_k must be between 1 and 1000.", 422, {"parameter": "top_k"})
+        raise ServiceError("invalid_parameter", "top_k must be between 1 and 1000.", {"parameter": "top_k"})
     return top_k

@@ -14,7 +14,7 @@ from typing import Any
 from flask import Response, current_app, jsonify, request
 
 from ai_service.api import bp
-from ai_service.errors import APIError
+from ai_service.errors import ServiceError
 from ai_service.imaging.io import decode_image, encode_image, mime_type, sniff_format
 from ai_service.imaging.ops import OperationError, Result, apply_operations, parse_operations, parse_output
 
@@ -24,9 +24,9 @@ def max_pixels() -> int:
     return int(current_app.config["SETTINGS"].max_pixels)
 
 
-def invalid(error: OperationError) -> APIError:
+def invalid(error: OperationError) -> ServiceError:
     """An OperationError as the API's error shape, naming the parameter."""
-    return APIError("invalid_parameter", error.message, 422, {"parameter": error.parameter})
+    return ServiceError("invalid_parameter", error.message, {"parameter": error.parameter})
 
 
 def uploaded_file() -> tuple[bytes, str]:
@@ -35,10 +35,10 @@ def uploaded_file() -> tuple[bytes, str]:
     if not files:
         other = sorted(request.files)
         hint = f" (got file field(s) {other})" if other else ""
-        raise APIError("missing_file", f"Send the image as a multipart/form-data field named 'file'{hint}.", 400,
+        raise ServiceError("missing_file", f"Send the image as a multipart/form-data field named 'file'{hint}.",
                        {"parameter": "file"})
     if len(files) > 1:
-        raise APIError("too_many_files", "/convert takes exactly one file.", 400, {"parameter": "file"})
+        raise ServiceError("too_many_files", "/convert takes exactly one file.", {"parameter": "file"})
     return files[0].read(), (files[0].filename or "")[:255]
 
 
@@ -46,7 +46,7 @@ def wants_json() -> bool:
     """`response=json`, or an Accept header that prefers JSON to images."""
     choice = (request.values.get("response") or "").lower()
     if choice not in ("", "image", "json"):
-        raise APIError("invalid_parameter", f"response: must be 'image' or 'json'; got {choice[:40]!r}", 422,
+        raise ServiceError("invalid_parameter", f"response: must be 'image' or 'json'; got {choice[:40]!r}",
                        {"parameter": "response"})
     if choice:
         return choice == "json"

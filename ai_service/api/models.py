@@ -11,7 +11,7 @@ from ai_service.api import bp
 from ai_service.api.common import registry
 from ai_service.schemas import SystemModel
 from ai_service.devices import describe_device, describe_devices, process_rss
-from ai_service.errors import APIError
+from ai_service.errors import ServiceError
 from ai_service.models.registry import ModelLoadError, UnknownModelError
 
 SYSTEM_FIELDS = tuple(SystemModel.model_fields)  # the registry status keys /api/v1/system reports
@@ -30,7 +30,7 @@ def model_detail(ref: str):
     try:
         key = models.resolve(ref).info.key
     except UnknownModelError as error:
-        raise APIError("unknown_model", f"No model {ref!r}.", 404, {"model": ref, "available": error.available}) from None
+        raise ServiceError("unknown_model", f"No model {ref!r}.", {"model": ref, "available": error.available}) from None
     except ModelLoadError:
         return jsonify(next(s for s in statuses if s["name"] == ref and s["state"] == "failed"))
     status = next(s for s in statuses if s["key"] == key)

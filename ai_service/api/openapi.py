@@ -13,6 +13,7 @@ from pydantic.json_schema import models_json_schema
 from ai_service import __version__
 from ai_service.api import bp
 from ai_service import schemas as s
+from ai_service.errors import ERRORS
 
 #: A real handwritten 7 (24×24 greyscale PNG, 367 bytes): the digits model answers "7" with score 1.0.
 SAMPLE_PNG_BASE64 = (
@@ -165,7 +166,7 @@ def build_document(app: Flask, base: str) -> dict[str, Any]:
         "paths": paths,
         "components": {"schemas": defs.get("$defs", {}), "headers": HEADERS, "securitySchemes": SECURITY_SCHEMES},
         "x-error-codes": [{"code": code, "status": status, "meaning": meaning}
-                          for code, (status, meaning) in s.ERROR_CODES.items()],
+                          for code, (status, meaning) in ERRORS.items()],
     }
 
 
@@ -235,7 +236,7 @@ def operation_object(op: Operation, params: list[str], refs: dict, base: str, ap
 
 def info_description() -> str:
     """The document's introduction: the envelope, and every stable error code."""
-    rows = "\n".join(f"| `{code}` | {status} | {meaning} |" for code, (status, meaning) in s.ERROR_CODES.items())
+    rows = "\n".join(f"| `{code}` | {status} | {meaning} |" for code, (status, meaning) in ERRORS.items())
     return ("Every failure, on every endpoint, is `{\"error\": {\"code\", \"message\", \"details\"}}` with the HTTP "
             "status below; every response carries `X-Request-ID`.\n\n| code | status | meaning |\n|---|---|---|\n"
             + rows)

@@ -12,13 +12,13 @@ from PIL import Image
 from ai_service.api import bp
 from ai_service.api.common import PredictCall, model_name_from, parse_predict_request, registry, settings
 from ai_service.schemas import PredictOptions, PredictResponse
-from ai_service.errors import APIError
+from ai_service.errors import ServiceError
 from ai_service.imaging.alpha import flatten_alpha
 from ai_service.imaging.encode import to_data_url
 from ai_service.imaging.geometry import result_to_original, to_source_size
 from ai_service.imaging.io import encode_image, mime_type
-from ai_service.inference import Upload, predict
-from ai_service.logging import annotate_request
+from ai_service.service.predict import Upload, predict
+from ai_service.observability.logging import annotate_request
 from ai_service.models.base import ModelInfo
 from ai_service.models.registry import ModelLoadError, UnknownModelError
 
@@ -38,8 +38,7 @@ def predict_endpoint():
     results = outcome["results"]
     if not call.batch and "error" in results[0]:
         failed = results[0]
-        raise APIError(failed["error"]["code"], failed["error"]["message"], failed["status"],
-                       failed["error"].get("details"))
+        raise ServiceError(failed["error"]["code"], failed["error"]["message"], failed["error"].get("details"))
     started = time.perf_counter()
     if call.options.return_ == "image":
         data = encode_output(image_output(results[0]), call.options)
@@ -61,7 +60,7 @@ def check_return_kind(call: PredictCall, name: str, task: str) -> None:
     elif task not in IMAGE_TASKS:
         problem = f"model {name} is a {task} model and returns no image; use return=json"
     if problem:
-        raise APIError("validation_error", f"Invalid request: return: {problem}.", 422,
+        raise ServiceError("validation_error", f"Invalid request: return: {problem}.",
                        [{"loc": ["return"], "msg": problem, "type": "value_error"}])
 
 
@@ -75,16 +74,16 @@ def run_model(call: PredictCall, name: str, info: ModelInfo) -> dict[str, Any]:
         try:
             outcome = predict(registry(), name, uploads, options, settings().max_pixels)
         except UnknownModelError:
-            raise APIError("unknown_model", f"The model {name!r} was removed.", 404, {"model": name}) from None
+            raise ServiceError("unknown_model", f"The model {name!r} was removed.", {"model": name}) from None
         except ModelLoadError as error:
-            raise APIError("model_unavailable", str(error), 503, {"model": name}) from None
+            raise ServiceError("model_unavailable", str(error), {"model": name}) from None
     produced = iter(outcome["results"])
     outcome["results"] = [locate(next(produced), index) if isinstance(item, Upload) else item_error(item, index)
                           for index, item in enumerate(call.items)]
     return outcome
 
 
-def item_error(error: APIError, index: int) -> dict[str, Any]:
+def item_error(error: ServiceError, index: int) -> dict[str, Any]:
     """An input rejected before decoding (bad base64, a URL) as its entry in `results`."""
     body = {"code": error.code, "message": error.message}
     if error.details is not None:
@@ -135,7 +134,7 @@ def image_output(result: dict[str, Any]) -> Image.Image:
     for key in ("image", "mask"):
         if isinstance(result.get(key), Image.Image):
             return result[key]
-    raise APIError("internal_error", "The model produced no image output.", 500)
+    raise ServiceError("internal_error", "The model produced no image output.")
 
 
 def encode_output(image: Image.Image, options: PredictOptions) -> bytes:

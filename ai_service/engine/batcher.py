@@ -23,7 +23,7 @@ from typing import Any, Callable, Sequence
 import torch
 from loguru import logger
 
-from ai_service import metrics
+from ai_service.observability import metrics
 from ai_service.devices import release_memory
 
 RunBatch = Callable[[list[torch.Tensor]], list[Any]]

@@ -4,7 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 from typing import TYPE_CHECKING
 
-from ai_service.config import Settings
+from ai_service.settings import Settings
 
 if TYPE_CHECKING:
     import torch

@@ -16,7 +16,7 @@ import torch
 from loguru import logger
 
 from ai_service.engine.batcher import sample_key
-from ai_service.engine.cores import budget
+from ai_service.server.cores import budget
 from ai_service.engine.options import EngineOptions
 from ai_service.models.base import ImageModel
 

@@ -1,52 +1,47 @@
-"""Decode errors (each subclass carries the HTTP status and stable code the API answers with) and canvas limits."""
+"""Decode errors (each subclass carries the stable code the API answers with; its status is in ai_service.errors)
+and canvas limits."""
 from __future__ import annotations
 
+from ai_service.errors import ServiceError
 
-class ImageDecodeError(ValueError):
+
+class ImageDecodeError(ServiceError, ValueError):
     """Bytes that cannot become pixels; the message is written for the person who sent them."""
 
     code = "invalid_image"
-    status = 422
 
     def __init__(self, message: str, **details: object) -> None:
-        super().__init__(message)
-        self.message = message
-        self.details = details
+        super().__init__(self.code, message, details)
 
 
 class EmptyImageError(ImageDecodeError):
     """Zero bytes were sent."""
 
     code = "empty_file"
-    status = 400
 
 
 class UnsupportedFormatError(ImageDecodeError):
     """The bytes are not an image format we read (text, PDF, ...)."""
 
     code = "unsupported_format"
-    status = 415
 
 
 class CorruptImageError(ImageDecodeError):
     """A known format whose data is truncated or damaged."""
 
     code = "corrupt_image"
-    status = 422
 
 
 class ImageTooLargeError(ImageDecodeError):
     """Pixel count or canvas beyond the configured limit (decompression bombs)."""
 
     code = "image_too_large"
-    status = 413
 
 
 class UnsafeImageError(ImageDecodeError):
     """Content that tries to reach the network or file system, or expands without bound (SVG)."""
 
     code = "unsafe_image"
-    status = 422
 
 
 def check_canvas(what: str, width: int, height: int, max_side: int, max_pixels: int) -> None:

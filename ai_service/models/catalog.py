@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 from loguru import logger
 
-from ai_service.config import ConfigError, Settings
+from ai_service.settings import ConfigError, Settings
 from ai_service.devices import DeviceError, parse_memory_budget
 from ai_service.models.builtin import builtin_models
 from ai_service.models.declarative import models_file_path, register_declarative

@@ -11,7 +11,7 @@ from typing import Any, Callable, Iterable, Iterator
 import torch
 from loguru import logger
 
-from ai_service import metrics
+from ai_service.observability import metrics
 from ai_service.devices import release_memory
 from ai_service.models.base import ImageModel, ModelInfo
 

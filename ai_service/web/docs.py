@@ -9,7 +9,7 @@ from flask import current_app, render_template
 from markupsafe import Markup, escape
 
 from ai_service.api.openapi import openapi_document, request_base
-from ai_service.schemas import ERROR_CODES
+from ai_service.errors import ERRORS
 from ai_service.web import bp
 
 METHOD_ORDER = {"get": 0, "post": 1, "put": 2, "patch": 3, "delete": 4}
@@ -21,7 +21,7 @@ def docs():
     schemas = document["components"]["schemas"]
     return render_template("docs.html", info=document["info"], base=request_base(), schema_names=set(schemas),
                            default_model=current_app.config["SETTINGS"].default_model,
-                           operations=list_operations(document), error_codes=ERROR_CODES,
+                           operations=list_operations(document), error_codes=ERRORS,
                            schemas=[{"name": name, "description": schema.get("description", ""),
                                      "fields": schema_fields(schema, schemas)} for name, schema in sorted(schemas.items())])
 

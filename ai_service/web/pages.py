@@ -15,10 +15,10 @@ from PIL import Image
 from ai_service.api.common import PredictCall, model_name_from, registry, settings, uploads_from_form, validate
 from ai_service.api.predict import finish_timing, run_model, serialise
 from ai_service.schemas import PredictOptions
-from ai_service.errors import APIError
+from ai_service.errors import ServiceError
 from ai_service.imaging.encode import preview_data_url
 from ai_service.imaging.errors import ImageDecodeError
-from ai_service.inference import Upload
+from ai_service.service.predict import Upload
 from ai_service.web import bp
 
 FORM_OPTIONS = ("model", "top_k", "fit", "output_format", "quality")
@@ -30,7 +30,7 @@ def model_choices() -> list[dict[str, Any]]:
             for status in registry().statuses()]
 
 
-def _form_page(error: APIError | None = None, status: int = 200):
+def _form_page(error: ServiceError | None = None, status: int = 200):
     return render_template("index.html", models=model_choices(), settings=settings(), error=error,
                            selected_model=request.values.get("model")), status
 
@@ -78,7 +78,7 @@ def predict_form():
         name = model_name_from({"model": options.model})
         info = registry().resolve(name).info
         outcome = run_model(PredictCall(list(uploads), options, batch=True), name, info)
-    except APIError as error:
+    except ServiceError as error:
         return _form_page(error, error.status)
     encode_started = time.perf_counter()
     outcome["results"] = [result if "error" in result else present(result, upload, info.name, options)

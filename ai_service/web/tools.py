@@ -10,7 +10,7 @@ from typing import Any, Mapping
 
 from flask import current_app, render_template, request
 
-from ai_service.errors import APIError
+from ai_service.errors import ServiceError
 from ai_service.imaging.color import SPACES
 from ai_service.imaging.errors import ImageDecodeError
 from ai_service.imaging.io import decode_image, encode_image, mime_type
@@ -62,7 +62,7 @@ def tools_form():
     upload = request.files.get("file")
     try:
         if upload is None or not upload.filename and not upload.content_length:
-            raise APIError("missing_file", "Choose an image file first.", 400, {"parameter": "file"})
+            raise ServiceError("missing_file", "Choose an image file first.", {"parameter": "file"})
         ops = parse_operations(form_operations(request.form), max_pixels=limit)
         fmt, quality = parse_output(request.form.get("format"), request.form.get("quality"))
         image = decode_image(upload.read(), max_pixels=limit)
@@ -70,7 +70,7 @@ def tools_form():
         body = encode_image(result.image, fmt, quality=quality)
     except OperationError as error:
         return _page(422, error={"code": "invalid_parameter", "message": error.message})
-    except (APIError, ImageDecodeError) as error:
+    except (ServiceError, ImageDecodeError) as error:
         return _page(error.status, error={"code": error.code, "message": error.message})
     url = f"data:{mime_type(fmt)};base64," + base64.b64encode(body).decode("ascii")
     stem = (upload.filename or "image").rsplit(".", 1)[0][:80] or "image"

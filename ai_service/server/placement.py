@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 from typing import Iterable, MutableSequence
 
-from ai_service.engine import cores
+from ai_service.server import cores
 
 
 def free_slot(taken: Iterable[int | None], count: int) -> int | None:

@@ -7,7 +7,7 @@
   without a key; memory storage per worker, Redis (`AI_SERVICE_REDIS_URL`) shared by all workers.
 - Security headers on every response; a strict CSP (no inline scripts) on HTML, a locked-down one elsewhere.
 - CORS for `/api/` only, and only for the origins listed in `AI_SERVICE_CORS_ORIGINS`.
-- A deadline for receiving the request body (ai_service/body_deadline.py).
+- A deadline for receiving the request body (ai_service/http/deadline.py).
 """
 from __future__ import annotations
 
@@ -21,9 +21,9 @@ from flask import Flask, current_app, g, request
 from loguru import logger
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from ai_service.body_deadline import BodyDeadlineMiddleware
-from ai_service.config import ConfigError, Settings
-from ai_service.errors import APIError
+from ai_service.http.deadline import BodyDeadlineMiddleware
+from ai_service.settings import ConfigError, Settings
+from ai_service.errors import ServiceError
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 UNLIMITED_PATHS = frozenset({"/healthz", "/readyz", "/metrics", "/api/v1/health"})
@@ -92,9 +92,9 @@ def _require_api_key() -> None:
     challenge = {"WWW-Authenticate": 'Bearer realm="ai_service"'}
     key = presented_key()
     if key is None:
-        raise APIError("missing_api_key", f"This server requires an API key: {KEY_HELP}.", 401, headers=challenge)
+        raise ServiceError("missing_api_key", f"This server requires an API key: {KEY_HELP}.", headers=challenge)
     if not key_matches(key, accepted_keys(settings)):
-        raise APIError("invalid_api_key", "The API key is not valid.", 401, headers=challenge)
+        raise ServiceError("invalid_api_key", "The API key is not valid.", headers=challenge)
 
 
 # --- rate limits -----------------------------------------------------------------------------------

@@ -9,10 +9,10 @@ import os
 
 from flask import Blueprint, Response, current_app, jsonify
 
-from ai_service import metrics
+from ai_service.observability import metrics
 from ai_service.models.registry import ModelLoadError, ModelRegistry, UnknownModelError
 
-bp = Blueprint("ops", __name__)
+bp = Blueprint("probes", __name__)
 
 
 def required_models() -> tuple[str, ...]:

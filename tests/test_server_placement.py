@@ -5,7 +5,7 @@ import os
 
 import pytest
 
-from ai_service.engine import cores, placement
+from ai_service.server import cores, placement
 
 
 def test_free_slot_is_the_lowest_unused_one():

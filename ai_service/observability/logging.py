@@ -13,12 +13,12 @@ from typing import TYPE_CHECKING
 
 from loguru import logger
 
-from ai_service.log_relay import FileRelay, not_relayed
+from ai_service.server.log_relay import FileRelay, not_relayed
 
 if TYPE_CHECKING:
     from flask import Flask
 
-    from ai_service.config import Settings
+    from ai_service.settings import Settings
 
 request_id_var: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="-")
 request_fields_var: contextvars.ContextVar[dict | None] = contextvars.ContextVar("request_fields", default=None)
@@ -80,7 +80,7 @@ def setup_logging(settings: "Settings") -> None:
                                     filter=not_relayed, backtrace=False, diagnose=False, enqueue=False))
     if settings.log_to_file:
         settings.logs_dir.mkdir(parents=True, exist_ok=True)
-        # One file for the gunicorn master and all its workers: see ai_service/log_relay.py.
+        # One file for the gunicorn master and all its workers: see ai_service/server/log_relay.py.
         _relay = FileRelay(settings.logs_dir / "ai_service.log", level=level, serialize=settings.log_json,
                            format=CONSOLE_FORMAT.replace("<green>", "").replace("</green>", ""),
                            echo_fd=2 if console_via_relay else None,

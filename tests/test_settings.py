@@ -2,7 +2,7 @@ from pathlib import Path
 
 import pytest
 
-from ai_service.config import PROJECT_ROOT, ConfigError, Settings, load_settings
+from ai_service.settings import PROJECT_ROOT, ConfigError, Settings, load_settings
 
 
 def test_defaults_are_sane_and_home_is_the_project_root():

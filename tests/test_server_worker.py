@@ -22,7 +22,7 @@ def read_response(stream) -> tuple[int, bytes]:
 
 def test_keepalive_connections_are_served_in_turn_pipelined_and_side_by_side(tmp_path):
     with running_gunicorn(tmp_path, workers=1, threads=1) as server:
-        assert "ai_service.gthread_worker.ThreadWorker" in server.output()
+        assert "ai_service.server.worker.ThreadWorker" in server.output()
         first = socket.create_connection(("127.0.0.1", server.port), timeout=10)
         second = socket.create_connection(("127.0.0.1", server.port), timeout=10)
         with first, second, first.makefile("rb") as first_in, second.makefile("rb") as second_in:

@@ -149,7 +149,7 @@ def install_request_metrics(app: "Flask") -> None:
     """Count and time every request except scrapes of /metrics itself."""
     from flask import g, request
 
-    from ai_service.logging import request_fields
+    from ai_service.observability.logging import request_fields
 
     device = app.extensions["registry"].device
 

@@ -10,11 +10,11 @@ import torch
 from loguru import logger
 from PIL import Image
 
-from ai_service import metrics
+from ai_service.observability import metrics
 from ai_service.engine import DeadlineExceeded, DeviceOutOfMemory, Overloaded, engine_for
 from ai_service.engine.batcher import Batcher, Ticket
-from ai_service.engine.cores import single_threaded
-from ai_service.errors import APIError
+from ai_service.server.cores import single_threaded
+from ai_service.errors import ServiceError
 from ai_service.imaging.errors import ImageDecodeError
 from ai_service.imaging.io import decode_image
 from ai_service.models.base import ImageModel
@@ -115,8 +115,8 @@ def predict(registry: ModelRegistry, model_name: str, uploads: Sequence[Upload],
             max_pixels: int) -> dict[str, Any]:
     """Run one model over the uploads; returns per-item results (or errors), the stage timings and the batch size.
 
-    Raises APIError("overloaded", 503, Retry-After) when the model's queue is full and
-    APIError("timeout", 504) when the request's deadline passes.
+    Raises ServiceError("overloaded", 503, Retry-After) when the model's queue is full and
+    ServiceError("timeout", 504) when the request's deadline passes.
     """
     began = time.perf_counter()
     single_threaded()
@@ -131,18 +131,18 @@ def predict(registry: ModelRegistry, model_name: str, uploads: Sequence[Upload],
         try:
             results, batch_size = _run(model, batcher, uploads, options, max_pixels, deadline, timer, started)
         except Overloaded as error:
-            raise APIError("overloaded", f"The server is busy ({error}); retry in a moment.", 503,
+            raise ServiceError("overloaded", f"The server is busy ({error}); retry in a moment.",
                            {"model": name}, headers={"Retry-After": "1"}) from None
         except DeadlineExceeded:
             metrics.record_items(name, "timeout", len(uploads))
             timeout = engine.options.request_timeout_s
-            raise APIError("timeout", f"No result within the {timeout:g} s request deadline; the server is "
-                           "overloaded or the model is too slow for it.", 504, {"model": name,
+            raise ServiceError("timeout", f"No result within the {timeout:g} s request deadline; the server is "
+                           "overloaded or the model is too slow for it.", {"model": name,
                                                                                  "timeout_s": timeout}) from None
         except DeviceOutOfMemory:
             metrics.record_items(name, "oom", len(uploads))
-            raise APIError("out_of_memory", "The model ran out of device memory for these images; retry in a "
-                           "moment or send fewer or smaller images.", 503, {"model": name},
+            raise ServiceError("out_of_memory", "The model ran out of device memory for these images; retry in a "
+                           "moment or send fewer or smaller images.", {"model": name},
                            headers={"Retry-After": "1"}) from None
     for outcome in ("ok", "invalid", "error"):
         metrics.record_items(name, outcome, sum(_outcome(result) == outcome for result in results))
