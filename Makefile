@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 
-.PHONY: run test dev bench-imaging bench-serving train-digits clean
+.PHONY: run test lint format dev bench-imaging bench-serving train-digits clean
 
 $(VENV)/.runtime: requirements.txt setup.py
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -22,8 +22,16 @@ run: $(VENV)/.runtime
 dev: $(VENV)/.runtime
 	$(PY) app.py
 
-test: $(VENV)/.dev
+test: lint
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+lint: $(VENV)/.dev  # ruff.toml: one line length for both
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+format: $(VENV)/.dev
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
 
 bench-imaging: $(VENV)/.dev
 	$(PY) bench/imaging.py

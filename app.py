@@ -1,8 +1,17 @@
-"""WSGI entry point: `gunicorn app:app` in production, `python app.py` for the development server."""
+"""WSGI entry point: `gunicorn app:app` in production, `python app.py` for the development server.
+
+Under gunicorn, gunicorn.conf.py's post_fork configures each worker process before this module is imported;
+the development server owns its process, so it configures it here, before the app is built.
+"""
 from ai_service import create_app
 
-app = create_app()
-
 if __name__ == "__main__":
-    settings = app.config["SETTINGS"]
-    app.run(host=settings.host, port=settings.port, debug=False)
+    from ai_service.server.process import configure_process
+    from ai_service.settings import load_settings
+
+    configure_process(load_settings())
+    app = create_app()
+    host, _, port = app.config["SETTINGS"].server.bind.rpartition(":")
+    app.run(host=host, port=int(port), debug=False)
+else:
+    app = create_app()

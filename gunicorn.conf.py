@@ -5,12 +5,14 @@ Choices:
   thread that answered a keep-alive request serves that client's next one itself): request threads in
   one process share the loaded models (one copy of the weights per worker) and, with the batcher, can
   be batched together; a sync worker would serve one request at a time per copy of the model.
-- preload_app False: each worker creates the app after fork, so CUDA is initialised in the worker
+- preload_app False: each worker creates the app after fork, so CUDA is initialized in the worker
   (CUDA does not survive fork) and a crash while loading cannot take the master down.
 - Access logging is done by the app (one structured line with the request id), so gunicorn's own
   access log is off; gunicorn's error log goes through loguru like everything else.
 - Metrics: PROMETHEUS_MULTIPROC_DIR (AI_SERVICE_HOME/var/prometheus) is set before prometheus_client
   is imported, emptied at start and cleared of a dead worker's gauges, so /metrics adds up workers.
+- Process-wide switches (GPU visibility, torch threads, GIL switch interval, multipart parser) are set
+  in each worker by post_fork through ai_service.server.process.configure_process, not by the app.
 - Lifecycle: the worker timeout outlasts AI_SERVICE_REQUEST_TIMEOUT_S, and workers are recycled
   after AI_SERVICE_MAX_REQUESTS (+ jitter) requests.
 - Sizing (README "Performance / batching"): AI_SERVICE_WORKERS=0 means one worker per core on CPU,
@@ -28,6 +30,7 @@ import shutil
 
 from gunicorn.glogging import Logger
 
+from ai_service.server.process import configure_process
 from ai_service.settings import load_settings
 
 _settings = load_settings()
@@ -39,20 +42,20 @@ from ai_service.server import placement  # noqa: E402 - light: no prometheus_cli
 from ai_service.server.cores import shared_slots  # noqa: E402
 from ai_service.observability.logging import InterceptHandler, setup_logging  # noqa: E402
 
-bind = _settings.bind
-workers = _settings.workers or placement.default_workers(_settings.gpus, _settings.device)
-threads = _settings.threads
+bind = _settings.server.bind
+workers = _settings.server.workers or placement.default_workers(_settings.compute.gpus, _settings.compute.device)
+threads = _settings.server.threads
 worker_class = "ai_service.server.worker.ThreadWorker"
 # A worker busy with the longest allowed inference is not hung: the request deadline answers 504 first.
-timeout = max(_settings.timeout, math.ceil(_settings.request_timeout_s) + 10)
+timeout = max(_settings.server.timeout, math.ceil(_settings.engine.request_timeout_s) + 10)
 graceful_timeout = timeout
-max_requests = _settings.max_requests
-max_requests_jitter = _settings.max_requests_jitter
-keepalive = _settings.keepalive
+max_requests = _settings.server.max_requests
+max_requests_jitter = _settings.server.max_requests_jitter
+keepalive = _settings.server.keepalive
 preload_app = False
 accesslog = None
 errorlog = "-"
-loglevel = _settings.log_level.lower()
+loglevel = _settings.log.level.lower()
 limit_request_line = 8190
 forwarded_allow_ips = "127.0.0.1"
 
@@ -66,7 +69,7 @@ class LoguruLogger(Logger):
         for log in (self.error_log, self.access_log):
             log.handlers = [InterceptHandler()]
             log.propagate = False
-            log.setLevel(logging.getLevelName(_settings.log_level.upper()))
+            log.setLevel(logging.getLevelName(_settings.log.level.upper()))
 
 
 logger_class = LoguruLogger
@@ -90,10 +93,11 @@ def pre_fork(server, worker) -> None:
 
 
 def post_fork(server, worker) -> None:
-    """In the worker, before the app is built: join the core budget and pin this worker's GPU."""
-    gpu = placement.enter_worker(_core_slots, worker.ai_slot, _settings.gpus)
+    """In the worker, before the app is built: join the core budget, pin this worker's GPU, configure the process."""
+    gpu = placement.enter_worker(_core_slots, worker.ai_slot, _settings.compute.gpus)
     server.log.info("worker %s: core budget slot %s%s", worker.pid, worker.ai_slot,
                     f", pinned to GPU {gpu}" if gpu is not None else "")
+    configure_process(load_settings())  # read again: enter_worker narrowed AI_SERVICE_GPUS to the pinned GPU
 
 
 def child_exit(server, worker) -> None:

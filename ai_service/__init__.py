@@ -7,41 +7,33 @@ __version__ = "0.1.0"
 
 
 def create_app(overrides: Mapping[str, Any] | None = None):
-    """Application factory: settings → logging → device → registry → blueprints."""
+    """Application factory: settings → logging → runtime (device, registry, engine) → blueprints."""
     from flask import Flask
     from loguru import logger
 
     from ai_service import api, web
-    from ai_service.http import multipart
     from ai_service.settings import PROJECT_ROOT, load_settings
-    from ai_service.devices import apply_gpu_visibility, configure_torch_threads, select_device
     from ai_service.http import probes
     from ai_service.http.errors import register_error_handlers
     from ai_service.observability.metrics import install_request_metrics
     from ai_service.http.security import install_security
     from ai_service.observability.logging import install_request_logging, setup_logging
-    from ai_service.engine import EngineOptions, attach_engine
-    from ai_service.models.catalog import build_registry
+    from ai_service.http import context
+    from ai_service.service.runtime import build_runtime
 
     settings = load_settings(overrides)
     settings.ensure_dirs()
     setup_logging(settings)
-    apply_gpu_visibility(settings.gpus)
-    device = select_device(settings.device, settings.require_cuda)
-    threads = configure_torch_threads(settings.torch_threads, settings.workers)
 
     app = Flask(__name__, template_folder=str(PROJECT_ROOT / "templates"),
                 static_folder=str(PROJECT_ROOT / "static"))
-    app.config.update(SETTINGS=settings, MAX_CONTENT_LENGTH=settings.max_content_length,
-                      MAX_FORM_PARTS=settings.max_files + 16)
+    app.config.update(SETTINGS=settings, MAX_CONTENT_LENGTH=settings.limits.max_content_length,
+                      MAX_FORM_PARTS=settings.limits.max_files + 16)
     app.config.update({key: value for key, value in (overrides or {}).items() if key.isupper()})
 
-    registry = build_registry(settings, device)
-    app.extensions["registry"] = registry
-    app.extensions["engine"] = attach_engine(registry, EngineOptions.from_settings(settings))
+    runtime = build_runtime(settings)
+    context.init_app(app, runtime)
 
-    if not multipart.install():
-        logger.warning("werkzeug's multipart decoder changed shape: every upload compiles its boundary patterns")
     register_error_handlers(app)
     install_request_logging(app)
     install_request_metrics(app)
@@ -50,7 +42,7 @@ def create_app(overrides: Mapping[str, Any] | None = None):
     app.register_blueprint(api.bp)
     app.register_blueprint(web.bp)
 
-    logger.info("ai_service {} starting: home={} device={} torch_threads={} models={}", __version__, settings.home,
-                device, threads, registry.names())
-    registry.preload(settings.preload)
+    logger.info("ai_service {} starting: home={} device={} models={}", __version__, settings.home, runtime.device,
+                runtime.registry.names())
+    runtime.registry.preload(settings.models.preload)
     return app

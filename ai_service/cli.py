@@ -26,15 +26,17 @@ def _train_digits(args: argparse.Namespace) -> int:
 
 
 def _local_registry(args: argparse.Namespace):
-    """The registry the server would build, in this process (nothing is loaded yet)."""
+    """The registry the server would build, in this process (nothing loaded yet), which it configures like a worker."""
     from ai_service.settings import load_settings
     from ai_service.devices import select_device
     from ai_service.observability.logging import setup_logging
     from ai_service.models.catalog import build_registry
+    from ai_service.server.process import configure_process
 
     settings = load_settings({"home": args.home, "log_to_file": False} if args.home else {"log_to_file": False})
     setup_logging(settings)
-    return build_registry(settings, select_device(settings.device, settings.require_cuda))
+    configure_process(settings)
+    return build_registry(settings, select_device(settings.compute.device, settings.compute.require_cuda))
 
 
 def _remote(args: argparse.Namespace, method: str, path: str) -> Any:

@@ -4,19 +4,22 @@ from __future__ import annotations
 import gc
 import os
 import re
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from loguru import logger
+
+if TYPE_CHECKING:
+    import torch
 
 DEVICE_PATTERN = re.compile(r"^(auto|cpu|cuda(:\d+)?|mps)$")
 
 
 class DeviceError(RuntimeError):
-    """CUDA was required (AI_SERVICE_REQUIRE_CUDA=1) or asked for in a form we cannot honour."""
+    """CUDA was required (AI_SERVICE_REQUIRE_CUDA=1) or asked for in a form we cannot honor."""
 
 
 def apply_gpu_visibility(gpus: str, environ: dict[str, str] | None = None) -> None:
-    """Set CUDA_VISIBLE_DEVICES from AI_SERVICE_GPUS; must run before CUDA initialises."""
+    """Set CUDA_VISIBLE_DEVICES from AI_SERVICE_GPUS; must run before CUDA initializes."""
     environ = os.environ if environ is None else environ
     if not gpus:
         return
@@ -25,7 +28,7 @@ def apply_gpu_visibility(gpus: str, environ: dict[str, str] | None = None) -> No
     import torch
 
     if torch.cuda.is_initialized():
-        logger.warning("AI_SERVICE_GPUS={} ignored: CUDA was already initialised in this process", gpus)
+        logger.warning("AI_SERVICE_GPUS={} ignored: CUDA was already initialized in this process", gpus)
         return
     environ["CUDA_VISIBLE_DEVICES"] = ",".join(part.strip() for part in gpus.split(","))
 

@@ -1,10 +1,13 @@
 """Pydantic models for every API request and response body: the views validate with them, OpenAPI is built from them."""
 from __future__ import annotations
 
-from typing import Any, Final, Literal, Optional, Union
+from typing import TYPE_CHECKING, Any, Final, Literal, Optional, Union
 
 from ai_service.errors import ERRORS
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+if TYPE_CHECKING:  # the models import torch; request schemas (and the client) must not
+    from ai_service.models.base import ModelOptions
 
 FitPolicy = Literal["stretch", "letterbox", "crop"]
 Resample = Literal["nearest", "bilinear", "bicubic", "lanczos", "area", "box"]
@@ -83,11 +86,12 @@ class PredictOptions(Schema):
             raise ValueError("must be a CSS colour name or #rgb / #rrggbb, e.g. white or #ffffff") from None
         return value
 
-    def model_options(self, default_top_k: int) -> dict[str, Any]:
-        """The options handed to the model's preprocess/postprocess."""
-        chosen = {"top_k": self.top_k or default_top_k, "fit": self.fit, "resample": self.resample,
-                  "background": self.background, "score_threshold": self.score_threshold}
-        return {key: value for key, value in chosen.items() if value is not None}
+    def model_options(self, default_top_k: int) -> ModelOptions:
+        """The options handed to the model's preprocess/postprocess (imported here: schemas stay torch-free)."""
+        from ai_service.models.base import ModelOptions
+
+        return ModelOptions(top_k=self.top_k or default_top_k, fit=self.fit, resample=self.resample,
+                            background=self.background, score_threshold=self.score_threshold)
 
 
 class PredictForm(PredictOptions):

@@ -1,75 +1,210 @@
-"""Settings: defaults < config file (AI_SERVICE_CONFIG) < AI_SERVICE_* environment < overrides."""
+"""Settings: defaults < config file (AI_SERVICE_CONFIG) < AI_SERVICE_* environment < overrides.
+
+One pydantic model in sections (`settings.engine.max_batch_size`), validated once at start-up. Every
+setting also has a flat name, the one of the README's table: `AI_SERVICE_LOG_LEVEL` in the environment,
+`log_level` in the config file and in `create_app(overrides)`, `settings.log.level` in Python. A field's
+flat name is its alias where it has one, else its own name.
+"""
 from __future__ import annotations
 
 import json
 import os
 import tomllib
-from dataclasses import dataclass, field, fields
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Annotated, Any, Literal
+
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 PROJECT_ROOT = PACKAGE_DIR.parent
 ENV_PREFIX = "AI_SERVICE_"
 TRUE_WORDS = {"1", "true", "yes", "on"}
 FALSE_WORDS = {"0", "false", "no", "off", ""}
+#: Flat names that no longer exist, with what replaced them: a deployment that sets one is told at start-up.
+REMOVED = {"host": "bind (AI_SERVICE_BIND=host:port)", "port": "bind (AI_SERVICE_BIND=host:port)"}
 
 
-@dataclass(frozen=True)
-class Settings:
-    """Every knob of the service; paths are derived from `home`, never from the working directory."""
+class ConfigError(ValueError):
+    """A setting that cannot be parsed; raised at startup so a typo never runs silently."""
 
-    home: Path = PROJECT_ROOT
-    device: str = "auto"
-    gpus: str = ""
-    require_cuda: bool = False
-    torch_threads: int = 0
-    log_level: str = "INFO"
-    log_json: bool = False
-    log_to_file: bool = True
-    log_rotation: str = "20 MB"
-    log_retention: str = "14 days"
-    log_compression: str = "gz"
-    max_upload_mb: float = 16.0
-    max_pixels: int = 40_000_000
-    max_files: int = 16
-    default_model: str = "digits"
-    default_top_k: int = 3
-    preload: tuple[str, ...] = ()
-    models_file: str = ""
-    load_plugins: bool = True
-    warmup: bool = False
-    admin_token: str = field(default="", repr=False)
-    gpu_memory_budget: str = ""
-    max_loaded_models: int = 0
-    eviction: str = "auto"
-    host: str = "127.0.0.1"
-    port: int = 8000
+
+def _flag(value: Any) -> bool:
+    """The environment's words for booleans, exactly (pydantic's own list differs: t/f, y/n, no empty string)."""
+    if isinstance(value, bool):
+        return value
+    word = str(value).strip().lower()
+    if word in TRUE_WORDS or word in FALSE_WORDS:
+        return word in TRUE_WORDS
+    raise ValueError("expected a boolean (1/true/yes/on or 0/false/no/off)")
+
+
+def _comma_list(value: Any) -> tuple[str, ...]:
+    """"a, b" from the environment, or a list from a config file; blanks dropped."""
+    items = value.split(",") if isinstance(value, str) else list(value)
+    return tuple(str(item).strip() for item in items if str(item).strip())
+
+
+def _word(value: Any) -> Any:
+    """Choices are matched case- and space-insensitively (" BF16" is bf16)."""
+    return value.strip().lower() if isinstance(value, str) else value
+
+
+Flag = Annotated[bool, BeforeValidator(_flag)]
+CommaList = Annotated[tuple[str, ...], BeforeValidator(_comma_list)]
+ResolvedPath = Annotated[Path, AfterValidator(lambda path: path.expanduser().resolve())]
+
+
+class Section(BaseModel):
+    """A group of settings; fields are set by name or by their flat name (alias)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", validate_by_name=True, validate_by_alias=True,
+                              coerce_numbers_to_str=True)
+
+
+class ServerSettings(Section):
+    """gunicorn: where to listen, how many processes and threads, when to recycle them."""
+
+    #: host:port gunicorn binds; `python app.py` listens there too.
     bind: str = "127.0.0.1:8000"
+    #: Worker processes; 0 = one per core (CPU) or per listed GPU.
     workers: int = 1
+    #: Request threads per worker (the most requests one worker can batch together).
     threads: int = 12
+    #: Worker timeout and graceful-shutdown time (s), raised to outlast the request deadline.
     timeout: int = 60
+    #: Seconds an idle client connection stays open.
     keepalive: int = 5
-    max_batch_size: int = 0
-    max_batch_delay_ms: float = 5.0
-    max_queue: int = 64
-    request_timeout_s: float = 30.0
-    amp: str = ""
-    compile: bool = False
-    compile_mode: str = "default"
-    channels_last: bool = True
-    fuse_batchnorm: bool = True
-    api_keys: tuple[str, ...] = field(default=(), repr=False)
-    rate_limit: str = ""
-    redis_url: str = field(default="", repr=False)
-    trusted_proxies: int = 0
-    cors_origins: tuple[str, ...] = ()
-    csp: str = ""
-    body_timeout: float = 30.0
-    metrics: bool = True
+    #: Requests after which a worker is replaced (0 = never), plus a random 0..jitter.
     max_requests: int = 50000
     max_requests_jitter: int = 5000
-    extra: Mapping[str, Any] = field(default_factory=dict)
+
+
+class ComputeSettings(Section):
+    """Which device the models run on."""
+
+    #: auto, cpu, cuda or cuda:N.
+    device: str = "auto"
+    #: CUDA_VISIBLE_DEVICES before CUDA initialises, e.g. "0,1".
+    gpus: str = ""
+    #: Refuse to start without CUDA instead of falling back to the CPU.
+    require_cuda: Flag = False
+
+
+class LogSettings(Section):
+    """loguru's console and file sinks."""
+
+    level: str = Field("INFO", alias="log_level")
+    #: JSON lines on the console and in the file.
+    as_json: Flag = Field(False, alias="log_json")
+    to_file: Flag = Field(True, alias="log_to_file")
+    rotation: str = Field("20 MB", alias="log_rotation")
+    retention: str = Field("14 days", alias="log_retention")
+    compression: str = Field("gz", alias="log_compression")
+
+
+class LimitSettings(Section):
+    """What one request may send: body size, pixels, files, and how slowly."""
+
+    max_upload_mb: float = Field(16.0, gt=0)
+    #: Decoded pixels per image (decompression bombs).
+    max_pixels: int = Field(40_000_000, ge=1)
+    max_files: int = 16
+    #: Seconds a request body may take to arrive under gunicorn.
+    body_timeout: float = 30.0
+
+    @property
+    def max_content_length(self) -> int:
+        """The body limit in bytes, as Flask wants it."""
+        return int(self.max_upload_mb * 1024 * 1024)
+
+
+EVICTION_MODES = ("auto", "offload", "unload")
+
+
+class ModelSettings(Section):
+    """Which models exist, which one answers by default, and what stays loaded."""
+
+    default_model: str = "digits"
+    default_top_k: int = Field(3, ge=1)
+    #: Models loaded at start-up (otherwise on first use).
+    preload: CommaList = ()
+    #: The declarative models file, relative to home ("" = models.yaml/.yml/.toml in the home).
+    models_file: str = ""
+    load_plugins: Flag = True
+    #: Run a dummy batch when a model loads.
+    warmup: Flag = False
+    #: Bytes ("6GiB") or a share ("80%") of the device that loaded models may use ("" = no limit).
+    gpu_memory_budget: str = ""
+    #: Most models on the device at once (0 = no limit).
+    max_loaded_models: int = Field(0, ge=0)
+    #: What leaves the device past a limit: weights to CPU RAM, gone, or auto (offload on GPUs, unload on CPU).
+    eviction: Annotated[Literal[EVICTION_MODES], BeforeValidator(_word)] = "auto"  # type: ignore[valid-type]
+
+
+class EngineSettings(Section):
+    """Batching, back-pressure and the forward's hot-path switches, shared by every model of a process."""
+
+    #: Images per forward unless the model sets its own (0 = the engine's measured default per device).
+    max_batch_size: int = Field(0, ge=0)
+    #: Longest wait for more images unless the model sets its own.
+    max_batch_delay_ms: float = Field(5.0, ge=0)
+    #: Images queued or decoding per model and worker before 503 overloaded.
+    max_queue: int = Field(64, ge=1)
+    #: Deadline of one predict request (decode, queue, forward).
+    request_timeout_s: float = Field(30.0, gt=0)
+    #: Intra-op threads per CPU forward; 0 = adaptive (the core budget shares the cores); negative means 0.
+    torch_threads: Annotated[int, AfterValidator(lambda threads: max(0, threads))] = 0
+    amp: Annotated[Literal["", "bf16", "fp16"], BeforeValidator(_word)] = ""
+    compile: Flag = False
+    compile_mode: Annotated[Literal["default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"],
+                            BeforeValidator(_word)] = "default"
+    #: torch.compile backend ("eager" in tests: no compiler needed).
+    compile_backend: str = "inductor"
+    channels_last: Flag = True
+    #: Fold BatchNorm into the preceding convolution at load.
+    fuse_batchnorm: Flag = True
+    #: Seconds an idle model's inference thread waits before it exits (a new request starts another).
+    idle_exit_s: float = Field(10.0, gt=0)
+
+
+class SecuritySettings(Section):
+    """Who may call, how often, from where; the secrets stay out of repr()."""
+
+    #: Bearer token of the model lifecycle calls ("" = those answer 403).
+    admin_token: str = Field("", repr=False)
+    #: Keys accepted on POST/PUT/PATCH/DELETE (none = open).
+    api_keys: CommaList = Field((), repr=False)
+    #: e.g. "120/minute;5000/hour", per API key or client address (checked by flask-limiter at start-up).
+    rate_limit: str = ""
+    #: Rate-limit counters shared by every worker (default: in memory, per worker).
+    redis_url: str = Field("", repr=False)
+    #: X-Forwarded-* hops to trust.
+    trusted_proxies: int = 0
+    cors_origins: CommaList = ()
+    #: Replaces the Content-Security-Policy of HTML pages.
+    csp: str = ""
+
+
+class Settings(BaseSettings):
+    """Every knob of the service; paths are derived from `home`, never from the working directory."""
+
+    model_config = SettingsConfigDict(frozen=True, extra="forbid", coerce_numbers_to_str=True)
+
+    #: Base path: models/, var/ (data) and logs/ live under it.
+    home: ResolvedPath = PROJECT_ROOT
+    #: Serve Prometheus metrics at /metrics.
+    metrics: Flag = True
+    server: ServerSettings = ServerSettings()
+    compute: ComputeSettings = ComputeSettings()
+    log: LogSettings = LogSettings()
+    limits: LimitSettings = LimitSettings()
+    models: ModelSettings = ModelSettings()
+    engine: EngineSettings = EngineSettings()
+    security: SecuritySettings = SecuritySettings()
+    #: Keys no setting has (lower case): kept, not refused, as before the sections.
+    extra: dict[str, Any] = {}
 
     @property
     def models_dir(self) -> Path:
@@ -83,81 +218,114 @@ class Settings:
     def logs_dir(self) -> Path:
         return self.home / "logs"
 
-    @property
-    def max_content_length(self) -> int:
-        return int(self.max_upload_mb * 1024 * 1024)
-
     def ensure_dirs(self) -> None:
         """Create the derived folders on demand (first start, fresh AI_SERVICE_HOME)."""
         for folder in (self.models_dir, self.data_dir, self.logs_dir):
             folder.mkdir(parents=True, exist_ok=True)
 
-
-FIELD_TYPES = {f.name: f.type for f in fields(Settings) if f.name != "extra"}
-
-
-class ConfigError(ValueError):
-    """A setting that cannot be parsed; raised at startup so a typo never runs silently."""
-
-
-def _coerce(name: str, value: Any) -> Any:
-    """Turn a string (env) or file value into the field's type."""
-    kind = FIELD_TYPES[name]
-    try:
-        if kind == "bool":
-            if isinstance(value, bool):
-                return value
-            word = str(value).strip().lower()
-            if word in TRUE_WORDS:
-                return True
-            if word in FALSE_WORDS:
-                return False
-            raise ValueError(f"expected a boolean, got {value!r}")
-        if kind == "int":
-            return int(value)
-        if kind == "float":
-            return float(value)
-        if kind == "Path":
-            return Path(value).expanduser().resolve()
-        if kind == "tuple[str, ...]":
-            items = value.split(",") if isinstance(value, str) else list(value)
-            return tuple(item.strip() for item in items if str(item).strip())
-        return str(value)
-    except (TypeError, ValueError) as exc:
-        raise ConfigError(f"setting {name}: {exc}") from None
+    @classmethod
+    def settings_customise_sources(cls, settings_cls: type[BaseSettings], init_settings: Any, env_settings: Any,
+                                   dotenv_settings: Any, file_secret_settings: Any
+                                   ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Highest first: overrides, the environment, the config file (all by flat name); no .env or secrets files."""
+        return init_settings, EnvironmentSource(settings_cls), ConfigFileSource(settings_cls)
 
 
-def _read_file(path: Path) -> dict[str, Any]:
-    """Read a TOML or JSON config file; keys are setting names (case-insensitive)."""
-    text = path.read_text(encoding="utf-8")
-    data = json.loads(text) if path.suffix == ".json" else tomllib.loads(text)
-    section = data.get("ai_service", data)
-    return {str(k).lower(): v for k, v in section.items()}
+def _flat_names() -> dict[str, tuple[str | None, str]]:
+    """flat name → (section or None for a top-level field, field name)."""
+    names: dict[str, tuple[str | None, str]] = {}
+    for name, info in Settings.model_fields.items():
+        if isinstance(info.annotation, type) and issubclass(info.annotation, Section):
+            for field, field_info in info.annotation.model_fields.items():
+                names[field_info.alias or field] = (name, field)
+        elif name != "extra":
+            names[name] = (None, name)
+    return names
 
 
-def load_settings(overrides: Mapping[str, Any] | None = None, environ: Mapping[str, str] | None = None) -> Settings:
-    """Build Settings from defaults, the optional file, the environment and explicit overrides."""
-    environ = os.environ if environ is None else environ
-    values: dict[str, Any] = {}
+#: Every setting by its flat name (the environment's, the config file's and create_app's overrides').
+FLAT_NAMES: dict[str, tuple[str | None, str]] = _flat_names()
+SECTIONS = {section for section, _ in FLAT_NAMES.values() if section}
+_SECRETS = {"admin_token", "api_keys", "redis_url"}
+
+
+def nest(values: Mapping[str, Any]) -> dict[str, Any]:
+    """Flat (`log_level`) and sectioned (`{"log": {"level": ...}}`) keys → the model's shape; others → extra."""
+    nested: dict[str, Any] = {}
     extra: dict[str, Any] = {}
-    config_file = environ.get(ENV_PREFIX + "CONFIG")
-    if config_file:
+    for key, value in values.items():
+        key = str(key).lower()
+        if key in SECTIONS and isinstance(value, Mapping):
+            for inner, inner_value in value.items():
+                inner = str(inner).lower()
+                section, field = FLAT_NAMES.get(inner, (key, inner))
+                nested.setdefault(key, {})[field if section == key else inner] = inner_value
+        elif key in FLAT_NAMES:
+            section, field = FLAT_NAMES[key]
+            (nested.setdefault(section, {}) if section else nested)[field] = value
+        elif key in REMOVED:
+            raise ConfigError(f"setting {key} was replaced by {REMOVED[key]}")
+        else:
+            extra[key] = value
+    if extra:
+        nested["extra"] = extra
+    return nested
+
+
+class EnvironmentSource(PydanticBaseSettingsSource):
+    """AI_SERVICE_<FLAT NAME> variables (AI_SERVICE_CONFIG names the file and is no setting)."""
+
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
+        return None, field_name, False  # everything is read at once by __call__
+
+    def __call__(self) -> dict[str, Any]:
+        return nest({key[len(ENV_PREFIX):]: value for key, value in os.environ.items()
+                     if key.startswith(ENV_PREFIX) and key != ENV_PREFIX + "CONFIG"})
+
+
+class ConfigFileSource(PydanticBaseSettingsSource):
+    """The TOML or JSON file named by AI_SERVICE_CONFIG: flat keys and/or section tables, optionally under
+    an [ai_service] table."""
+
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
+        return None, field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        config_file = os.environ.get(ENV_PREFIX + "CONFIG")
+        if not config_file:
+            return {}
         path = Path(config_file).expanduser()
         if not path.is_file():
             raise ConfigError(f"AI_SERVICE_CONFIG points to {path}, which is not a file")
-        values.update(_read_file(path))
-    for key, value in environ.items():
-        if key.startswith(ENV_PREFIX) and key != ENV_PREFIX + "CONFIG":
-            values[key[len(ENV_PREFIX):].lower()] = value
-    for key, value in (overrides or {}).items():
-        values[key.lower()] = value
-    known = {}
-    for key, value in values.items():
-        if key in FIELD_TYPES:
-            known[key] = _coerce(key, value)
-        else:
-            extra[key] = value
-    settings = Settings(**known, extra=extra)
-    if settings.default_top_k < 1 or settings.max_pixels < 1 or settings.max_upload_mb <= 0:
-        raise ConfigError("default_top_k, max_pixels and max_upload_mb must be positive")
-    return settings
+        text = path.read_text(encoding="utf-8")
+        try:
+            data = json.loads(text) if path.suffix == ".json" else tomllib.loads(text)
+        except ValueError as exc:
+            raise ConfigError(f"AI_SERVICE_CONFIG {path}: {exc}") from None
+        table = data.get("ai_service", data) if isinstance(data, dict) else None
+        if not isinstance(table, dict):
+            raise ConfigError(f"AI_SERVICE_CONFIG {path}: expected a table of settings")
+        return nest(table)
+
+
+def _describe(error: Mapping[str, Any]) -> str:
+    """One validation error as `setting <flat name> (AI_SERVICE_<NAME>): <why>, got <value>`."""
+    loc = [str(part) for part in error["loc"]]
+    if error["type"] == "extra_forbidden" and len(loc) == 2:
+        return f"setting {loc[0]}.{loc[1]}: [{loc[0]}] has no such setting"
+    if loc and loc[0] in SECTIONS and len(loc) > 1:
+        section_fields = {field: flat for flat, (section, field) in FLAT_NAMES.items() if section == loc[0]}
+        name = section_fields.get(loc[1], loc[1])
+    else:
+        name = loc[0] if loc else "?"
+    message = str(error["msg"]).removeprefix("Value error, ")
+    shown = "" if name in _SECRETS else f", got {error['input']!r}"
+    return f"setting {name} ({ENV_PREFIX}{name.upper()}): {message}{shown}"
+
+
+def load_settings(overrides: Mapping[str, Any] | None = None) -> Settings:
+    """Build Settings from defaults, the optional file, the environment and explicit (flat) overrides."""
+    try:
+        return Settings(**nest(overrides or {}))
+    except ValidationError as exc:
+        raise ConfigError("; ".join(_describe(error) for error in exc.errors())) from None

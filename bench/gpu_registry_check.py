@@ -26,6 +26,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from ai_service.devices import memory_allocated  # noqa: E402
+from ai_service.models.base import ModelOptions  # noqa: E402
 from ai_service.models.declarative import register_declarative  # noqa: E402
 from ai_service.models.registry import ModelRegistry  # noqa: E402
 
@@ -57,8 +58,9 @@ def forward(registry: ModelRegistry, name: str, batch: int) -> None:
     from PIL import Image
 
     with registry.using(name) as model:
-        options = {"top_k": 1}
-        model.postprocess(model.forward(model.preprocess([Image.new("RGB", (256, 256))] * batch, options)), options)
+        options = ModelOptions(top_k=1)
+        prepared = model.preprocess([Image.new("RGB", (256, 256))] * batch, options)
+        model.postprocess(model.forward(prepared.tensor), prepared.states(), options)
 
 
 def run(device: torch.device, architecture: str, batch: int) -> list[tuple[str, str]]:

@@ -26,10 +26,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from ai_service.imaging.alpha import color_key, color_key_array  # noqa: E402
-from ai_service.imaging.color import convert_color_tensor  # noqa: E402
-from ai_service.imaging.convert import cv2_to_pil, pil_to_cv2, pil_to_tensor, tensor_to_pil  # noqa: E402
+from ai_service.imaging.convert import pils_to_batch, tensor_to_pil  # noqa: E402
 from ai_service.imaging.io import decode_image  # noqa: E402
-from ai_service.imaging.resize import resize_image, resize_tensor  # noqa: E402
+from ai_service.imaging.resize import resize_image  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results" / "imaging.md"
 
@@ -116,22 +115,12 @@ def classic_color_key(im: Image.Image, key: tuple[int, int, int], tol: int) -> I
 
 def bare_pil_to_tensor(im: Image.Image) -> torch.Tensor:
     """The usual one-liner."""
-    return torch.from_numpy(np.array(im)).permute(2, 0, 1).float() / 255.0
+    return torch.from_numpy(np.array(im)).permute(2, 0, 1).unsqueeze(0).float() / 255.0
 
 
 def bare_tensor_to_pil(t: torch.Tensor) -> Image.Image:
     """The usual one-liner."""
     return Image.fromarray((t.permute(1, 2, 0).numpy() * 255.0).round().astype(np.uint8))
-
-
-def bare_pil_to_cv2(im: Image.Image) -> np.ndarray:
-    """The usual one-liner."""
-    return cv2.cvtColor(np.array(im), cv2.COLOR_RGB2BGR)
-
-
-def bare_cv2_to_pil(arr: np.ndarray) -> Image.Image:
-    """The usual one-liner."""
-    return Image.fromarray(cv2.cvtColor(arr, cv2.COLOR_BGR2RGB))
 
 
 def full_decode_resize(data: bytes, size: tuple[int, int]) -> Image.Image:
@@ -160,22 +149,17 @@ def run(quick: bool) -> list[Row]:
     o, b = compare(lambda: color_key(key_im, (255, 255, 255), tolerance=8),
                    lambda: classic_color_key(key_im, (255, 255, 255), 8), repeat=10, base_repeat=1,
                    rounds=2 if quick else 4)
-    rows.append(Row("colour key, 1024x1024 RGBA (PIL in/out)", o, b, "getdata()/putdata() loop", ">= 100x faster", lambda s: s >= 100))
+    rows.append(Row("color key, 1024x1024 RGBA (PIL in/out)", o, b, "getdata()/putdata() loop", ">= 100x faster", lambda s: s >= 100))
     o2 = min(timeit(lambda: color_key_array(rgba, (255, 255, 255), 8), 30))
-    rows.append(Row("colour key, 1024x1024 RGBA (NumPy in/out)", o2, b, "getdata()/putdata() loop", "comparison", None))
+    rows.append(Row("color key, 1024x1024 RGBA (NumPy in/out)", o2, b, "getdata()/putdata() loop", "comparison", None))
 
     rgb_im = Image.fromarray(photo(1024, 1024))
-    t = pil_to_tensor(rgb_im)
-    bgr = pil_to_cv2(rgb_im)
+    t = pils_to_batch([rgb_im])[0]
     for name, ours, base, label in [
-        ("PIL -> tensor (CHW float), 1024x1024", lambda: pil_to_tensor(rgb_im), lambda: bare_pil_to_tensor(rgb_im),
+        ("PIL -> tensor (1CHW float), 1024x1024", lambda: pils_to_batch([rgb_im]), lambda: bare_pil_to_tensor(rgb_im),
          "torch.from_numpy(np.array(im)).permute().float()/255"),
         ("tensor -> PIL, 1024x1024", lambda: tensor_to_pil(t), lambda: bare_tensor_to_pil(t),
          "Image.fromarray((t.permute().numpy()*255).round().astype(uint8))"),
-        ("PIL -> OpenCV BGR, 1024x1024", lambda: pil_to_cv2(rgb_im), lambda: bare_pil_to_cv2(rgb_im),
-         "cv2.cvtColor(np.array(im), COLOR_RGB2BGR)"),
-        ("OpenCV BGR -> PIL, 1024x1024", lambda: cv2_to_pil(bgr), lambda: bare_cv2_to_pil(bgr),
-         "Image.fromarray(cv2.cvtColor(bgr, COLOR_BGR2RGB))"),
     ]:
         o, b = compare(ours, base, repeat=rep * 4)
         rows.append(Row(name, o, b, label, "<= 1.5x their time", lambda s: s >= 1 / 1.5))
@@ -186,32 +170,6 @@ def run(quick: bool) -> list[Row]:
     assert reduced_decode_resize(jpeg, (224, 224)).size == (224, 224)
     o, b = compare(lambda: reduced_decode_resize(jpeg, (224, 224)), lambda: full_decode_resize(jpeg, (224, 224)), repeat=rep)
     rows.append(Row(f"4000x3000 JPEG ({len(jpeg) // 1024} KB) -> 224x224", o, b, "full decode + resize", ">= 3x faster", lambda s: s >= 3))
-
-    lab_src = photo(1024, 1024, seed=2)
-    lab_t = torch.from_numpy(lab_src).permute(2, 0, 1).unsqueeze(0)
-    lab_f = lab_t.float() / 255.0
-    lab_src_f = lab_src.astype(np.float32) / 255.0
-    for space, code in [("hsv", cv2.COLOR_RGB2HSV), ("lab", cv2.COLOR_RGB2Lab), ("ycrcb", cv2.COLOR_RGB2YCrCb)]:
-        o, b = compare(lambda: convert_color_tensor(lab_f, "rgb", space), lambda: cv2.cvtColor(lab_src_f, code), repeat=rep)  # type: ignore[arg-type]
-        rows.append(Row(f"RGB->{space.upper()} float, tensor (CPU) vs OpenCV, 1024x1024", o, b, "cv2.cvtColor float32", "comparison", None))
-    o, b = compare(lambda: convert_color_tensor(lab_t, "rgb", "lab", scale="8bit"), lambda: cv2.cvtColor(lab_src, cv2.COLOR_RGB2Lab), repeat=rep)
-    rows.append(Row("RGB->LAB 8-bit, tensor (CPU) vs OpenCV, 1024x1024", o, b, "cv2.cvtColor uint8", "comparison", None))
-    if torch.cuda.is_available():
-        gpu = lab_f.cuda()
-
-        def on_gpu() -> None:
-            """Convert and wait for the GPU."""
-            convert_color_tensor(gpu, "rgb", "lab")
-            torch.cuda.synchronize()
-
-        o, b = compare(on_gpu, lambda: cv2.cvtColor(lab_src_f, cv2.COLOR_RGB2Lab), repeat=rep * 4)
-        rows.append(Row("RGB->LAB float, tensor (CUDA) vs OpenCV CPU", o, b, "cv2.cvtColor float32", "comparison", None))
-
-    batch = torch.rand(8, 3, 512, 512)
-    pil_batch = [tensor_to_pil(x) for x in batch]
-    o, b = compare(lambda: resize_tensor(batch, (224, 224), "bilinear"),
-                   lambda: [im.resize((224, 224), Image.Resampling.BILINEAR) for im in pil_batch], repeat=rep)
-    rows.append(Row("resize 8x512x512 -> 224 bilinear, tensor vs Pillow loop", o, b, "Pillow per image", "comparison", None))
     return rows
 
 

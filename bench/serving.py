@@ -35,10 +35,10 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 RESULTS = ROOT / "bench" / "results" / "serving.md"
 
-from ai_service.settings import Settings  # noqa: E402 (needs ROOT on the path)
+from ai_service.settings import ServerSettings  # noqa: E402 (needs ROOT on the path)
 
 #: ai_service runs with the documented default; the previous default is measured beside it.
-THREADS, PREVIOUS_THREADS = Settings.threads, 8
+THREADS, PREVIOUS_THREADS = ServerSettings().threads, 8
 ANALYSIS_MARKER = "<!-- analysis: hand-written, kept when the benchmark rewrites this file -->"
 PY = sys.executable
 MODELS = ("digits", "resnet18-demo")
@@ -126,6 +126,7 @@ def measure_limit(home: Path, seconds: float = 2.0) -> dict:
     from ai_service.settings import load_settings
     from ai_service.imaging.io import decode_image
     from ai_service.models.catalog import build_registry
+    from ai_service.models.base import ModelOptions
 
     settings = load_settings({"home": str(home), "log_level": "WARNING", "log_to_file": False})
     registry = build_registry(settings, torch.device("cpu"))
@@ -134,7 +135,8 @@ def measure_limit(home: Path, seconds: float = 2.0) -> dict:
         model = registry.get(name)
         data = (home / PAYLOAD[name]).read_bytes()
         torch.set_num_threads(1)
-        prepare = lambda: model.preprocess([decode_image(data, target_size=model.decode_size())], {})  # noqa: E731
+        prepare = lambda: model.preprocess([decode_image(data, target_size=model.decode_size())],  # noqa: E731
+                                           ModelOptions()).tensor
         sample = prepare()
         preprocess_ms = 1000.0 / best_rate(lambda: (prepare(), 1)[1], seconds)
         torch.set_num_threads(cores())

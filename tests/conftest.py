@@ -9,6 +9,15 @@ import pytest
 from PIL import Image
 
 from ai_service import create_app
+from ai_service.server.process import configure_process
+from ai_service.settings import load_settings
+
+
+@pytest.fixture(scope="session", autouse=True)
+def serving_process() -> None:
+    """Test what production runs: the switches post_fork sets once per worker (literal multipart parser, short
+    GIL switch interval, torch threads), set once per session, since creating an app no longer sets them."""
+    configure_process(load_settings())
 
 
 @pytest.fixture

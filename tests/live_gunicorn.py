@@ -78,8 +78,9 @@ class LiveServer:
 
 
 @contextmanager
-def running_gunicorn(workdir: Path, workers: int = 2, threads: int = 4, **settings: object) -> Iterator[LiveServer]:
-    """gunicorn -c gunicorn.conf.py app:app with AI_SERVICE_* settings; stopped (SIGTERM) on exit."""
+def running_gunicorn(workdir: Path, workers: int = 2, threads: int = 4, gunicorn_args: tuple[str, ...] = (),
+                     **settings: object) -> Iterator[LiveServer]:
+    """gunicorn -c gunicorn.conf.py [gunicorn_args] app:app with AI_SERVICE_* settings; stopped (SIGTERM) at exit."""
     workdir.mkdir(parents=True, exist_ok=True)
     port = free_port()
     env = {key: value for key, value in os.environ.items()
@@ -92,7 +93,8 @@ def running_gunicorn(workdir: Path, workers: int = 2, threads: int = 4, **settin
     gunicorn = Path(sys.executable).with_name("gunicorn")
     with open(log_path, "wb") as log:
         process = subprocess.Popen([str(gunicorn), "-c", str(ROOT / "gunicorn.conf.py"), "--pythonpath", str(ROOT),
-                                    "app:app"], cwd=workdir, env=env, stdout=log, stderr=subprocess.STDOUT)
+                                    *gunicorn_args, "app:app"], cwd=workdir, env=env, stdout=log,
+                                   stderr=subprocess.STDOUT)
     server = LiveServer(f"http://127.0.0.1:{port}", port, process, workdir / "home", log_path)
     try:
         deadline = time.monotonic() + START_SECONDS

@@ -25,7 +25,7 @@ def call(client, path, token=TOKEN, scheme="Bearer"):
 def test_without_a_configured_token_management_is_disabled(client, action):
     response = call(client, f"digits/{action}", token="anything")
     assert response.status_code == 403 and response.get_json()["error"]["code"] == "admin_disabled"
-    assert client.application.extensions["registry"].resolve("digits").state == "registered"
+    assert client.application.extensions["ai_service"].registry.resolve("digits").state == "registered"
 
 
 @pytest.mark.parametrize("token, scheme", [(None, "Bearer"), ("wrong", "Bearer"), (TOKEN, "Basic"),
@@ -34,7 +34,7 @@ def test_a_missing_or_wrong_token_is_refused(admin, token, scheme):
     response = call(admin, "digits/load", token=token, scheme=scheme)
     assert response.status_code == 401 and response.get_json()["error"]["code"] == "unauthorized"
     assert response.headers["WWW-Authenticate"].startswith("Bearer")
-    assert admin.application.extensions["registry"].resolve("digits").state == "registered"
+    assert admin.application.extensions["ai_service"].registry.resolve("digits").state == "registered"
 
 
 def test_load_offload_predict_unload_cycle(admin):
@@ -83,7 +83,7 @@ def test_model_detail_and_unknown_model(client):
 def test_memory_settings_reach_the_registry(home):
     app = create_app({"home": str(home), "log_to_file": False, "max_loaded_models": 1, "gpu_memory_budget": "50%",
                       "eviction": "offload", "warmup": True})
-    registry = app.extensions["registry"]
+    registry = app.extensions["ai_service"].registry
     assert registry.max_loaded == 1 and registry.eviction == "offload" and registry.warmup
     assert 0 < registry.memory_budget
     registry.get("digits")

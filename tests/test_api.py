@@ -105,7 +105,7 @@ def test_wrong_method_and_unknown_path_are_json(client):
 
 
 def test_unexpected_exception_is_a_json_500_without_traceback(app, client, seven):
-    model = app.extensions["registry"].get("digits")
+    model = app.extensions["ai_service"].registry.get("digits")
 
     def explode(batch):
         raise RuntimeError("secret internal detail")

@@ -14,10 +14,8 @@ from PIL import Image
 
 from ai_service import create_app
 from ai_service.errors import ERRORS
-from ai_service.imaging.geometry import box_to_original, keypoint_to_original, mask_to_original, point_to_original
 from ai_service.imaging.resize import fit_image, plan_fit
-from ai_service.models.base import ImageModel, ModelInfo
-from ai_service.models.declarative import geometry_dict
+from ai_service.models.base import Batch, ImageModel, ModelInfo
 from conftest import digit_variants, encode
 
 PREDICT = "/api/v1/predict"
@@ -35,14 +33,14 @@ class SquareFinder(ImageModel):
         self.network, self.device = torch.nn.Identity(), device
 
     def preprocess(self, images, options):
-        fit, resample = options.get("fit", "letterbox"), options.get("resample", "nearest")
+        fit, resample = options.fit or "letterbox", options.resample or "nearest"
         fitted = [fit_image(image.convert("L"), self.info.input_size, fit, resample) for image in images]
-        options["_geometries"] = [geometry_dict(geometry, resample) for _, geometry in fitted]
-        return torch.stack([torch.from_numpy(np.asarray(image, dtype=np.float32)) for image, _ in fitted])
+        return Batch(torch.stack([torch.from_numpy(np.asarray(image, dtype=np.float32)) for image, _ in fitted]),
+                     [geometry for _, geometry in fitted])
 
-    def postprocess(self, outputs, options):
+    def postprocess(self, outputs, items, options):
         results = []
-        for plane, geometry in zip(outputs, options["_geometries"]):
+        for plane, geometry in zip(outputs, items):
             ys, xs = torch.nonzero(plane > 127, as_tuple=True)
             box = [int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1]
             centre = [(box[0] + box[2]) / 2, (box[1] + box[3]) / 2, 0.9]
@@ -55,7 +53,7 @@ class SquareFinder(ImageModel):
 @pytest.fixture
 def app(home: Path):
     app = create_app({"TESTING": True, "home": str(home), "log_level": "WARNING", "max_files": 5})
-    app.extensions["registry"].register(SquareFinder())
+    app.extensions["ai_service"].registry.register(SquareFinder())
     return app
 
 
@@ -326,16 +324,16 @@ def test_models_without_their_own_fit_still_report_size_and_exif(client, seven):
 @pytest.mark.parametrize("fit", ["stretch", "letterbox", "crop"])
 @pytest.mark.parametrize("size", [(200, 100), (37, 91), (64, 64)])
 def test_geometry_mapping_inverts_the_fit(fit, size):
-    geometry = geometry_dict(plan_fit(size, (64, 48), fit), "bilinear")
-    sx, sy = geometry["scale"]
-    left, top = geometry["padding"][:2]
-    x0, y0 = geometry["crop_box"][:2]
+    geometry = plan_fit(size, (64, 48), fit, "bilinear")
+    sx, sy = geometry.scale
+    left, top = geometry.padding[:2]
+    x0, y0 = geometry.crop[:2]
     for x, y in [(x0 + 1.0, y0 + 2.0), (size[0] / 2, size[1] / 2)]:
         model_point = (left + (x - x0) * sx, top + (y - y0) * sy)
-        assert point_to_original(*model_point, geometry) == pytest.approx((x, y))
-    assert box_to_original([-5000, -5000, 5000, 5000], geometry) == [0, 0, *size]  # clipped to the image
-    assert keypoint_to_original([left, top, 0.5, 2], geometry) == pytest.approx([x0, y0, 0.5, 2], abs=0.01)
-    assert mask_to_original(Image.new("L", (64, 48), 255), geometry).size == size
+        assert geometry.to_original(*model_point) == pytest.approx((x, y))
+    assert geometry.box_to_original([-5000, -5000, 5000, 5000]) == [0, 0, *size]  # clipped to the image
+    assert geometry.keypoint_to_original([left, top, 0.5, 2]) == pytest.approx([x0, y0, 0.5, 2], abs=0.01)
+    assert geometry.mask_to_original(Image.new("L", (64, 48), 255)).size == size
 
 
 def test_reduced_jpeg_decoding_does_not_change_the_coordinates(client):

@@ -8,6 +8,7 @@ import torch
 from PIL import Image, ImageDraw, ImageFilter
 
 from ai_service.imaging.errors import ImageTooLargeError
+from ai_service.models.base import ModelOptions
 from ai_service.models.builtin import builtin_models
 from tests.conftest import encode
 
@@ -21,8 +22,9 @@ def models():
 
 
 def run(model, *images):
-    options = {}
-    return [r["image"] for r in model.postprocess(model.forward(model.preprocess(list(images), options)), options)]
+    options = ModelOptions()
+    batch = model.preprocess(list(images), options)
+    return [r["image"] for r in model.postprocess(model.forward(batch.tensor), batch.states(), options)]
 
 
 def square(mode="RGB", size=64, inner=(220, 220, 220), outer=(30, 30, 30)):
@@ -98,7 +100,7 @@ def test_upscale_keeps_transparent_edges_free_of_dark_fringes(models):
 def test_upscale_refuses_outputs_over_the_pixel_limit(models):
     huge = Image.new("RGB", (1500, 1100))
     with pytest.raises(ImageTooLargeError, match="megapixels"):
-        models["upscale-4x"].preprocess([huge], {})
+        models["upscale-4x"].preprocess([huge], ModelOptions())
 
 
 def studio_shot(size=(160, 120), key=(0, 177, 64)):

@@ -77,7 +77,7 @@ def test_app_falls_back_to_cpu_when_cuda_requested(home, warnings, monkeypatch):
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     app = create_app({"home": str(home), "device": "cuda"})
-    assert str(app.extensions["registry"].device) == "cpu"
-    assert describe_device(app.extensions["registry"].device)["type"] == "cpu"
+    assert str(app.extensions["ai_service"].registry.device) == "cpu"
+    assert describe_device(app.extensions["ai_service"].registry.device)["type"] == "cpu"
     with pytest.raises(DeviceError):
         create_app({"home": str(home), "device": "cuda", "require_cuda": True})

@@ -5,6 +5,7 @@ import pytest
 import torch
 from PIL import Image
 
+from ai_service.models.base import ModelOptions
 from ai_service.models.builtin.digits import WEIGHTS_PATH, DigitsModel, normalize_digit
 from ai_service.models.builtin.digits_training import render_digit, train_digits
 
@@ -19,7 +20,9 @@ def model():
 
 
 def accuracy(model, images, labels) -> float:
-    results = model.postprocess(model.forward(model.preprocess(images, {})), {"top_k": 1})
+    options = ModelOptions(top_k=1)
+    batch = model.preprocess(images, options)
+    results = model.postprocess(model.forward(batch.tensor), batch.states(), options)
     predicted = [int(r["predictions"][0]["label"]) for r in results]
     return float(np.mean(np.asarray(predicted) == labels))
 

@@ -12,13 +12,13 @@ import torch
 from PIL import Image
 
 from ai_service import create_app
-from ai_service.settings import ConfigError
-from ai_service.engine import EngineConfigError, EngineOptions, engine_for
+from ai_service.settings import ConfigError, EngineSettings
 from ai_service.server import cores
 from ai_service.server.cores import CoreBudget
-from ai_service.engine.runner import ForwardRunner, bucket_sizes, split_outputs
-from ai_service.service.predict import Upload, merge_outputs, predict
-from ai_service.models.base import ImageModel, ModelInfo
+from ai_service.engine.runner import ForwardRunner, bucket_sizes
+from ai_service.service.predict import Upload, predict
+from ai_service.models.base import Batch, ImageModel, ModelInfo, ModelOptions
+from ai_service.models.pytree import merge_batches, split_batch
 from conftest import digit_variants, encode
 
 
@@ -38,9 +38,9 @@ class GatedModel(ImageModel):
         self.network = torch.nn.Identity()
         self.device = device
 
-    def preprocess(self, images: Sequence[Image.Image], options: dict[str, Any]) -> torch.Tensor:
+    def preprocess(self, images: Sequence[Image.Image], options: ModelOptions) -> Batch[None]:
         arrays = [np.asarray(image.convert("L").resize((8, 8)), dtype=np.float32) / 255.0 for image in images]
-        return torch.from_numpy(np.stack(arrays)).unsqueeze(1)
+        return Batch(torch.from_numpy(np.stack(arrays)).unsqueeze(1))
 
     def forward(self, batch: torch.Tensor) -> torch.Tensor:
         self.batch_sizes.append(batch.shape[0])
@@ -49,7 +49,8 @@ class GatedModel(ImageModel):
         brightness = batch.flatten(1).mean(1, keepdim=True)
         return torch.cat([1 - brightness, brightness], dim=1)
 
-    def postprocess(self, outputs: torch.Tensor, options: dict[str, Any]) -> list[dict[str, Any]]:
+    def postprocess(self, outputs: torch.Tensor, items: Sequence[None], options: ModelOptions
+                    ) -> list[dict[str, Any]]:
         return [{"brightness": round(float(row[1]), 4)} for row in outputs]
 
 
@@ -61,10 +62,10 @@ def png(value: int, size: int = 16) -> bytes:
 def gated_app(home):
     app = create_app({"TESTING": True, "home": str(home), "max_queue": 2, "request_timeout_s": 2.0})
     model = GatedModel()
-    app.extensions["registry"].register(model)
+    app.extensions["ai_service"].registry.register(model)
     yield app, model
     model.gate.set()
-    app.extensions["engine"].close()
+    app.extensions["ai_service"].engine.close()
 
 
 def post(app, *images: bytes, model: str = "gated"):
@@ -83,7 +84,7 @@ def test_full_queue_answers_503_with_retry_after(gated_app):
     app, model = gated_app
     running, _ = in_background(post, app, png(10))
     assert model.entered.wait(10)
-    batcher = app.extensions["engine"].batcher(model)
+    batcher = app.extensions["ai_service"].engine.batcher(model)
     waiting = [in_background(post, app, png(20)), in_background(post, app, png(30))]
     while batcher.stats()["queued"] < 2:
         time.sleep(0.001)
@@ -100,13 +101,13 @@ def test_full_queue_answers_503_with_retry_after(gated_app):
 def test_missed_deadline_answers_504(home):
     app = create_app({"TESTING": True, "home": str(home), "request_timeout_s": 0.2})
     model = GatedModel()
-    app.extensions["registry"].register(model)
+    app.extensions["ai_service"].registry.register(model)
     try:
         response = post(app, png(10))
         assert response.status_code == 504 and response.get_json()["error"]["code"] == "timeout"
     finally:
         model.gate.set()
-        app.extensions["engine"].close()
+        app.extensions["ai_service"].engine.close()
 
 
 def test_timing_splits_every_stage_and_reports_the_batch_size(gated_app):
@@ -143,13 +144,13 @@ def test_an_image_that_breaks_preprocess_fails_alone(gated_app, monkeypatch):
 
 
 def test_digits_batched_equal_digits_alone(app, digits_split):
-    registry = app.extensions["registry"]
+    runtime = app.extensions["ai_service"]
     uploads = [Upload(data, name) for index in range(0, 12, 3)
                for name, (data, _) in digit_variants(digits_split.test_images[index]).items()]
-    together = predict(registry, "digits", uploads, {"top_k": 3}, 10_000_000)
-    alone = [predict(registry, "digits", [upload], {"top_k": 3}, 10_000_000)["results"][0] for upload in uploads]
-    assert together["batch_size"] == min(len(uploads), 8)  # 20 images: batches of the CPU default, 8
-    for batched, single in zip(together["results"], alone):
+    together = predict(runtime, "digits", uploads, ModelOptions(top_k=3))
+    alone = [predict(runtime, "digits", [upload], ModelOptions(top_k=3)).results[0] for upload in uploads]
+    assert together.batch_size == min(len(uploads), 8)  # 20 images: batches of the CPU default, 8
+    for batched, single in zip(together.results, alone):
         assert [p["label"] for p in batched["predictions"]] == [p["label"] for p in single["predictions"]]
         assert np.allclose([p["score"] for p in batched["predictions"]],
                            [p["score"] for p in single["predictions"]], atol=1e-4)
@@ -158,13 +159,13 @@ def test_digits_batched_equal_digits_alone(app, digits_split):
 def test_split_and_merge_round_trip_every_output_shape():
     tensor = torch.arange(12.0).view(3, 4)
     outputs = {"logits": tensor, "extra": (tensor * 2, tensor * 3)}
-    parts = split_outputs(outputs, 3)
+    parts = split_batch(outputs, 3)
     assert parts[1]["logits"].shape == (1, 4) and torch.equal(parts[2]["extra"][1], tensor[2:3] * 3)
-    merged = merge_outputs(parts)
+    merged = merge_batches(parts)
     assert torch.equal(merged["logits"], tensor) and torch.equal(merged["extra"][0], tensor * 2)
     detections = [{"boxes": torch.zeros(0, 4)}, {"boxes": torch.ones(2, 4)}]
-    assert merge_outputs(split_outputs(detections, 2)) == detections
-    assert len(split_outputs(torch.zeros(8, 2), 5)) == 5  # padding rows are dropped
+    assert merge_batches(split_batch(detections, 2)) == detections
+    assert len(split_batch(torch.zeros(8, 2), 5)) == 5  # padding rows are dropped
 
 
 def test_bucket_sizes_cover_every_batch_size():
@@ -194,11 +195,18 @@ class ConvModel(ImageModel):
         self.threads.append(torch.get_num_threads())
         return output
 
+    def preprocess(self, images: Sequence[Image.Image], options: ModelOptions) -> Batch[None]:
+        return Batch(torch.zeros(len(images), 1, 8, 8))
+
+    def postprocess(self, outputs: torch.Tensor, items: Sequence[None], options: ModelOptions
+                    ) -> list[dict[str, Any]]:
+        return [{} for _ in items]
+
 
 def test_runner_uses_channels_last_and_returns_float32_under_bf16_autocast():
     model = ConvModel()
     model.load(torch.device("cpu"))
-    runner = ForwardRunner(model, EngineOptions(amp="bf16"), max_batch_size=4)
+    runner = ForwardRunner(model, EngineSettings(amp="bf16"), max_batch_size=4)
     outputs = runner([torch.rand(1, 8, 8) for _ in range(3)])
     assert len(outputs) == 3 and all(o.shape == (1, 2) and o.dtype == torch.float32 for o in outputs)
     size, channels_last, dtype = model.seen[0]
@@ -209,7 +217,7 @@ def test_runner_uses_channels_last_and_returns_float32_under_bf16_autocast():
 def test_compiled_runner_pads_to_buckets_and_warms_each_one_first():
     model = ConvModel()
     model.load(torch.device("cpu"))
-    runner = ForwardRunner(model, EngineOptions(compile=True, compile_backend="eager"), max_batch_size=4)
+    runner = ForwardRunner(model, EngineSettings(compile=True, compile_backend="eager"), max_batch_size=4)
     reference = model.network(torch.rand(1, 1, 8, 8)).shape
     outputs = runner([torch.rand(1, 8, 8) for _ in range(3)])
     assert [size for size, _, _ in model.seen] == [1, 2, 4, 4]  # warm-up of every bucket, then 3 padded to 4
@@ -237,17 +245,19 @@ def test_core_budget_gives_a_lone_forward_every_core_and_shares_under_load():
 
 
 def test_engine_settings_are_validated(home):
-    with pytest.raises(EngineConfigError):
-        EngineOptions(amp="fp8")
-    with pytest.raises((EngineConfigError, ConfigError)):
+    with pytest.raises(ValueError, match="bf16"):
+        EngineSettings(amp="fp8")
+    assert EngineSettings(amp=" BF16 ", compile_mode="Max-Autotune").amp == "bf16"
+    with pytest.raises(ConfigError, match="AI_SERVICE_MAX_QUEUE"):
         create_app({"home": str(home), "max_queue": 0})
+    with pytest.raises(ConfigError, match="AI_SERVICE_AMP"):
+        create_app({"home": str(home), "amp": "fp8"})
 
 
 def test_per_model_batch_settings_override_the_defaults(app):
-    registry = app.extensions["registry"]
-    engine = engine_for(registry)
+    registry, engine = app.extensions["ai_service"].registry, app.extensions["ai_service"].engine
     default = engine.batcher(registry.get("digits"))
-    assert default.max_batch_size == 8 and default.max_delay_s == engine.options.max_batch_delay_ms / 1000
+    assert default.max_batch_size == 8 and default.max_delay_s == engine.settings.max_batch_delay_ms / 1000
     tuned = type(registry.get("digits"))()
     tuned.max_batch_size, tuned.max_batch_delay_ms = 3, 0.0
     tuned.load(torch.device("cpu"))
@@ -262,13 +272,13 @@ def test_forward_threads_follow_the_load(monkeypatch):
     model.load(torch.device("cpu"))
     samples = [torch.rand(1, 8, 8)]
     try:
-        ForwardRunner(model, EngineOptions(), 4, under_load=lambda: False)(samples)  # alone: every core
-        ForwardRunner(model, EngineOptions(), 4, under_load=lambda: False)(samples * 2)  # a batch means traffic
-        busy = ForwardRunner(model, EngineOptions(), 4, under_load=lambda: True)
+        ForwardRunner(model, EngineSettings(), 4, under_load=lambda: False)(samples)  # alone: every core
+        ForwardRunner(model, EngineSettings(), 4, under_load=lambda: False)(samples * 2)  # a batch means traffic
+        busy = ForwardRunner(model, EngineSettings(), 4, under_load=lambda: True)
         busy(samples)  # requests waiting: this worker's share of the cores
         busy._one_core_ms_per_sample = 0.01  # as if measured: far under SMALL_FORWARD_MS
         busy(samples)  # a tiny forward: one core
-        ForwardRunner(model, EngineOptions(torch_threads=3), 4)(samples)  # AI_SERVICE_TORCH_THREADS wins
+        ForwardRunner(model, EngineSettings(torch_threads=3), 4)(samples)  # AI_SERVICE_TORCH_THREADS wins
     finally:
         torch.set_num_threads(previous)
     assert model.threads == [4, 2, 2, 1, 3]
@@ -284,7 +294,7 @@ def test_batchnorm_is_folded_into_convolutions_without_changing_results():
     sample = torch.rand(3, 64, 64)
     with torch.inference_mode():
         expected = model.network(sample.unsqueeze(0))
-    output = ForwardRunner(model, EngineOptions(), 4)([sample])[0]
+    output = ForwardRunner(model, EngineSettings(), 4)([sample])[0]
     assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in model.network.modules())
     assert torch.allclose(output, expected, atol=1e-4)
 
@@ -292,29 +302,30 @@ def test_batchnorm_is_folded_into_convolutions_without_changing_results():
 def test_only_measured_one_core_cpu_forwards_run_inline():
     model = ConvModel()
     model.load(torch.device("cpu"))
-    runner = ForwardRunner(model, EngineOptions(), 4)
+    runner = ForwardRunner(model, EngineSettings(), 4)
     assert not runner.runs_inline(1)  # nothing measured yet: the first forward goes to the inference thread
     runner._one_core_ms_per_sample = 0.2
     assert runner.runs_inline(1) and runner.runs_inline(8)
     runner._one_core_ms_per_sample = 30.0  # resnet-sized: needs the inference thread's OpenMP team
     assert not runner.runs_inline(1)
-    pinned = ForwardRunner(model, EngineOptions(torch_threads=2), 4)
+    pinned = ForwardRunner(model, EngineSettings(torch_threads=2), 4)
     pinned._one_core_ms_per_sample = 0.2
     assert not pinned.runs_inline(1)
 
 
 def test_lone_digits_requests_run_in_the_request_thread(app, digits_split):
     """After its first (measured) forward, a lone digits request skips the inference thread."""
-    registry = app.extensions["registry"]
+    runtime = app.extensions["ai_service"]
+    registry = runtime.registry
     image = Image.fromarray(digits_split.test_images[0], mode="L")
     uploads = [Upload(encode(image, "png"), "d.png")]
     threads: list[str] = []
     hook = registry.get("digits").network.register_forward_hook(
         lambda *_: threads.append(threading.current_thread().name))
     try:
-        outcomes = [predict(registry, "digits", uploads, {}, 10_000_000) for _ in range(12)]
+        outcomes = [predict(runtime, "digits", uploads, ModelOptions()) for _ in range(12)]
     finally:
         hook.remove()
-    assert all(o["results"][0]["predictions"] == outcomes[0]["results"][0]["predictions"] for o in outcomes)
+    assert all(o.results[0]["predictions"] == outcomes[0].results[0]["predictions"] for o in outcomes)
     assert threads[0].startswith("infer-digits")  # the first forward is measured on the inference thread
     assert threads[-1] == threading.current_thread().name  # once it is known to be tiny: inline

@@ -127,8 +127,10 @@ def test_bad_parameters_are_4xx_naming_the_parameter(client, operations, fields,
     assert parameter in error["message"]
 
 
-def test_output_size_over_pixel_budget_after_aspect(client, app) -> None:
-    app.config["SETTINGS"] = type(app.config["SETTINGS"])(**{**app.config["SETTINGS"].__dict__, "max_pixels": 10_000})
+def test_output_size_over_pixel_budget_after_aspect(home) -> None:
+    from ai_service import create_app
+
+    client = create_app({"TESTING": True, "home": str(home), "max_pixels": 10_000}).test_client()
     r = post(client, png(S.random_rgb(10, 100)), [{"op": "resize", "height": 99}])
     assert r.status_code == 422 and r.get_json()["error"]["details"]["parameter"] == "operations[0].width"
 

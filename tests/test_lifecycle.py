@@ -221,7 +221,7 @@ def test_oom_answers_503_with_retry_after_and_the_worker_stays_healthy(home):
     import torch
 
     from ai_service import create_app
-    from ai_service.models.base import ImageModel, ModelInfo, top_k_predictions
+    from ai_service.models.base import Batch, ImageModel, ModelInfo, top_k_predictions
 
     class Greedy(ImageModel):
         """Fits one image at a time only when `fits` is set; otherwise every forward runs out of memory."""
@@ -233,18 +233,18 @@ def test_oom_answers_503_with_retry_after_and_the_worker_stays_healthy(home):
             self.device, self.network = device, torch.nn.Flatten()
 
         def preprocess(self, images, options):
-            return torch.stack([torch.zeros(1, 8, 8) for _ in images])
+            return Batch(torch.stack([torch.zeros(1, 8, 8) for _ in images]))
 
         def forward(self, batch):
             if not Greedy.fits or batch.shape[0] > 1:
                 raise out_of_memory()
             return torch.zeros(batch.shape[0], 2)
 
-        def postprocess(self, outputs, options):
+        def postprocess(self, outputs, items, options):
             return top_k_predictions(outputs, self.info.labels, 1)
 
     app = create_app({"TESTING": True, "home": str(home), "log_to_file": False})
-    app.extensions["registry"].register(Greedy())
+    app.extensions["ai_service"].registry.register(Greedy())
     client = app.test_client()
     png = encode(Image.new("L", (8, 8), 0))
     response = client.post(PREDICT, data={"file": [(io.BytesIO(png), "a.png"), (io.BytesIO(png), "b.png")],

@@ -83,6 +83,16 @@ def test_every_error_code_the_code_can_raise_is_listed():
     assert raised - set(ERRORS) == set()
 
 
+def test_error_responses_are_described_from_the_error_table(document):
+    """No second table: each documented error status names the codes ERRORS answers with it."""
+    for methods in document["paths"].values():
+        for operation in methods.values():
+            for status, response in operation["responses"].items():
+                if status.isdigit() and int(status) >= 400:
+                    described = set(re.findall(r"`(\w+)`", response["description"]))
+                    assert described == {code for code, kind in ERRORS.items() if kind.status == int(status)}
+
+
 def response_validator(document: dict, path: str, method: str, status: str = "200") -> Draft202012Validator:
     """A JSON Schema validator for one documented response, with the document's components resolvable."""
     operation = document["paths"][path][method]

@@ -11,7 +11,7 @@ from ai_service.models.registry import ModelLoadError, ModelRegistry
 
 MODEL_CLASS = '''
 import torch
-from ai_service.models.base import ImageModel, ModelInfo, top_k_predictions
+from ai_service.models.base import Batch, ImageModel, ModelInfo, top_k_predictions
 
 
 class {cls}(ImageModel):
@@ -22,10 +22,10 @@ class {cls}(ImageModel):
         self.device = device
 
     def preprocess(self, images, options):
-        return torch.tensor([[0.0, float(sum(image.convert("L").tobytes())) / 255.0] for image in images])
+        return Batch(torch.tensor([[0.0, float(sum(image.convert("L").tobytes())) / 255.0] for image in images]))
 
-    def postprocess(self, outputs, options):
-        return top_k_predictions(outputs, self.info.labels, options.get("top_k", 1))
+    def postprocess(self, outputs, items, options):
+        return top_k_predictions(outputs, self.info.labels, options.top_k)
 '''
 
 
@@ -85,7 +85,7 @@ def test_plugin_failures_are_logged_with_traceback_and_the_app_serves_anyway(plu
 
 def test_plugins_can_be_switched_off(plugin_dir):
     app = create_app({"TESTING": True, "home": str(plugin_dir.parent), "log_to_file": False, "load_plugins": False})
-    assert "good" not in app.extensions["registry"].names()
+    assert "good" not in app.extensions["ai_service"].registry.names()
 
 
 def test_entry_point_plugins(tmp_path, monkeypatch):
@@ -102,3 +102,107 @@ def test_entry_point_plugins(tmp_path, monkeypatch):
     assert registry.resolve("acme").source.startswith("entry point acme ")
     failed = {s["name"]: s["error"] for s in registry.statuses() if s["state"] == "failed"}
     assert "already registered" in failed["acme-class"] and "bad install" in failed["acme-broken"]
+
+
+CONTRACT_PLUGINS = {
+    "no_post.py": '''
+import torch
+from ai_service.models.base import Batch, ImageModel, ModelInfo
+
+
+class MyModel(ImageModel):
+    info = ModelInfo(name="mine")
+
+    def load(self, device):
+        self.network, self.device = torch.nn.Identity(), device
+
+    def preprocess(self, images, options):
+        return Batch(torch.zeros(len(images), 2))
+''',
+    "no_info.py": '''
+import torch
+from ai_service.models.base import Batch, ImageModel
+
+
+class Nameless(ImageModel):
+    def load(self, device):
+        self.network, self.device = torch.nn.Identity(), device
+
+    def preprocess(self, images, options):
+        return Batch(torch.zeros(len(images), 2))
+
+    def postprocess(self, outputs, items, options):
+        return [{} for _ in items]
+''',
+    "abstract_native.py": '''
+from ai_service.models.builtin.native import NativeResolutionModel, native_info
+
+
+class HalfDone(NativeResolutionModel):
+    info = native_info("half-done", "builds a network but never says how its output becomes an image")
+
+    def build(self):
+        import torch
+        return torch.nn.Identity()
+''',
+    "shared_base.py": '''
+import torch
+from ai_service.models.base import Batch, ImageModel, ModelInfo
+
+
+class Base(ImageModel):
+    """No info and no postprocess: a base the plugin's real model extends, not a model itself."""
+
+    def load(self, device):
+        self.network, self.device = torch.nn.Identity(), device
+
+    def preprocess(self, images, options):
+        return Batch(torch.zeros(len(images), 2))
+
+
+class Real(Base):
+    info = ModelInfo(name="real")
+
+    def postprocess(self, outputs, items, options):
+        return [{} for _ in items]
+''',
+}
+
+
+def test_contract_misuse_is_answered_at_registration_with_the_code_to_write(tmp_path):
+    folder = tmp_path / "home" / "models"
+    for name, text in CONTRACT_PLUGINS.items():
+        write(folder, name, text)
+    registry = ModelRegistry(torch.device("cpu"))
+    assert load_directory_plugins(registry, folder) == 1
+    assert registry.names() == ["real"]
+    failed = {s["name"]: s["error"] for s in registry.statuses() if s["state"] == "failed"}
+    assert set(failed) == {"no_post", "no_info", "abstract_native"}
+    assert ("MyModel does not implement postprocess; add:\n    def postprocess(self, outputs: Any, "
+            "items: Sequence[ItemT], options: ModelOptions) -> list[dict[str, Any]]:") in failed["no_post"]
+    assert 'Nameless has no `info`; add a class attribute:\n    info = ModelInfo(name="nameless"' in failed["no_info"]
+    assert ("HalfDone does not implement output_image; add:\n    def output_image(self, output: torch.Tensor, "
+            "mode: str) -> Image.Image:") in failed["abstract_native"]
+
+
+def test_registry_register_checks_the_contract_too():
+    from ai_service.models.base import Batch, ImageModel, ModelContractError, check_contract
+
+    class NoInfo(ImageModel):
+        def preprocess(self, images, options):
+            return Batch(torch.zeros(len(images), 2))
+
+        def postprocess(self, outputs, items, options):
+            return []
+
+    with pytest.raises(ModelContractError, match=r"NoInfo does not implement load; add:\n    def load\(self, "
+                                                 r"device: torch.device\) -> None:"):
+        check_contract(NoInfo)
+    NoInfo.load = lambda self, device: None
+    NoInfo.__abstractmethods__ = frozenset()
+    registry = ModelRegistry(torch.device("cpu"))
+    with pytest.raises(ModelContractError, match="NoInfo has no `info`; add a class attribute"):
+        registry.register(NoInfo())
+    with pytest.raises(ModelContractError, match="is not a model; subclass ImageModel"):
+        registry.register(object())  # type: ignore[arg-type]
+    assert registry.names() == []

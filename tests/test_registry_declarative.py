@@ -137,7 +137,8 @@ def test_name_and_name_at_version_serve_the_right_version(client, model, version
     black = result(predict(client, model, Image.new("RGB", (20, 10), "black")))
     assert white["version"] == version and white["predictions"][0]["label"] == "bright"
     assert black["predictions"][0]["label"] == "dark"
-    assert white["geometry"]["mode"] == "stretch" and white["geometry"]["src_size"] == [20, 10]
+    assert white["geometry"]["fit"] == "stretch" and white["geometry"]["original_size"] == [20, 10]
+    assert "src_size" not in white["geometry"]  # one vocabulary: the documented fields only
 
 
 def test_export_with_fixed_batch_serves_any_number_of_images(client):
@@ -161,7 +162,7 @@ def test_detection_boxes_come_back_in_original_pixels(client):
     body = result(predict(client, "boxes", Image.new("RGB", (64, 32), "gray")))
     assert body["task"] == "detection"
     assert body["detections"] == [{"label": "cat", "index": 1, "score": 0.9, "box": [16.0, 0.0, 48.0, 32.0]}]
-    assert body["geometry"]["mode"] == "letterbox" and body["geometry"]["content_box"] == [0, 8, 32, 24]
+    assert body["geometry"]["fit"] == "letterbox" and body["geometry"]["padding"] == [0, 8, 0, 8]
 
 
 def test_segmentation_mask_covers_the_original_image(client):
@@ -201,6 +202,6 @@ def test_unreadable_models_file_is_listed_and_the_service_starts(tmp_path):
     home.mkdir()
     (home / "models.yaml").write_text("models: [ {name: x, kind: torchscript\n")
     app = create_app({"TESTING": True, "home": str(home), "log_level": "WARNING", "log_to_file": False})
-    failed = [s for s in app.extensions["registry"].statuses() if s["state"] == "failed"]
+    failed = [s for s in app.extensions["ai_service"].registry.statuses() if s["state"] == "failed"]
     assert [s["name"] for s in failed] == ["models.yaml"] and "ParserError" in failed[0]["error"]
     assert predict(app.test_client(), "digits", Image.new("L", (28, 28))).status_code == 200

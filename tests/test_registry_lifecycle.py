@@ -7,7 +7,7 @@ import weakref
 import pytest
 import torch
 
-from ai_service.models.base import ImageModel, ModelInfo
+from ai_service.models.base import Batch, ImageModel, ModelInfo
 from ai_service.models.registry import (
     ModelBusyError,
     ModelLoadError,
@@ -32,6 +32,12 @@ class SizedModel(ImageModel):
         self.network = torch.nn.Linear(self.floats // 2, 2, bias=False).to(device)
         self.cache = {"kernel": torch.ones(self.floats // 2, device=device)}
         self.device = device
+
+    def preprocess(self, images, options):
+        return Batch(torch.zeros(len(images), self.floats // 2))
+
+    def postprocess(self, outputs, items, options):
+        return [{} for _ in items]
 
 
 def cpu_registry(**kwargs) -> ModelRegistry:
@@ -239,12 +245,9 @@ def test_warmup_runs_a_dummy_batch_at_load():
     class Warm(SizedModel):
         warmed = 0
 
-        def preprocess(self, images, options):
-            return torch.zeros(len(images), 500)
-
-        def postprocess(self, outputs, options):
+        def postprocess(self, outputs, items, options):
             Warm.warmed += 1
-            return [{} for _ in outputs]
+            return [{} for _ in items]
 
     registry = cpu_registry(warmup=True)
     registry.register(Warm("w"))

@@ -150,7 +150,7 @@ def test_status_body_shows_gpu_memory(app):
 
 
 def test_a_model_that_failed_to_register_is_listed_but_not_selectable(app, client):
-    app.extensions["registry"].register_failure("broken-plugin", "plugin:broken", "ImportError: no module named x")
+    app.extensions["ai_service"].registry.register_failure("broken-plugin", "plugin:broken", "ImportError: no module named x")
     html = client.get("/").get_data(as_text=True)
     assert re.search(r'<option value="broken-plugin@[^"]*"[^>]* disabled>broken-plugin@[^<]*\(failed to load\)', html)
     assert "ImportError: no module named x" in html

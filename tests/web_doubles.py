@@ -7,10 +7,10 @@ import numpy as np
 import torch
 from PIL import Image
 
-from ai_service.models.base import ImageModel, ModelInfo
+from ai_service.models.base import Batch, ImageModel, ModelInfo, ModelOptions
 
 
-class _AlphaModel(ImageModel):
+class _AlphaModel(ImageModel[None]):
     """Works on one image at a time at its own size; the 'network' is an identity kept as a real module."""
 
     def load(self, device: torch.device) -> None:
@@ -20,11 +20,11 @@ class _AlphaModel(ImageModel):
     def decode_size(self) -> tuple[int, int] | None:
         return None
 
-    def preprocess(self, images: Sequence[Image.Image], options: dict[str, Any]) -> torch.Tensor:
+    def preprocess(self, images: Sequence[Image.Image], options: ModelOptions) -> Batch[None]:
         arrays = [np.asarray(image.convert("RGBA"), dtype=np.float32) / 255.0 for image in images]
         if len({a.shape for a in arrays}) != 1:
             raise ValueError("this test model needs images of one size per request")
-        return torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).to(self.device)
+        return Batch(torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).to(self.device))
 
     @staticmethod
     def _rgba(outputs: torch.Tensor) -> list[np.ndarray]:
@@ -37,7 +37,8 @@ class NegativeModel(_AlphaModel):
     info = ModelInfo(name="negative", version="1", task="image-to-image", input_size=None, input_mode="RGBA",
                      description="Test double: inverts colours, keeps alpha.")
 
-    def postprocess(self, outputs: torch.Tensor, options: dict[str, Any]) -> list[dict[str, Any]]:
+    def postprocess(self, outputs: torch.Tensor, items: Sequence[None], options: ModelOptions
+                    ) -> list[dict[str, Any]]:
         results = []
         for rgba in self._rgba(outputs):
             rgba[..., :3] = 255 - rgba[..., :3]
@@ -51,7 +52,8 @@ class InkBoxModel(_AlphaModel):
     info = ModelInfo(name="inkbox", version="1", task="detection", input_size=None, input_mode="RGBA",
                      description="Test double: a box around the visible ink.")
 
-    def postprocess(self, outputs: torch.Tensor, options: dict[str, Any]) -> list[dict[str, Any]]:
+    def postprocess(self, outputs: torch.Tensor, items: Sequence[None], options: ModelOptions
+                    ) -> list[dict[str, Any]]:
         results = []
         for rgba in self._rgba(outputs):
             ys, xs = np.nonzero(rgba[..., 3] > 127)
@@ -67,7 +69,8 @@ class AlphaMaskModel(_AlphaModel):
     info = ModelInfo(name="alphamask", version="1", task="segmentation", input_size=None, input_mode="RGBA",
                      labels=("background", "ink"), description="Test double: the opaque pixels as a mask.")
 
-    def postprocess(self, outputs: torch.Tensor, options: dict[str, Any]) -> list[dict[str, Any]]:
+    def postprocess(self, outputs: torch.Tensor, items: Sequence[None], options: ModelOptions
+                    ) -> list[dict[str, Any]]:
         results = []
         for rgba in self._rgba(outputs):
             mask = np.zeros_like(rgba)
@@ -80,4 +83,4 @@ class AlphaMaskModel(_AlphaModel):
 def register_doubles(app) -> None:
     """Add the doubles to an app's registry (the built-ins stay)."""
     for model in (NegativeModel(), InkBoxModel(), AlphaMaskModel()):
-        app.extensions["registry"].register(model)
+        app.extensions["ai_service"].registry.register(model)

@@ -1,6 +1,9 @@
-"""JSON API under /api/v1; views stay thin and delegate to ai_service.service.predict and the registry."""
+"""JSON API under /api/v1: views only translate HTTP (parse the request, call ai_service.service, build the response).
+
+May import Flask, ai_service.http, ai_service.service and ai_service.schemas.
+"""
 from flask import Blueprint
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
 
-from ai_service.api import models, predict, openapi, admin, convert  # noqa: E402,F401  (routes register on import)
+from ai_service.api import models, system, predict, openapi, admin, convert  # noqa: E402,F401  (routes register on import)

@@ -1,21 +1,20 @@
-"""Request parsing shared by the JSON API and the HTML form: uploads, model choice, options, validation."""
+"""Request parsing shared by the JSON API and the HTML form: uploads, options, validation (HTTP → service inputs)."""
 from __future__ import annotations
 
 import base64
 import binascii
 import re
 from dataclasses import dataclass
-from typing import Any, Mapping, TypeVar
+from typing import Any, TypeVar
 
-from flask import current_app, request
+from flask import request
 from pydantic import BaseModel, ValidationError
 from werkzeug.exceptions import BadRequest
 
-from ai_service.schemas import PredictJSON, PredictOptions, validation_details
-from ai_service.settings import Settings
 from ai_service.errors import ServiceError
+from ai_service.http.context import runtime
+from ai_service.schemas import PredictJSON, PredictOptions, validation_details
 from ai_service.service.predict import Upload
-from ai_service.models.registry import ModelLoadError, ModelRegistry, UnknownModelError
 
 Body = TypeVar("Body", bound=BaseModel)
 FORM_TYPES = ("multipart/form-data", "application/x-www-form-urlencoded")
@@ -24,14 +23,6 @@ BASE64_TEXT = re.compile(r"^[A-Za-z0-9+/=_\s-]*$")
 DATA_URL = re.compile(r"^data:(?P<mime>[^,;]*)(?P<params>(?:;[^,;]*)*),", re.IGNORECASE)
 BASE64_OVERHEAD = 4 / 3
 JSON_SLACK_BYTES = 64 * 1024
-
-
-def settings() -> Settings:
-    return current_app.config["SETTINGS"]
-
-
-def registry() -> ModelRegistry:
-    return current_app.extensions["registry"]
 
 
 @dataclass
@@ -70,7 +61,7 @@ def parse_predict_request() -> PredictCall:
 
 def _parse_json() -> PredictCall:
     """JSON body: options plus `image` or `images` as base64 / data: URLs; a bad item fails alone."""
-    limit = settings().max_content_length
+    limit = runtime().settings.limits.max_content_length
     request.max_content_length = int(limit * BASE64_OVERHEAD) + JSON_SLACK_BYTES
     try:
         data = request.get_json()
@@ -90,7 +81,7 @@ def _parse_json() -> PredictCall:
     total = sum(len(item.data) for item in items if isinstance(item, Upload))
     if total > limit:
         raise ServiceError("payload_too_large", f"The decoded images total {total / 2**20:.2f} MB; the limit is "
-                       f"{settings().max_upload_mb:g} MB per request.", {"limit_bytes": limit})
+                       f"{runtime().settings.limits.max_upload_mb:g} MB per request.", {"limit_bytes": limit})
     return PredictCall(items, body, batch=body.images is not None)
 
 
@@ -126,7 +117,7 @@ def looks_like_url(text: str) -> bool:
 
 def check_file_count(count: int) -> None:
     """Refuse more images per request than `max_files`."""
-    limit = settings().max_files
+    limit = runtime().settings.limits.max_files
     if count > limit:
         raise ServiceError("too_many_files", f"At most {limit} files per request; got {count}.", {"limit": limit})
 
@@ -140,33 +131,3 @@ def uploads_from_form() -> list[Upload]:
         raise ServiceError("missing_file", f"Send the image as a multipart/form-data field named 'file'{hint}.")
     check_file_count(len(files))
     return [Upload(data=f.read(), filename=(f.filename or "")[:255]) for f in files]
-
-
-def model_name_from(values: Mapping[str, Any]) -> str:
-    """The requested model ('name' = newest version, or 'name@version'), resolved through the registry."""
-    ref = (values.get("model") or settings().default_model).strip()
-    models = registry()
-    try:
-        return models.resolve(ref).info.key
-    except UnknownModelError:
-        available = models.names()
-        raise ServiceError("unknown_model", f"No model named {ref!r}. Available: {', '.join(available)} "
-                       "(address a version as name@version).",
-                       {"model": ref, "available": available}) from None
-    except ModelLoadError as error:
-        raise ServiceError("model_unavailable", str(error), {"model": ref}) from None
-
-
-def top_k_from(values: Any) -> int:
-    """`top_k` as a positive integer (default from settings); used by the HTML form."""
-    raw = values.get("top_k")
-    if raw in (None, ""):
-        return settings().default_top_k
-    try:
-        top_k = int(raw)
-    except (TypeError, ValueError):
-        raise ServiceError("invalid_parameter", f"top_k must be a whole number, got {str(raw)[:40]!r}.",
-                       {"parameter": "top_k"}) from None
-    if not 1 <= top_k <= 1000:
-        raise ServiceError("invalid_parameter", "top_k must be between 1 and 1000.", {"parameter": "top_k"})
-    return top_k

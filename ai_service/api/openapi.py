@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass, field
+from http import HTTPStatus
 from typing import Any
 
 from flask import Flask, current_app, jsonify, request
@@ -26,10 +27,6 @@ SAMPLE_PNG_BASE64 = (
 SAMPLE_FILE = "seven.png"
 CACHED_BASES = 8  # the Host header is client-controlled: never cache without bound
 IMAGE_TYPES = ("image/png", "image/webp", "image/jpeg")
-ERROR_STATUSES = {400: "Bad request", 401: "Missing or wrong credentials", 403: "Not allowed", 404: "Not found",
-                  405: "Method not allowed", 409: "Conflicts with the model's state", 413: "Too large",
-                  415: "Unsupported media type", 422: "Validation failed", 429: "Rate limited", 500: "Server bug",
-                  503: "Unavailable / overloaded", 504: "Timed out"}
 
 
 @dataclass(frozen=True)
@@ -134,8 +131,8 @@ def routed(app: Flask) -> set[tuple[str, str]]:
 
 def example_models(app: Flask) -> tuple[str, str | None]:
     """The model names the examples use: the default model, and an image-to-image model if one is served."""
-    statuses = app.extensions["registry"].statuses()
-    default = app.config["SETTINGS"].default_model
+    statuses = app.extensions["ai_service"].registry.statuses()
+    default = app.config["SETTINGS"].models.default_model
     image_model = next((m["name"] for m in statuses if m.get("task") == "image-to-image" and m.get("state") != "failed"),
                        None)
     return default, image_model
@@ -144,7 +141,7 @@ def example_models(app: Flask) -> tuple[str, str | None]:
 def build_document(app: Flask, base: str) -> dict[str, Any]:
     """The whole OpenAPI document for this app; curl examples point at `base`."""
     served = routed(app)
-    api_keys = bool(app.config["SETTINGS"].api_keys)
+    api_keys = bool(app.config["SETTINGS"].security.api_keys)
     ops = [op for op in operations(*example_models(app)) if (op.method, op.rule) in served]
     models: list[tuple[type[BaseModel], str]] = [(s.ErrorResponse, "serialization")]
     for op in ops:
@@ -207,7 +204,7 @@ def operation_object(op: Operation, params: list[str], refs: dict, base: str, ap
         success["description"] = "JSON, or the encoded output image itself (see `return` / `response`)"
     responses: dict[str, Any] = {"200": success}
     for status in op.errors:
-        responses[str(status)] = {"description": ERROR_STATUSES[status], **error}
+        responses[str(status)] = {"description": status_description(status), **error}
     responses["default"] = {"description": "Any other error (401, 429, 500, ...): the same error envelope", **error}
     result: dict[str, Any] = {"operationId": op.operation_id, "summary": op.summary, "tags": [op.tag],
                               "responses": responses}
@@ -232,6 +229,12 @@ def operation_object(op: Operation, params: list[str], refs: dict, base: str, ap
         result["x-codeSamples"] = [{"lang": "Shell", "label": label, "source": line.replace("{base}", base)}
                                    for label, line in op.examples]
     return result
+
+
+def status_description(status: int) -> str:
+    """A response's description from ERRORS, the one table: the status's phrase and the codes that answer with it."""
+    codes = ", ".join(f"`{code}`" for code, kind in ERRORS.items() if kind.status == status)
+    return f"{HTTPStatus(status).phrase}: {codes}" if codes else HTTPStatus(status).phrase
 
 
 def info_description() -> str:

@@ -10,8 +10,7 @@ from typing import Any
 
 _EXPORTS = {
     "Batcher": "batcher", "BatchRecord": "batcher", "DeadlineExceeded": "batcher", "DeviceOutOfMemory": "batcher",
-    "Overloaded": "batcher", "Ticket": "batcher", "Engine": "engine", "attach_engine": "engine",
-    "engine_for": "engine", "EngineConfigError": "options", "EngineOptions": "options",
+    "Overloaded": "batcher", "Ticket": "batcher", "Engine": "engine",
 }
 __all__ = sorted(_EXPORTS)
 

@@ -16,9 +16,10 @@ import torch
 from loguru import logger
 
 from ai_service.engine.batcher import sample_key
-from ai_service.server.cores import budget
-from ai_service.engine.options import EngineOptions
 from ai_service.models.base import ImageModel
+from ai_service.models.pytree import split_batch, tree_map
+from ai_service.server.cores import budget
+from ai_service.settings import EngineSettings
 
 AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 #: A forward predicted to take less than this on one core runs on one core: splitting it gains at most a
@@ -60,45 +61,24 @@ def bucket_sizes(max_batch_size: int) -> list[int]:
 
 def to_host(value: Any) -> Any:
     """Outputs on the CPU in float32 (numpy has no bfloat16), keeping the container structure."""
-    if isinstance(value, torch.Tensor):
-        value = value.detach().to("cpu")
-        return value.float() if value.dtype in (torch.float16, torch.bfloat16) else value
-    if isinstance(value, dict):
-        return {key: to_host(item) for key, item in value.items()}
-    if isinstance(value, (list, tuple)):
-        items = [to_host(item) for item in value]
-        return type(value)(*items) if hasattr(value, "_fields") else type(value)(items)
-    return value
+    return tree_map(_to_host_leaf, value)
 
 
-def split_outputs(outputs: Any, count: int) -> list[Any]:
-    """Per-sample outputs in the batched form postprocess expects (batch dimension of 1).
-
-    A tensor is sliced on dim 0; a list holds one entry per sample (e.g. detection dicts); a tuple
-    or dict holds several batched heads, each sliced the same way.
-    """
-    if isinstance(outputs, torch.Tensor):
-        return [outputs[index:index + 1] for index in range(count)]
-    if isinstance(outputs, list):
-        return [[item] for item in outputs[:count]]
-    if isinstance(outputs, dict):
-        parts = {key: split_outputs(value, count) for key, value in outputs.items()}
-        return [{key: part[index] for key, part in parts.items()} for index in range(count)]
-    if isinstance(outputs, tuple):
-        parts = [split_outputs(value, count) for value in outputs]
-        return [type(outputs)(part[index] for part in parts) if not hasattr(outputs, "_fields")
-                else type(outputs)(*(part[index] for part in parts)) for index in range(count)]
-    raise TypeError(f"cannot split a forward output of type {type(outputs).__name__} per image")
+def _to_host_leaf(leaf: Any) -> Any:
+    if not isinstance(leaf, torch.Tensor):
+        return leaf
+    leaf = leaf.detach().to("cpu")
+    return leaf.float() if leaf.dtype in (torch.float16, torch.bfloat16) else leaf
 
 
 class ForwardRunner:
     """Runs batches of one model; lives on that model's inference thread."""
 
-    def __init__(self, model: ImageModel, options: EngineOptions, max_batch_size: int,
+    def __init__(self, model: ImageModel, settings: EngineSettings, max_batch_size: int,
                  under_load: Callable[[], bool] = lambda: False) -> None:
         self.model = model
         self.under_load = under_load
-        self.options = options
+        self.settings = settings
         self.max_batch_size = max_batch_size
         self._prepared_for: int | None = None
         self._channels_last = False
@@ -112,8 +92,8 @@ class ForwardRunner:
         would keep idle threads spinning), and CUDA/compiled models keep their one thread."""
         device = self.model.device
         estimate = self._one_core_ms_per_sample
-        return (estimate is not None and estimate * count < SMALL_FORWARD_MS and self.options.torch_threads <= 1
-                and not self.options.compile and (device is None or device.type == "cpu"))
+        return (estimate is not None and estimate * count < SMALL_FORWARD_MS and self.settings.torch_threads <= 1
+                and not self.settings.compile and (device is None or device.type == "cpu"))
 
     def __call__(self, samples: list[torch.Tensor]) -> list[Any]:
         network = self.model.network
@@ -123,28 +103,28 @@ class ForwardRunner:
         self._prepare(network, device)
         count = len(samples)
         batch = self._assemble(samples, device)
-        if self.options.compile:
+        if self.settings.compile:
             self._warm_up(samples[0], device)
             batch = self._pad(batch)
         alone = count == 1 and not self.under_load()
         outputs = self._forward_on(batch, device, alone=alone)
-        return split_outputs(to_host(outputs), count)
+        return split_batch(to_host(outputs), count)
 
     def _prepare(self, network: torch.nn.Module, device: torch.device) -> None:
         """Once per loaded network: memory format, cuDNN autotuning, compilation."""
         if self._prepared_for == id(network):
             return
-        if self.options.fuse_batchnorm and (fused := fuse_batchnorm(network)) is not None:
+        if self.settings.fuse_batchnorm and (fused := fuse_batchnorm(network)) is not None:
             self.model.network = network = fused
-        self._channels_last = self.options.channels_last and has_convolutions(network)
+        self._channels_last = self.settings.channels_last and has_convolutions(network)
         if self._channels_last:
             network.to(memory_format=torch.channels_last)
         if device.type == "cuda":
             torch.backends.cudnn.benchmark = True
         self._forward = self.model.forward
-        if self.options.compile:
-            self._forward = torch.compile(self.model.forward, mode=self.options.compile_mode,
-                                          backend=self.options.compile_backend, dynamic=False)
+        if self.settings.compile:
+            self._forward = torch.compile(self.model.forward, mode=self.settings.compile_mode,
+                                          backend=self.settings.compile_backend, dynamic=False)
             self._warmed.clear()
         self._prepared_for = id(network)
 
@@ -200,7 +180,7 @@ class ForwardRunner:
             wanted = 1
         else:
             wanted = None if alone else budget().fair_share
-        with budget().threads(self.options.torch_threads, wanted) as granted:
+        with budget().threads(self.settings.torch_threads, wanted) as granted:
             started = time.perf_counter()
             with torch.inference_mode(), self._autocast(device):
                 outputs = self._forward(batch)
@@ -210,6 +190,6 @@ class ForwardRunner:
         return outputs
 
     def _autocast(self, device: torch.device) -> contextlib.AbstractContextManager:
-        if not self.options.amp or device.type not in ("cpu", "cuda"):
+        if not self.settings.amp or device.type not in ("cpu", "cuda"):
             return contextlib.nullcontext()
-        return torch.autocast(device_type=device.type, dtype=AMP_DTYPES[self.options.amp])
+        return torch.autocast(device_type=device.type, dtype=AMP_DTYPES[self.settings.amp])

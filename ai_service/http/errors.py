@@ -40,7 +40,7 @@ def register_error_handlers(app: Flask) -> None:
         status = error.code or 500
         message = error.description or error.name
         if status == 413:
-            limit_mb = app.config["SETTINGS"].max_upload_mb
+            limit_mb = app.config["SETTINGS"].limits.max_upload_mb
             message = f"The upload is larger than the {limit_mb:g} MB limit."
         elif status == 429:
             message = f"Too many requests: this client may send {message}; retry after Retry-After seconds."

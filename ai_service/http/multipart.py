@@ -5,7 +5,8 @@ werkzeug's MultipartDecoder compiles two patterns around each request's boundary
 upload paid ~0.4 ms of pure-Python regex compilation — more than a small model's whole forward.
 `BoundaryPattern` finds the boundary as a literal (`bytes.find`) and checks the line break before it
 and the suffix after it with patterns compiled once; tests/test_multipart.py checks it returns what
-werkzeug's own patterns return on generated bodies. `install()` makes werkzeug's form parser use it.
+werkzeug's own patterns return on generated bodies. `install()` makes werkzeug's form parser use it, once
+per process (ai_service/server/process.py).
 """
 from __future__ import annotations
 

@@ -9,6 +9,7 @@ import os
 
 from flask import Blueprint, Response, current_app, jsonify
 
+from ai_service.http.context import runtime
 from ai_service.observability import metrics
 from ai_service.models.registry import ModelLoadError, ModelRegistry, UnknownModelError
 
@@ -17,7 +18,7 @@ bp = Blueprint("probes", __name__)
 
 def required_models() -> tuple[str, ...]:
     """Models that must be loaded before this worker takes traffic: the preloaded ones."""
-    return current_app.config["SETTINGS"].preload
+    return current_app.config["SETTINGS"].models.preload
 
 
 def model_states(registry: ModelRegistry, names: tuple[str, ...]) -> dict[str, str]:
@@ -42,7 +43,7 @@ def healthz():
 @bp.get("/readyz")
 def readyz():
     """Readiness: every preloaded (default) model is loaded and warm in this worker."""
-    registry: ModelRegistry = current_app.extensions["registry"]
+    registry = runtime().registry
     states = model_states(registry, required_models())
     ready = all(state == "loaded" for state in states.values())
     body = {"status": "ready" if ready else "not_ready", "pid": os.getpid(), "models": states}
@@ -57,6 +58,6 @@ def metrics_endpoint():
     """Prometheus text format, aggregated over all gunicorn workers."""
     if not current_app.config["SETTINGS"].metrics:
         return jsonify({"error": {"code": "not_found", "message": "Metrics are disabled (AI_SERVICE_METRICS=0)."}}), 404
-    metrics.update_process_gauges(current_app.extensions["registry"].device, force=True)
+    metrics.update_process_gauges(runtime().device, force=True)
     payload, content_type = metrics.render()
     return Response(payload, content_type=content_type)

@@ -22,7 +22,7 @@ from loguru import logger
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from ai_service.http.deadline import BodyDeadlineMiddleware
-from ai_service.settings import ConfigError, Settings
+from ai_service.settings import ConfigError, SecuritySettings, Settings
 from ai_service.errors import ServiceError
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
@@ -67,17 +67,17 @@ def key_fingerprint(key: str) -> str:
     return hashlib.sha256(key.encode("utf-8", "surrogateescape")).hexdigest()[:12]
 
 
-def accepted_keys(settings: Settings) -> tuple[str, ...]:
+def accepted_keys(security: SecuritySettings) -> tuple[str, ...]:
     """Keys that unlock the API: the configured API keys plus the admin token, which may do anything."""
-    return settings.api_keys + ((settings.admin_token,) if settings.api_keys and settings.admin_token else ())
+    return security.api_keys + ((security.admin_token,) if security.api_keys and security.admin_token else ())
 
 
 def client_identity() -> str:
     """`key:<fingerprint>` for a request with a valid key, otherwise `ip:<address>`; cached per request."""
     if "client" not in g:
         key = presented_key()
-        settings: Settings = current_app.config["SETTINGS"]
-        if key and settings.api_keys and key_matches(key, accepted_keys(settings)):
+        security: SecuritySettings = current_app.config["SETTINGS"].security
+        if key and security.api_keys and key_matches(key, accepted_keys(security)):
             g.client = "key:" + key_fingerprint(key)
         else:
             g.client = "ip:" + (request.remote_addr or "unknown")
@@ -86,14 +86,14 @@ def client_identity() -> str:
 
 def _require_api_key() -> None:
     """Refuse state-changing requests without a valid key when keys are configured."""
-    settings: Settings = current_app.config["SETTINGS"]
-    if not settings.api_keys or request.method in SAFE_METHODS:
+    security: SecuritySettings = current_app.config["SETTINGS"].security
+    if not security.api_keys or request.method in SAFE_METHODS:
         return
     challenge = {"WWW-Authenticate": 'Bearer realm="ai_service"'}
     key = presented_key()
     if key is None:
         raise ServiceError("missing_api_key", f"This server requires an API key: {KEY_HELP}.", headers=challenge)
-    if not key_matches(key, accepted_keys(settings)):
+    if not key_matches(key, accepted_keys(security)):
         raise ServiceError("invalid_api_key", "The API key is not valid.", headers=challenge)
 
 
@@ -104,25 +104,26 @@ def _exempt_from_limits() -> bool:
     return request.method == "OPTIONS" or request.path in UNLIMITED_PATHS or request.path.startswith("/static/")
 
 
-def install_rate_limits(app: Flask, settings: Settings) -> None:
+def install_rate_limits(app: Flask, security: SecuritySettings) -> None:
     """Attach flask-limiter with one shared budget per client (nothing when limits are off)."""
-    if not settings.rate_limit.strip():
+    if not security.rate_limit.strip():
         return
     from flask_limiter import Limiter
     from limits import parse_many
 
     try:
-        parse_many(settings.rate_limit)
+        parse_many(security.rate_limit)
     except ValueError as exc:
         raise ConfigError(f"setting rate_limit: {exc} (use e.g. '120/minute;2000/hour')") from None
-    redis = bool(settings.redis_url)
+    redis = bool(security.redis_url)
     limiter = Limiter(
-        client_identity, app=app, application_limits=[settings.rate_limit],
-        application_limits_exempt_when=_exempt_from_limits, storage_uri=settings.redis_url or "memory://",
+        client_identity, app=app, application_limits=[security.rate_limit],
+        application_limits_exempt_when=_exempt_from_limits, storage_uri=security.redis_url or "memory://",
         strategy="sliding-window-counter", headers_enabled=False, key_prefix="ai_service",
         swallow_errors=redis, in_memory_fallback_enabled=redis)
     app.extensions["ai_service_limiter"] = limiter
-    logger.info("rate limit {} per client, storage {}", settings.rate_limit, "redis" if redis else "memory (per worker)")
+    logger.info("rate limit {} per client, storage {}", security.rate_limit,
+                "redis" if redis else "memory (per worker)")
 
 
 def _rate_limit_headers(response):
@@ -148,16 +149,16 @@ def _origin_allowed(origin: str, allowed: tuple[str, ...]) -> bool:
 
 def _security_headers(response):
     """Hardening headers on everything; CORS headers for allowed origins on /api/."""
-    settings: Settings = current_app.config["SETTINGS"]
+    security: SecuritySettings = current_app.config["SETTINGS"].security
     for name, value in COMMON_HEADERS.items():
         response.headers.setdefault(name, value)
     html = response.mimetype == "text/html"
-    response.headers.setdefault("Content-Security-Policy", (settings.csp or HTML_CSP) if html else NON_HTML_CSP)
+    response.headers.setdefault("Content-Security-Policy", (security.csp or HTML_CSP) if html else NON_HTML_CSP)
     origin = request.headers.get("Origin")
-    if origin and settings.cors_origins and request.path.startswith("/api/"):
+    if origin and security.cors_origins and request.path.startswith("/api/"):
         response.vary.add("Origin")
-        if _origin_allowed(origin, settings.cors_origins):
-            response.headers["Access-Control-Allow-Origin"] = "*" if settings.cors_origins == ("*",) else origin
+        if _origin_allowed(origin, security.cors_origins):
+            response.headers["Access-Control-Allow-Origin"] = "*" if security.cors_origins == ("*",) else origin
             response.headers["Access-Control-Expose-Headers"] = CORS_EXPOSE_HEADERS
             if request.method == "OPTIONS" and request.headers.get("Access-Control-Request-Method"):
                 response.headers["Access-Control-Allow-Methods"] = response.headers.get("Allow", "GET, POST, OPTIONS")
@@ -170,11 +171,11 @@ def _security_headers(response):
 
 def install_security(app: Flask, settings: Settings) -> None:
     """Proxy trust, body deadline, rate limits, API keys, then headers on the way out."""
-    if settings.trusted_proxies > 0:
-        hops = settings.trusted_proxies
+    if settings.security.trusted_proxies > 0:
+        hops = settings.security.trusted_proxies
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops, x_port=hops)
-    app.wsgi_app = BodyDeadlineMiddleware(app.wsgi_app, settings.body_timeout)
-    install_rate_limits(app, settings)
+    app.wsgi_app = BodyDeadlineMiddleware(app.wsgi_app, settings.limits.body_timeout)
+    install_rate_limits(app, settings.security)
     app.before_request(_require_api_key)
     app.after_request(_rate_limit_headers)
     app.after_request(_security_headers)

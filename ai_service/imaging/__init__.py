@@ -1,13 +1,13 @@
-"""Image utilities shared by every endpoint and model: decoding, alpha, conversions, resizing, colour spaces.
+"""Image utilities shared by every endpoint and model: decoding, alpha, conversions, resizing, color spaces.
 
 Modules (import them directly; this package only re-exports the decoding entry points so that importing it
-stays cheap - torch is loaded by `convert`, `resize` and `color` only):
+stays cheap - torch is loaded by `convert` only):
 
 - io: format sniffing, bounded decoding (raster formats here, svg and psd in their own modules), encoding
-- alpha: has_alpha / is_transparent, split, flatten, re-attach, colour key, premultiplication
-- convert: PIL <-> NumPy <-> OpenCV <-> torch, grey conversions, JSON encoder
-- resize: Pillow-compatible resizing of images and batched tensors, fit modes with their geometry
-- color: RGB <-> HSV/HLS/LAB/YCrCb/YUV/gray for NumPy/PIL (OpenCV) and torch tensors
+- alpha: has_alpha / is_transparent, split, flatten, re-attach, color key, premultiplication
+- convert: PIL <-> NumPy, PIL batches -> torch, model tensors -> PIL, gray conversion
+- resize: alpha-aware resizing of images with Pillow's filters, fit modes with their geometry
+- color: RGB <-> HSV/HLS/LAB/YCrCb/YUV/gray for NumPy and PIL (OpenCV's conventions)
 - ops: the validated operation pipeline behind POST /api/v1/convert and the Tools page
 """
 from __future__ import annotations

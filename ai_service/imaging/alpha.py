@@ -1,4 +1,4 @@
-"""Transparency: detect it, split and re-attach it, flatten it onto a colour, make it from a colour key."""
+"""Transparency: detect it, split and re-attach it, flatten it onto a color, make it from a color key."""
 from __future__ import annotations
 
 from typing import Final, Literal, Union
@@ -7,36 +7,37 @@ import cv2
 import numpy as np
 from PIL import Image, ImageChops, ImageColor
 
-#: A colour as "#rrggbb", a CSS name, an (r, g, b) tuple or a single grey level.
+#: A color as "#rrggbb", a CSS name, an (r, g, b) tuple or a single gray level.
 ColorLike = Union[str, int, tuple[int, int, int], tuple[int, int, int, int], list[int]]
+#: Pillow modes with an alpha band (P and L/RGB images may carry transparency in `info` instead).
 ALPHA_MODES: Final = ("LA", "RGBA", "PA", "La", "RGBa")
 WHITE: Final = (255, 255, 255)
 
 
 def parse_color(color: ColorLike) -> tuple[int, int, int]:
-    """Normalise a colour argument to an (r, g, b) tuple of 0..255 ints (ValueError when invalid)."""
+    """Normalize a color argument to an (r, g, b) tuple of 0..255 ints (ValueError when invalid)."""
     if isinstance(color, str):
         rgb = ImageColor.getrgb(color.strip())
         return (int(rgb[0]), int(rgb[1]), int(rgb[2]))
     if isinstance(color, (int, np.integer)) and not isinstance(color, bool):
         if not 0 <= int(color) <= 255:
-            raise ValueError(f"grey level {color} is outside 0..255")
+            raise ValueError(f"gray level {color} is outside 0..255")
         return (int(color),) * 3
     values = [int(v) for v in color]  # type: ignore[union-attr]
     if len(values) not in (3, 4) or any(not 0 <= v <= 255 for v in values):
-        raise ValueError(f"colour {color!r} must be 3 or 4 values in 0..255")
+        raise ValueError(f"color {color!r} must be 3 or 4 values in 0..255")
     return (values[0], values[1], values[2])
 
 
 def has_alpha(im: Image.Image | np.ndarray) -> bool:
-    """Whether the image carries transparency information at all (alpha band, or palette/colour-key tRNS)."""
+    """Whether the image carries transparency information at all (alpha band, or palette/color-key tRNS)."""
     if isinstance(im, np.ndarray):
         return im.ndim == 3 and im.shape[2] in (2, 4)
     return im.mode in ALPHA_MODES or "transparency" in im.info
 
 
 def is_transparent(im: Image.Image | np.ndarray) -> bool:
-    """Whether any pixel is actually see-through (alpha < max), palette and colour-key transparency included."""
+    """Whether any pixel is actually see-through (alpha < max), palette and color-key transparency included."""
     if isinstance(im, np.ndarray):
         if not has_alpha(im):
             return False
@@ -51,7 +52,7 @@ def is_transparent(im: Image.Image | np.ndarray) -> bool:
 
 
 def split_alpha(im: Image.Image) -> tuple[Image.Image, Image.Image | None]:
-    """Colour (L or RGB) and alpha (L, or None when the image has no transparency) as separate images."""
+    """Color (L or RGB) and alpha (L, or None when the image has no transparency) as separate images."""
     from ai_service.imaging.io import normalize_mode
 
     im = normalize_mode(im)
@@ -63,14 +64,14 @@ def split_alpha(im: Image.Image) -> tuple[Image.Image, Image.Image | None]:
 
 
 def premultiply(arr: np.ndarray) -> np.ndarray:
-    """HWC uint8/float with alpha last -> float32 [0,1] with colour multiplied by alpha (for halo-free filtering)."""
+    """HWC uint8/float with alpha last -> float32 [0,1] with color multiplied by alpha (for halo-free filtering)."""
     f = arr.astype(np.float32) / (255.0 if arr.dtype == np.uint8 else 1.0)
     f[..., :-1] *= f[..., -1:]
     return f
 
 
 def unpremultiply(arr: np.ndarray, dtype: type = np.uint8) -> np.ndarray:
-    """Inverse of premultiply: divide colour by alpha where alpha > 0, returning uint8 (rounded) or float."""
+    """Inverse of premultiply: divide color by alpha where alpha > 0, returning uint8 (rounded) or float."""
     out = arr.astype(np.float32, copy=True)
     alpha = out[..., -1:]
     np.divide(out[..., :-1], alpha, out=out[..., :-1], where=alpha > 1e-6)
@@ -81,16 +82,16 @@ def unpremultiply(arr: np.ndarray, dtype: type = np.uint8) -> np.ndarray:
     return out.astype(dtype)
 
 
-def composite_over(colour: np.ndarray, alpha: np.ndarray, background: tuple[int, ...]) -> np.ndarray:
-    """uint8 colour (HWC) over a solid background with uint8 alpha (HW): round(c*a/255 + bg*(255-a)/255)."""
+def composite_over(color: np.ndarray, alpha: np.ndarray, background: tuple[int, ...]) -> np.ndarray:
+    """uint8 color (HWC) over a solid background with uint8 alpha (HW): round(c*a/255 + bg*(255-a)/255)."""
     a = alpha.astype(np.uint16)[..., None]
     bg = np.asarray(background, np.uint16)
-    mixed = colour.astype(np.uint16) * a + bg * (255 - a)
+    mixed = color.astype(np.uint16) * a + bg * (255 - a)
     return ((mixed + 127) // 255).astype(np.uint8)
 
 
 def flatten_alpha(im: Image.Image, background: ColorLike = WHITE) -> Image.Image:
-    """Composite transparent pixels onto a solid colour (default white) for models that need opaque RGB/L."""
+    """Composite transparent pixels onto a solid color (default white) for models that need opaque RGB/L."""
     from ai_service.imaging.io import normalize_mode
 
     im = normalize_mode(im)
@@ -102,8 +103,8 @@ def flatten_alpha(im: Image.Image, background: ColorLike = WHITE) -> Image.Image
     arr = pixel_view(im)
     if im.mode == "LA" and bg[0] == bg[1] == bg[2]:
         return Image.fromarray(composite_over(arr[..., :1], arr[..., 1], bg[:1])[..., 0], "L")
-    colour = np.repeat(arr[..., :1], 3, axis=2) if im.mode == "LA" else arr[..., :3]
-    return Image.fromarray(composite_over(colour, arr[..., -1], bg), "RGB")
+    color = np.repeat(arr[..., :1], 3, axis=2) if im.mode == "LA" else arr[..., :3]
+    return Image.fromarray(composite_over(color, arr[..., -1], bg), "RGB")
 
 
 def reattach_alpha(output: Image.Image, original: Image.Image) -> Image.Image:
@@ -113,10 +114,10 @@ def reattach_alpha(output: Image.Image, original: Image.Image) -> Image.Image:
         return output
     if alpha.size != output.size:
         alpha = alpha.resize(output.size, Image.Resampling.LANCZOS)
-    colour, _ = split_alpha(output)
-    if colour.mode == "L":
-        return Image.merge("LA", (colour, alpha))
-    return Image.merge("RGBA", (*colour.convert("RGB").split(), alpha))
+    color, _ = split_alpha(output)
+    if color.mode == "L":
+        return Image.merge("LA", (color, alpha))
+    return Image.merge("RGBA", (*color.convert("RGB").split(), alpha))
 
 
 def color_key_alpha(
@@ -126,7 +127,7 @@ def color_key_alpha(
     softness: int = 0,
     metric: Literal["max", "euclidean"] = "max",
 ) -> np.ndarray:
-    """Alpha (HW uint8) that is 0 within `tolerance` of the key colour and ramps to 255 over `softness`."""
+    """Alpha (HW uint8) that is 0 within `tolerance` of the key color and ramps to 255 over `softness`."""
     if metric == "max":
         rgb = np.ascontiguousarray(rgb)
         h, w, c = rgb.shape
@@ -136,7 +137,7 @@ def color_key_alpha(
         d = rgb[..., :3].astype(np.float32) - np.asarray(key, np.float32)
         dist = np.sqrt(np.einsum("...c,...c->...", d, d))
         return _ramp(dist, tolerance, softness)
-    raise ValueError(f"unknown colour-distance metric {metric!r}")
+    raise ValueError(f"unknown color-distance metric {metric!r}")
 
 
 def _max_key_alpha(

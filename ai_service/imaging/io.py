@@ -1,4 +1,4 @@
-"""Bytes -> pixels and back: format sniffing, safe bounded decoding, mode normalisation, encoding."""
+"""Bytes -> pixels and back: format sniffing, safe bounded decoding, mode normalization, encoding."""
 from __future__ import annotations
 
 import io
@@ -125,8 +125,8 @@ def decode_image(
             raise
         im = decode_tiff_fallback(data, max_pixels)
         orientation, full_size = exif_orientation(im), im.size
-    if is_deep_colour(im, data, fmt):
-        im = reload_deep_colour(im, data)
+    if is_deep_color(im, data, fmt):
+        im = reload_deep_color(im, data)
     if orientation != 1:
         im = apply_exif_orientation(im)
     im = normalize_mode(to_srgb(im))
@@ -227,22 +227,23 @@ def decode_tiff_fallback(data: bytes, max_pixels: int) -> Image.Image:
                 arr = np.moveaxis(arr, 0, -1)
             if arr.ndim == 2:
                 arr = arr[..., None]
-            if arr.ndim != 3 or arr.shape[:2] != shape or arr.shape[2] not in _MODE_BY_CHANNELS:
+            if arr.ndim != 3 or arr.shape[:2] != shape or arr.shape[2] not in MODE_BY_CHANNELS:
                 raise CorruptImageError("The TIFF page's layout is inconsistent.", format="tiff", shape=list(arr.shape))
-            pixels = _to_uint8(arr)
+            pixels = _rescale_to_uint8(arr)
     except ImageDecodeError:
         raise
     except Exception as exc:  # noqa: BLE001 - tifffile/codec failures of every kind
         raise CorruptImageError("The TIFF file is damaged or uses an encoding we cannot read.", format="tiff", reason=str(exc)[:200]) from exc
-    mode = _MODE_BY_CHANNELS[pixels.shape[2]]
+    mode = MODE_BY_CHANNELS[pixels.shape[2]]
     return Image.fromarray(pixels[..., 0] if mode == "L" else np.ascontiguousarray(pixels), mode)
 
 
-_MODE_BY_CHANNELS: Final = {1: "L", 2: "LA", 3: "RGB", 4: "RGBA"}
+#: Pillow mode of an HWC uint8 array by its channel count.
+MODE_BY_CHANNELS: Final = {1: "L", 2: "LA", 3: "RGB", 4: "RGBA"}
 
 
-def _to_uint8(arr: np.ndarray) -> np.ndarray:
-    """Scale any numeric array to uint8: ints by their type's range, floats as in float_to_l."""
+def _rescale_to_uint8(arr: np.ndarray) -> np.ndarray:
+    """File samples of any depth to 8 bits: ints by their type's range, floats by the range they use (see below)."""
     if arr.dtype == np.uint8:
         return arr
     if arr.dtype == np.bool_:
@@ -250,10 +251,10 @@ def _to_uint8(arr: np.ndarray) -> np.ndarray:
     if np.issubdtype(arr.dtype, np.unsignedinteger):
         top = float(np.iinfo(arr.dtype).max)
         return np.rint(arr.astype(np.float64) * (255.0 / top)).astype(np.uint8)
-    return _float_to_uint8(arr.astype(np.float64))
+    return _rescale_float_to_uint8(arr.astype(np.float64))
 
 
-def _float_to_uint8(arr: np.ndarray) -> np.ndarray:
+def _rescale_float_to_uint8(arr: np.ndarray) -> np.ndarray:
     """[0,1] data is scaled by 255, [0,255] kept, anything else min-max stretched; NaN/inf become 0."""
     arr = np.nan_to_num(arr, nan=0.0, posinf=0.0, neginf=0.0)
     lo, hi = (float(arr.min()), float(arr.max())) if arr.size else (0.0, 0.0)
@@ -266,7 +267,7 @@ def _float_to_uint8(arr: np.ndarray) -> np.ndarray:
     return np.clip(np.rint(scaled), 0, 255).astype(np.uint8)
 
 
-def is_deep_colour(im: Image.Image, data: bytes, fmt: str) -> bool:
+def is_deep_color(im: Image.Image, data: bytes, fmt: str) -> bool:
     """True for 16-bit-per-channel RGB(A) PNG/TIFF, which Pillow truncates to the high byte instead of rounding."""
     if im.mode not in ("RGB", "RGBA"):
         return False
@@ -278,8 +279,8 @@ def is_deep_colour(im: Image.Image, data: bytes, fmt: str) -> bool:
     return False
 
 
-def reload_deep_colour(im: Image.Image, data: bytes) -> Image.Image:
-    """Decode 16-bit colour with OpenCV and round v/257 to 8 bits, keeping Pillow's metadata (EXIF, ICC)."""
+def reload_deep_color(im: Image.Image, data: bytes) -> Image.Image:
+    """Decode 16-bit color with OpenCV and round v/257 to 8 bits, keeping Pillow's metadata (EXIF, ICC)."""
     import cv2
 
     arr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
@@ -318,7 +319,7 @@ def apply_draft(im: ImageFile.ImageFile, target_size: tuple[int, int]) -> None:
         w, h = h, w
     try:
         im.draft(None, (w, h))
-    except Exception:  # noqa: BLE001 - draft is an optimisation only
+    except Exception:  # noqa: BLE001 - draft is an optimization only
         return
 
 
@@ -348,17 +349,17 @@ def _icc_transform(icc: bytes, mode: str) -> ImageCms.ImageCmsTransform | None:
 
 
 def to_srgb(im: Image.Image) -> Image.Image:
-    """Convert colour through an embedded ICC profile to sRGB (RGB/RGBA/CMYK); alpha is carried over untouched."""
+    """Convert color through an embedded ICC profile to sRGB (RGB/RGBA/CMYK); alpha is carried over untouched."""
     icc = im.info.get("icc_profile")
     if not icc or im.mode not in ("RGB", "RGBA", "CMYK"):
         return im
-    colour_mode = "RGB" if im.mode == "RGBA" else im.mode
-    transform = _icc_transform(bytes(icc), colour_mode)
+    color_mode = "RGB" if im.mode == "RGBA" else im.mode
+    transform = _icc_transform(bytes(icc), color_mode)
     if transform is None:
         return im
-    colour = im.convert("RGB") if im.mode == "RGBA" else im
+    color = im.convert("RGB") if im.mode == "RGBA" else im
     try:
-        out = ImageCms.applyTransform(colour, transform)
+        out = ImageCms.applyTransform(color, transform)
     except Exception:  # noqa: BLE001
         return im
     if out is None:
@@ -372,7 +373,7 @@ def to_srgb(im: Image.Image) -> Image.Image:
 def normalize_mode(im: Image.Image) -> Image.Image:
     """Bring any Pillow mode to L, LA, RGB or RGBA with values correctly scaled to 8 bits."""
     mode = im.mode
-    if mode in ("L", "RGB") and "transparency" in im.info:  # PNG tRNS colour key on grey / truecolour
+    if mode in ("L", "RGB") and "transparency" in im.info:  # PNG tRNS color key on gray / truecolor
         return im.convert("LA" if mode == "L" else "RGBA")
     if mode in NORMAL_MODES:
         return im
@@ -400,7 +401,7 @@ def normalize_mode(im: Image.Image) -> Image.Image:
 
 
 def sixteen_bit_to_l(im: Image.Image) -> Image.Image:
-    """Scale 16-bit (I;16*, I holding 0..65535) grey to 8 bits by rounding v/257, not by clipping at 255."""
+    """Scale 16-bit (I;16*, I holding 0..65535) gray to 8 bits by rounding v/257, not by clipping at 255."""
     arr = np.asarray(im).astype(np.int64)
     arr = np.clip(arr, 0, 65535)
     out = ((arr + 128) // 257).astype(np.uint8)
@@ -408,8 +409,8 @@ def sixteen_bit_to_l(im: Image.Image) -> Image.Image:
 
 
 def float_to_l(im: Image.Image) -> Image.Image:
-    """Map float grey to 8 bits: [0,1] data is scaled by 255, [0,255] kept, anything else min-max stretched."""
-    return Image.fromarray(_float_to_uint8(np.asarray(im, dtype=np.float64)))
+    """Map float gray to 8 bits: [0,1] data is scaled by 255, [0,255] kept, anything else min-max stretched."""
+    return Image.fromarray(_rescale_float_to_uint8(np.asarray(im, dtype=np.float64)))
 
 
 def lab_image_to_rgb(im: Image.Image) -> Image.Image:

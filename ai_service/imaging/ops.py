@@ -10,7 +10,8 @@ from PIL import Image
 from ai_service.imaging.alpha import color_key, flatten_alpha, parse_color
 from ai_service.imaging.color import SPACES, color_image
 from ai_service.imaging.convert import to_gray
-from ai_service.imaging.resize import FILTERS, FIT_MODES, FitGeometry, fit_image
+from ai_service.imaging.geometry import Geometry
+from ai_service.imaging.resize import FILTERS, FIT_MODES, fit_image
 
 MAX_OPERATIONS: Final = 20
 MAX_SIDE: Final = 8192
@@ -38,7 +39,7 @@ class Result:
 
 
 def parse_operations(raw: Any, *, max_pixels: int) -> list[dict[str, Any]]:
-    """JSON text or a list of {"op": ...} objects -> normalised, fully validated operations."""
+    """JSON text or a list of {"op": ...} objects -> normalized, fully validated operations."""
     if raw in (None, ""):
         return []
     if isinstance(raw, (str, bytes)):
@@ -56,7 +57,7 @@ def parse_operations(raw: Any, *, max_pixels: int) -> list[dict[str, Any]]:
 
 
 def parse_operation(item: Any, where: str, max_pixels: int) -> dict[str, Any]:
-    """One operation object -> normalised dict with defaults filled in."""
+    """One operation object -> normalized dict with defaults filled in."""
     if not isinstance(item, dict):
         raise OperationError(where, "must be an object with an 'op' field")
     name = item.get("op")
@@ -114,7 +115,7 @@ def _bool(params: Mapping[str, Any], key: str, default: bool, where: str) -> boo
 
 
 def _color(params: Mapping[str, Any], key: str, default: Any, where: str, allow_none: bool = False) -> Any:
-    """A colour normalised to "#rrggbb" (or None for transparent where allowed)."""
+    """A color normalized to "#rrggbb" (or None for transparent where allowed)."""
     value = params.get(key, default)
     if value is None or (allow_none and str(value).lower() in ("transparent", "none", "")):
         if allow_none:
@@ -123,7 +124,7 @@ def _color(params: Mapping[str, Any], key: str, default: Any, where: str, allow_
     try:
         r, g, b = parse_color(value)
     except (ValueError, TypeError):
-        raise OperationError(_path(where, key), f"must be a colour like '#ff8800' or [255, 136, 0]; got {str(value)[:40]!r}") from None
+        raise OperationError(_path(where, key), f"must be a color like '#ff8800' or [255, 136, 0]; got {str(value)[:40]!r}") from None
     return f"#{r:02x}{g:02x}{b:02x}"
 
 
@@ -138,7 +139,7 @@ def _parse_colorspace(p: Mapping[str, Any], where: str, _: int) -> dict[str, Any
 
 
 def _parse_flatten(p: Mapping[str, Any], where: str, _: int) -> dict[str, Any]:
-    """flatten_alpha: background colour."""
+    """flatten_alpha: background color."""
     return {"background": _color(p, "background", "#ffffff", where)}
 
 
@@ -209,16 +210,16 @@ def apply_operations(im: Image.Image, ops: list[dict[str, Any]], *, max_pixels: 
         if op["op"] == "resize":
             before = result.image
             result.image, geo = _resize(before, params, f"operations[{i}]", max_pixels)
-            if i == 0 and source != before.size:
-                geo = geo.for_source(source)  # type: ignore[arg-type]
-            result.geometry = geo.to_dict()
+            if i == 0:
+                geo = geo.rebase(source)
+            result.geometry = geo.as_convert_json()
         else:
             result.image = APPLY[op["op"]](result.image, params)
         result.applied.append(op)
     return result
 
 
-def _resize(im: Image.Image, p: dict[str, Any], where: str, max_pixels: int) -> tuple[Image.Image, FitGeometry]:
+def _resize(im: Image.Image, p: dict[str, Any], where: str, max_pixels: int) -> tuple[Image.Image, Geometry]:
     """Fill a missing side from the aspect ratio, check the budget, then fit."""
     w, h = p["width"], p["height"]
     if w is None:

@@ -58,7 +58,7 @@ def read_psd_header(data: bytes) -> PsdHeader:
     if sig != b"8BPS" or version not in (1, 2) or reserved != b"\x00" * 6:
         raise CorruptImageError("The PSD header is malformed (signature, version or reserved bytes).", format="psd")
     if not 1 <= channels <= 56 or depth not in (1, 8, 16, 32) or mode not in _COLOR_MODES:
-        raise CorruptImageError("The PSD header is malformed (channels, depth or colour mode).", format="psd", channels=channels, depth=depth, mode=mode)
+        raise CorruptImageError("The PSD header is malformed (channels, depth or color mode).", format="psd", channels=channels, depth=depth, mode=mode)
     if width == 0 or height == 0:
         raise CorruptImageError("The PSD header declares an empty canvas.", format="psd")
     return PsdHeader(version, channels, width, height, depth, _COLOR_MODES[mode])

@@ -1,5 +1,11 @@
-"""Models: the contract, the registry, and the built-in networks."""
-from ai_service.models.base import ImageModel, ModelInfo
+"""Models: the contract, the registry, and the built-in networks.
+
+base (ImageModel, ModelInfo, ModelOptions, Batch: the contract, checked at registration), pytree (the one
+walker over outputs and weights), registry (loading, leases, eviction), declarative (models.yaml), plugins,
+loaders (safe weight files), tasks (output shaping), catalog (assembly), builtin/.
+May import imaging, settings, devices and observability; never Flask, the API or the service layer.
+"""
+from ai_service.models.base import Batch, ImageModel, ModelContractError, ModelInfo, ModelOptions
 from ai_service.models.registry import (
     ModelBusyError,
     ModelLoadError,
@@ -8,5 +14,5 @@ from ai_service.models.registry import (
     UnknownModelError,
 )
 
-__all__ = ["ImageModel", "ModelInfo", "ModelRegistry", "ModelLoadError", "ModelBusyError", "ModelStateError",
-           "UnknownModelError"]
+__all__ = ["Batch", "ImageModel", "ModelContractError", "ModelInfo", "ModelOptions", "ModelRegistry", "ModelLoadError",
+           "ModelBusyError", "ModelStateError", "UnknownModelError"]

@@ -1,16 +1,28 @@
-"""The model contract: load on a device, preprocess images to a batch, forward, postprocess per image."""
+"""The model contract: load on a device, preprocess images to a batch, forward, postprocess per image.
+
+Three hooks are required (`load`, `preprocess`, `postprocess`) plus a class-level `info`; everything else
+has a default. The registry checks a model when it is registered and answers misuse with the code to write.
+"""
 from __future__ import annotations
 
+import inspect
 import re
+from abc import ABC, abstractmethod
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
-from typing import Any, Iterator, Sequence
+from typing import Any, Generic, TypeVar
 
 import torch
 from PIL import Image
 
+from ai_service.models import pytree
+
 TASKS = ("classification", "image-to-image", "detection", "segmentation")
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,99}$")
 WARMUP_SIDE = 64
+DEFAULT_TOP_K = 3
+
+ItemT = TypeVar("ItemT")
 
 
 @dataclass(frozen=True)
@@ -50,9 +62,46 @@ class ModelInfo:
         return data
 
 
-class ImageModel:
-    """Subclass this to serve a network: set `info`, implement the four steps; never touch Flask.
+@dataclass(frozen=True, slots=True)
+class ModelOptions:
+    """What a request may tune; None means the model's own default (its `fit`, `resample`, threshold)."""
 
+    top_k: int = DEFAULT_TOP_K
+    fit: str | None = None
+    resample: str | None = None
+    background: str | None = None
+    score_threshold: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Batch(Generic[ItemT]):
+    """What preprocess returns: the (N, ...) batch tensor and, per image, what postprocess will need to know.
+
+    A model without per-image state returns `Batch(tensor)`; its postprocess receives None for each image.
+    A model with state returns `Batch(tensor, items)`, one item per image (e.g. the fit geometry), and the
+    pipeline hands postprocess exactly the items of the images in `outputs`, however batches were split.
+    """
+
+    tensor: torch.Tensor
+    items: Sequence[ItemT] = ()
+
+    def states(self) -> Sequence[ItemT | None]:
+        """One state per image: the items given, or None for each image of a stateless model."""
+        if not self.items:
+            return [None] * self.tensor.shape[0]
+        if len(self.items) != self.tensor.shape[0]:
+            raise RuntimeError(f"preprocess returned {len(self.items)} items for {self.tensor.shape[0]} samples")
+        return self.items
+
+
+class ModelContractError(TypeError):
+    """A model that cannot be served as written; the message shows the code to add."""
+
+
+class ImageModel(ABC, Generic[ItemT]):
+    """Subclass this to serve a network: set `info`, implement load/preprocess/postprocess; never touch Flask.
+
+    `ItemT` is the per-image state preprocess hands to postprocess (see Batch); stateless models ignore it.
     Create every tensor and module in `load` and keep them as attributes (directly or in a list/dict):
     `to`, `unload`, `parameter_count` and `weight_bytes` find them there, so offloading and unloading
     reach cached buffers and compiled artefacts too, not only `network`.
@@ -67,35 +116,35 @@ class ImageModel:
         self.device: torch.device | None = None
         self.network: torch.nn.Module | None = None
 
+    @abstractmethod
     def load(self, device: torch.device) -> None:
-        """Build the network, load weights, move to `device`, switch to eval mode."""
-        raise NotImplementedError
+        """Build the network, load weights, move to `device`, switch to eval mode; set self.network and self.device."""
+
+    @abstractmethod
+    def preprocess(self, images: Sequence[Image.Image], options: ModelOptions) -> Batch[ItemT]:
+        """Turn decoded images into one batch (N, C, H, W) on the model's device, plus per-image state."""
+
+    @abstractmethod
+    def postprocess(self, outputs: Any, items: Sequence[ItemT], options: ModelOptions) -> list[dict[str, Any]]:
+        """Turn the batch output into one JSON-ready result per image; `items` are those images' states."""
 
     def decode_size(self) -> tuple[int, int] | None:
         """The smallest (w, h) worth decoding to; lets JPEG decoding skip pixels the model never sees."""
         return self.info.input_size
 
-    def preprocess(self, images: Sequence[Image.Image], options: dict[str, Any]) -> torch.Tensor:
-        """Turn decoded images into one batch tensor (N, C, H, W) on the model's device."""
-        raise NotImplementedError
-
-    def forward(self, batch: torch.Tensor) -> torch.Tensor:
+    def forward(self, batch: torch.Tensor) -> Any:
         """Run the network without autograd."""
         assert self.network is not None, f"model {self.info.name} is not loaded"
         with torch.inference_mode():
             return self.network(batch)
 
-    def postprocess(self, outputs: torch.Tensor, options: dict[str, Any]) -> list[dict[str, Any]]:
-        """Turn the batch output into one JSON-ready result per input image."""
-        raise NotImplementedError
-
     def warmup(self) -> None:
-        """Run one dummy batch so lazy initialisation (cuDNN autotune, allocator growth) happens at load."""
+        """Run one dummy batch so lazy initialization (cuDNN autotune, allocator growth) happens at load."""
         width, height = self.info.input_size or (WARMUP_SIDE, WARMUP_SIDE)
         mode = self.info.input_mode if self.info.input_mode in ("L", "LA", "RGB", "RGBA") else "RGB"
-        image = Image.new(mode, (width, height), 0)
-        options = {"top_k": 1}
-        self.postprocess(self.forward(self.preprocess([image], options)), options)
+        options = ModelOptions(top_k=1)
+        batch = self.preprocess([Image.new(mode, (width, height), 0)], options)
+        self.postprocess(self.forward(batch.tensor), batch.states(), options)
 
     def unload(self) -> None:
         """Drop every reference to weights (modules, tensors, caches of them) so the memory can be returned."""
@@ -107,7 +156,7 @@ class ImageModel:
     def to(self, device: torch.device) -> None:
         """Move every module and tensor attribute to `device` (offload to CPU, or back for a fast reload)."""
         for name, value in list(self._weight_attributes()):
-            setattr(self, name, _move(value, device))
+            setattr(self, name, pytree.tree_map(lambda leaf: _move(leaf, device), value))
         self.device = device
 
     def parameter_count(self) -> int:
@@ -150,16 +199,48 @@ class ImageModel:
 
     def _modules_held(self) -> Iterator[torch.nn.Module]:
         for _, value in self._weight_attributes():
-            yield from (item for item in _flatten(value) if isinstance(item, torch.nn.Module))
+            yield from (item for item in pytree.leaves(value) if isinstance(item, torch.nn.Module))
 
     def _tensors_held(self) -> Iterator[torch.Tensor]:
         for _, value in self._weight_attributes():
-            for item in _flatten(value):
+            for item in pytree.leaves(value):
                 if isinstance(item, torch.nn.Module):
                     yield from item.parameters()
                     yield from item.buffers()
                 elif isinstance(item, torch.Tensor):
                     yield item
+
+
+def check_contract(model: ImageModel | type) -> None:
+    """Raise ModelContractError listing each missing piece with the code to write (the registry calls this)."""
+    cls = model if isinstance(model, type) else type(model)
+    if not issubclass(cls, ImageModel):
+        raise ModelContractError(f"{cls.__name__} is not a model; subclass ImageModel:\n"
+                                 "    from ai_service.models.base import ImageModel\n"
+                                 f"    class {cls.__name__}(ImageModel): ...")
+    problems = [_missing_hook(cls, name) for name in _abstract_in_order(cls)]
+    if not isinstance(getattr(model, "info", None), ModelInfo):
+        slug = re.sub(r"(?<!^)(?=[A-Z])", "-", cls.__name__).lower()
+        problems.append(f"{cls.__name__} has no `info`; add a class attribute:\n"
+                        f"    info = ModelInfo(name=\"{slug}\", task=\"classification\", input_size=(224, 224))")
+    if problems:
+        raise ModelContractError("\n".join(problems))
+
+
+def _abstract_in_order(cls: type) -> list[str]:
+    """The class's abstract methods in the order the contract declares them (load, preprocess, ...)."""
+    missing = getattr(cls, "__abstractmethods__", frozenset())
+    ordered = [name for klass in reversed(cls.__mro__) for name in vars(klass) if name in missing]
+    return list(dict.fromkeys(ordered))
+
+
+def _missing_hook(cls: type, name: str) -> str:
+    """'X does not implement y; add:' plus the hook's real signature and what it is for."""
+    function = getattr(cls, name)
+    signature = str(inspect.signature(function)).replace("'", "")
+    purpose = (inspect.getdoc(function) or "").splitlines()[0:1]
+    body = f'        """{purpose[0]}"""\n        ...' if purpose else "        ..."
+    return f"{cls.__name__} does not implement {name}; add:\n    def {name}{signature}:\n{body}"
 
 
 def move_module(module: torch.nn.Module, device: torch.device) -> torch.nn.Module:
@@ -172,33 +253,17 @@ def move_module(module: torch.nn.Module, device: torch.device) -> torch.nn.Modul
     return module
 
 
-def _flatten(value: Any) -> Iterator[Any]:
-    if isinstance(value, dict):
-        for item in value.values():
-            yield from _flatten(item)
-    elif isinstance(value, (list, tuple)):
-        for item in value:
-            yield from _flatten(item)
-    else:
-        yield value
-
-
 def _holds_weights(value: Any) -> bool:
-    return any(isinstance(item, (torch.nn.Module, torch.Tensor)) for item in _flatten(value))
+    return any(isinstance(item, (torch.nn.Module, torch.Tensor)) for item in pytree.leaves(value))
 
 
-def _move(value: Any, device: torch.device) -> Any:
-    """`value` with its modules/tensors on `device`; modules move in place, containers are rebuilt."""
-    if isinstance(value, torch.nn.Module):
-        return move_module(value, device)
-    if isinstance(value, torch.Tensor):
-        return value.to(device)
-    if isinstance(value, dict):
-        return type(value)((key, _move(item, device)) for key, item in value.items())
-    if isinstance(value, (list, tuple)):
-        items = [_move(item, device) for item in value]
-        return type(value)(*items) if hasattr(value, "_fields") else type(value)(items)
-    return value
+def _move(leaf: Any, device: torch.device) -> Any:
+    """A module moves in place (constants included), a tensor is copied; anything else stays."""
+    if isinstance(leaf, torch.nn.Module):
+        return move_module(leaf, device)
+    if isinstance(leaf, torch.Tensor):
+        return leaf.to(device)
+    return leaf
 
 
 def top_k_predictions(logits: torch.Tensor, labels: Sequence[str], top_k: int) -> list[dict[str, Any]]:

@@ -9,30 +9,26 @@ from ai_service.devices import DeviceError, parse_memory_budget
 from ai_service.models.builtin import builtin_models
 from ai_service.models.declarative import models_file_path, register_declarative
 from ai_service.models.plugins import load_directory_plugins, load_entry_point_plugins
-from ai_service.models.registry import EVICTION_MODES, ModelRegistry
+from ai_service.models.registry import ModelRegistry
 
 FAILED_LOAD_RETRY_S = 5.0  # a model that failed to load is tried again by requests at most this often
 
 
 def build_registry(settings: Settings, device: torch.device) -> ModelRegistry:
     """Every model the settings make available, registered (not loaded) on `device`."""
-    if settings.eviction not in EVICTION_MODES:
-        raise ConfigError(f"setting eviction must be one of {', '.join(EVICTION_MODES)}, got {settings.eviction!r}")
-    if settings.max_loaded_models < 0:
-        raise ConfigError("setting max_loaded_models must be 0 (no limit) or positive")
     try:
-        budget = parse_memory_budget(settings.gpu_memory_budget, device)
+        budget = parse_memory_budget(settings.models.gpu_memory_budget, device)
     except (DeviceError, ValueError) as exc:
         raise ConfigError(f"setting gpu_memory_budget: {exc}") from None
-    registry = ModelRegistry(device, memory_budget=budget, max_loaded=settings.max_loaded_models,
-                             eviction=settings.eviction, warmup=settings.warmup,
+    registry = ModelRegistry(device, memory_budget=budget, max_loaded=settings.models.max_loaded_models,
+                             eviction=settings.models.eviction, warmup=settings.models.warmup,
                              retry_failed_after=FAILED_LOAD_RETRY_S)
     for model in builtin_models():
         registry.register(model, source="builtin")
-    models_file = models_file_path(settings.home, settings.models_file)
+    models_file = models_file_path(settings.home, settings.models.models_file)
     declared = register_declarative(registry, settings.home, settings.models_dir, models_file)
     plugins = 0
-    if settings.load_plugins:
+    if settings.models.load_plugins:
         plugins = load_directory_plugins(registry, settings.models_dir) + load_entry_point_plugins(registry)
     failed = [s["name"] for s in registry.statuses() if s["state"] == "failed"]
     logger.info("models: {} registered ({} from {}, {} plugin(s)){}", len(registry.keys()), declared,

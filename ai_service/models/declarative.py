@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import tomllib
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, Optional, Sequence
 
@@ -13,9 +14,10 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from ai_service.imaging.alpha import flatten_alpha, has_alpha
 from ai_service.imaging.convert import pils_to_batch
-from ai_service.imaging.resize import FILTERS, FIT_MODES, FitGeometry, fit_image
+from ai_service.imaging.geometry import Geometry
+from ai_service.imaging.resize import FILTERS, FIT_MODES, fit_image
 from ai_service.models import tasks
-from ai_service.models.base import TASKS, ImageModel, ModelInfo, top_k_predictions
+from ai_service.models.base import TASKS, Batch, ImageModel, ModelInfo, ModelOptions, top_k_predictions
 from ai_service.models.loaders import (
     WeightsError,
     build_architecture,
@@ -32,8 +34,6 @@ MODELS_FILE_NAMES = ("models.yaml", "models.yml", "models.toml")
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 GRAY_MEAN, GRAY_STD = (0.449,), (0.226,)
 FILTER_ALIASES = {"box": "area"}
-GEOMETRY_KEY = "_geometry"
-ORIGINALS_KEY = "_originals"
 
 
 class ModelSpec(BaseModel):
@@ -102,12 +102,20 @@ class ModelSpec(BaseModel):
         return self
 
     @property
-    def normalisation(self) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    def normalization(self) -> tuple[tuple[float, ...], tuple[float, ...]]:
         default_mean, default_std = (GRAY_MEAN, GRAY_STD) if self.mode == "L" else (IMAGENET_MEAN, IMAGENET_STD)
         return self.mean or default_mean, self.std or default_std
 
 
-class DeclarativeModel(ImageModel):
+@dataclass(frozen=True, slots=True)
+class Fitted:
+    """Per image: how it was fitted to the model input, and the original when an output must get its alpha back."""
+
+    geometry: Geometry
+    original: Image.Image | None = None
+
+
+class DeclarativeModel(ImageModel[Fitted]):
     """A model file plus the metadata from its models-file entry: no Python written by the user."""
 
     def __init__(self, spec: ModelSpec, home: Path, models_dir: Path) -> None:
@@ -120,7 +128,7 @@ class DeclarativeModel(ImageModel):
             labels = tuple(line.strip() for line in labels_path.read_text(encoding="utf-8").splitlines() if line.strip())
         if spec.task == "classification" and spec.num_classes and labels and len(labels) != spec.num_classes:
             raise ValueError(f"{len(labels)} labels for num_classes={spec.num_classes}")
-        mean, std = spec.normalisation
+        mean, std = spec.normalization
         self.info = ModelInfo(name=spec.name, version=spec.version, task=spec.task, input_size=spec.input_size,
                               input_mode=spec.mode, labels=tuple(labels), mean=mean, std=std,
                               description=spec.description or f"{spec.kind} model {self.weights_path.name}")
@@ -154,28 +162,26 @@ class DeclarativeModel(ImageModel):
         self.std_tensor = torch.tensor(std, device=device).view(1, -1, 1, 1)
         self.device = device
 
-    def preprocess(self, images: Sequence[Image.Image], options: dict[str, Any]) -> torch.Tensor:
-        """Flatten alpha, convert mode, fit to input size; uint8 to the device, then normalise there."""
-        fit = options.get("fit") or self.spec.fit
-        resample = options.get("resample") or self.spec.resample
+    def preprocess(self, images: Sequence[Image.Image], options: ModelOptions) -> Batch[Fitted]:
+        """Flatten alpha, convert mode, fit to input size; uint8 to the device, then normalize there."""
+        fit = options.fit or self.spec.fit
+        resample = options.resample or self.spec.resample
         resample = FILTER_ALIASES.get(resample, resample)
         if fit not in FIT_MODES or resample not in FILTERS:
             raise ValueError(f"fit must be one of {FIT_MODES} and resample one of {FILTERS}")
         assert self.info.input_size is not None
-        fitted, geometries = [], []
+        keep_alpha = self.info.task == "image-to-image"
+        fitted, items = [], []
         for image in images:
-            opaque = flatten_alpha(image, options.get("background") or "white").convert(self.info.input_mode)
+            opaque = flatten_alpha(image, options.background or "white").convert(self.info.input_mode)
             resized, geometry = fit_image(opaque, self.info.input_size, fit, resample)
             fitted.append(resized)
-            geometries.append(geometry_dict(geometry, resample))
-        options[GEOMETRY_KEY] = geometries
-        if self.info.task == "image-to-image":
-            options[ORIGINALS_KEY] = [image if has_alpha(image) else None for image in images]
+            items.append(Fitted(geometry, image if keep_alpha and has_alpha(image) else None))
         batch = pils_to_batch(fitted, dtype=torch.uint8, device=self.device).float().div_(255.0)
         batch = batch.sub_(self.mean_tensor).div_(self.std_tensor)
         if self.spec.kind == "state_dict":
-            return batch.contiguous(memory_format=torch.channels_last)
-        return batch
+            batch = batch.contiguous(memory_format=torch.channels_last)
+        return Batch(batch, items)
 
     def forward(self, batch: torch.Tensor) -> Any:
         """Run the network (in chunks when an export fixed the batch size); outputs are one item per image."""
@@ -193,32 +199,21 @@ class DeclarativeModel(ImageModel):
                 outputs.extend(tasks.per_image_outputs(self.network(chunk), self.info.task)[:real])
             return outputs
 
-    def postprocess(self, outputs: Any, options: dict[str, Any]) -> list[dict[str, Any]]:
-        """Task-shaped results in model-input pixels, each with the fit geometry to map them back."""
+    def postprocess(self, outputs: Any, items: Sequence[Fitted], options: ModelOptions) -> list[dict[str, Any]]:
+        """Task-shaped results in model-input pixels, each with its fit geometry (the API maps them back)."""
         task = self.info.task
         if task == "classification":
-            results = top_k_predictions(tasks.stack(outputs), self.info.labels, options.get("top_k", 3))
+            results = top_k_predictions(tasks.stack(outputs), self.info.labels, options.top_k)
         elif task == "detection":
-            threshold = float(options.get("score_threshold", self.spec.score_threshold))
-            results = [tasks.detections(item, self.info.labels, threshold) for item in outputs]
+            threshold = self.spec.score_threshold if options.score_threshold is None else options.score_threshold
+            results = [tasks.detections(item, self.info.labels, float(threshold)) for item in outputs]
         elif task == "segmentation":
             results = [tasks.segmentation(item, self.info.labels) for item in outputs]
         else:
-            geometries = options.get(GEOMETRY_KEY) or [None] * len(outputs)
-            originals = options.get(ORIGINALS_KEY) or [None] * len(outputs)
-            results = [tasks.image_output(item, geometry, original)
-                       for item, geometry, original in zip(outputs, geometries, originals)]
-        for result, geometry in zip(results, options.get(GEOMETRY_KEY) or ()):
-            result["geometry"] = geometry
+            results = [tasks.image_output(output, item.geometry, item.original) for output, item in zip(outputs, items)]
+        for result, item in zip(results, items):
+            result["geometry"] = item.geometry
         return results
-
-
-def geometry_dict(geometry: FitGeometry, resample: str) -> dict[str, Any]:
-    """The fit as the API documents it (original_size, input_size, fit, resample, scale, padding, crop),
-    plus FitGeometry's exact fields (src_size, dst_size, scale_x/y, crop_box, content_box) for mapping back."""
-    return {"original_size": list(geometry.src_size), "input_size": list(geometry.dst_size), "fit": geometry.mode,
-            "resample": resample, "scale": [geometry.scale_x, geometry.scale_y], "padding": list(geometry.padding),
-            "crop": [round(v) for v in geometry.crop_box], **geometry.to_dict()}
 
 
 def models_file_path(home: Path, configured: str = "") -> Path | None:

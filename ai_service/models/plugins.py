@@ -1,8 +1,10 @@
 """Plugins: Python files in AI_SERVICE_HOME/models/ and installed packages with an `ai_service.models` entry point.
 
 A plugin either defines `register(registry)` or defines ImageModel subclasses (with a class-level `info`
-and a no-argument constructor), which are instantiated and registered. A plugin that fails is logged
-with its traceback and listed as failed; the service starts anyway.
+and a no-argument constructor), which are checked, instantiated and registered; a class other classes of
+the plugin subclass is a shared base, not a model. A plugin that fails (an import error, a model class
+missing a hook or `info`, a duplicate) is logged with its traceback and listed as failed, with the code
+to add; the service starts anyway.
 """
 from __future__ import annotations
 
@@ -17,7 +19,7 @@ from typing import Any
 
 from loguru import logger
 
-from ai_service.models.base import ImageModel, ModelInfo
+from ai_service.models.base import ImageModel, ModelInfo, check_contract
 from ai_service.models.registry import ModelRegistry
 
 ENTRY_POINT_GROUP = "ai_service.models"
@@ -39,8 +41,8 @@ def load_directory_plugins(registry: ModelRegistry, folder: Path) -> int:
             with registry.registering_from(source):
                 _register_from(module, registry)
             loaded += 1
-        except Exception:  # a plugin may raise anything; it must never stop the service
-            _record_failure(registry, path.stem, source)
+        except Exception as error:  # a plugin may raise anything; it must never stop the service
+            _record_failure(registry, path.stem, source, error)
     return loaded
 
 
@@ -54,8 +56,8 @@ def load_entry_point_plugins(registry: ModelRegistry) -> int:
             with registry.registering_from(source):
                 _register_from(target, registry)
             loaded += 1
-        except Exception:  # same contract as file plugins: log, list as failed, carry on
-            _record_failure(registry, entry_point.name, source)
+        except Exception as error:  # same contract as file plugins: log, list as failed, carry on
+            _record_failure(registry, entry_point.name, source, error)
     return loaded
 
 
@@ -81,14 +83,16 @@ def _register_from(target: Any, registry: ModelRegistry) -> None:
         if callable(hook):
             hook(registry)
             return
-        classes = [obj for obj in vars(target).values()
-                   if inspect.isclass(obj) and obj.__module__ == target.__name__ and _is_model_class(obj)]
+        classes = _model_classes(target)
         if not classes:
             raise ValueError(f"{target.__name__} defines neither register(registry) nor an ImageModel subclass "
                              "with a class-level `info = ModelInfo(...)`")
+        for cls in classes:  # every class checked before any is registered: a plugin works whole or not at all
+            check_contract(cls)
         for cls in classes:
             registry.register(cls())
-    elif inspect.isclass(target) and _is_model_class(target):
+    elif inspect.isclass(target) and issubclass(target, ImageModel):
+        check_contract(target)
         registry.register(target())
     elif isinstance(target, ImageModel):
         registry.register(target)
@@ -99,13 +103,19 @@ def _register_from(target: Any, registry: ModelRegistry) -> None:
                         "function, an ImageModel subclass or instance")
 
 
-def _is_model_class(obj: type) -> bool:
-    return (issubclass(obj, ImageModel) and obj is not ImageModel and not inspect.isabstract(obj)
-            and isinstance(getattr(obj, "info", None), ModelInfo))
+def _model_classes(module: ModuleType) -> list[type[ImageModel]]:
+    """The module's own ImageModel subclasses; an incomplete one that another of them extends is a shared base."""
+    own = [obj for obj in vars(module).values()
+           if inspect.isclass(obj) and obj.__module__ == module.__name__ and issubclass(obj, ImageModel)]
+
+    def shared_base(cls: type) -> bool:
+        incomplete = inspect.isabstract(cls) or not isinstance(getattr(cls, "info", None), ModelInfo)
+        return incomplete and any(other is not cls and issubclass(other, cls) for other in own)
+
+    return [cls for cls in own if not shared_base(cls)]
 
 
-def _record_failure(registry: ModelRegistry, name: str, source: str) -> None:
-    details = traceback.format_exc()
+def _record_failure(registry: ModelRegistry, name: str, source: str, error: BaseException) -> None:
+    details = "".join(traceback.format_exception(error))
     logger.error("{} failed; it is listed as failed and the service starts without it:\n{}", source, details)
-    last_line = details.strip().splitlines()[-1]
-    registry.register_failure(name, source, last_line)
+    registry.register_failure(name, source, "".join(traceback.format_exception_only(error)).strip())

@@ -13,9 +13,8 @@ from loguru import logger
 
 from ai_service.observability import metrics
 from ai_service.devices import release_memory
-from ai_service.models.base import ImageModel, ModelInfo
-
-EVICTION_MODES = ("auto", "offload", "unload")
+from ai_service.models.base import ImageModel, ModelInfo, check_contract
+from ai_service.settings import EVICTION_MODES
 CPU = torch.device("cpu")
 
 
@@ -118,7 +117,9 @@ class ModelRegistry:
     # ---- registration -------------------------------------------------------------------------
     def register(self, model: ImageModel, *, replace: bool = False, source: str | None = None) -> None:
         """Add a model (not loaded yet); a duplicate name@version is an error unless `replace`, which
-        unloads the model it replaces once its requests have finished."""
+        unloads the model it replaces once its requests have finished; a model that breaks the contract
+        (a hook or `info` missing) raises ModelContractError showing the code to add."""
+        check_contract(model)
         info = model.info
         with self._lock:
             versions = self._entries.setdefault(info.name, {})
@@ -174,8 +175,6 @@ class ModelRegistry:
         if failure is not None:
             raise ModelLoadError(f"model {name!r} failed to register ({failure.source}): {failure.error}")
         raise UnknownModelError(str(ref), self.keys())
-
-    entry = resolve
 
     def names(self) -> list[str]:
         with self._lock:

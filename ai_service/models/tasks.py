@@ -9,13 +9,14 @@ from PIL import Image
 
 from ai_service.imaging.alpha import reattach_alpha
 from ai_service.imaging.convert import tensor_to_pil
+from ai_service.imaging.geometry import Geometry
 
 BACKGROUND_NAMES = {"background", "__background__", "bg", "_background_"}
 MAX_DETECTIONS = 300
 
 
 def per_image_outputs(raw: Any, task: str) -> Any:
-    """Normalise what networks return (tensors, torchvision dicts, tuples) to something indexable per image."""
+    """Normalize what networks return (tensors, torchvision dicts, tuples) to something indexable per image."""
     if isinstance(raw, Mapping) and "out" in raw:
         raw = raw["out"]
     if task == "detection":
@@ -55,7 +56,7 @@ def detections(item: Any, labels: Sequence[str], threshold: float) -> dict[str, 
 
 
 def palette(count: int) -> np.ndarray:
-    """Distinct colours per class index (the PASCAL VOC bit-interleaved colour map), shape (count, 3)."""
+    """Distinct colors per class index (the PASCAL VOC bit-interleaved color map), shape (count, 3)."""
     colours = np.zeros((count, 3), dtype=np.uint8)
     for index in range(count):
         value, r, g, b = index, 0, 0, 0
@@ -98,19 +99,18 @@ def segmentation(logits: torch.Tensor, labels: Sequence[str]) -> dict[str, Any]:
     return {"mask": Image.fromarray(rgba, "RGBA"), "classes": classes}
 
 
-def image_output(output: torch.Tensor, geometry: Mapping[str, Any] | None,
-                 original: Image.Image | None = None) -> dict[str, Any]:
+def image_output(output: torch.Tensor, geometry: Geometry | None, original: Image.Image | None = None
+                 ) -> dict[str, Any]:
     """A (C, H, W) image in [0, 1] → PIL, with letterbox padding removed, resized to the source region's size
     times the network's own scale factor, and the original's alpha re-attached."""
     image = tensor_to_pil(output.detach().float().clamp(0, 1))
     crop = None
     if geometry is not None:
-        dst_w, dst_h = geometry["dst_size"]
-        ratio_x, ratio_y = image.width / dst_w, image.height / dst_h
-        left, top, right, bottom = geometry["content_box"]
+        ratio_x, ratio_y = image.width / geometry.input_size[0], image.height / geometry.input_size[1]
+        left, top, right, bottom = geometry.content
         image = image.crop((round(left * ratio_x), round(top * ratio_y), round(right * ratio_x),
                             round(bottom * ratio_y)))
-        crop = tuple(round(v) for v in geometry["crop_box"])
+        crop = tuple(round(v) for v in geometry.crop)
         size = (max(1, round((crop[2] - crop[0]) * ratio_x)), max(1, round((crop[3] - crop[1]) * ratio_y)))
         image = image.resize(size, Image.Resampling.LANCZOS)
     if original is not None:

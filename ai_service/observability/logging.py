@@ -57,8 +57,8 @@ def _add_request_id(record: dict) -> None:
 def setup_logging(settings: "Settings") -> None:
     """Configure sinks once per settings; safe to call from the app factory and gunicorn hooks."""
     global _configured_for, _relay, _access_direct
-    key = (settings.log_level, settings.log_json, settings.log_to_file, str(settings.logs_dir),
-           settings.log_rotation, settings.log_retention, settings.log_compression)
+    key = (settings.log.level, settings.log.as_json, settings.log.to_file, str(settings.logs_dir),
+           settings.log.rotation, settings.log.retention, settings.log.compression)
     if _configured_for == key:
         return
     for sink_id in _sink_ids:
@@ -71,24 +71,24 @@ def setup_logging(settings: "Settings") -> None:
         _relay.close()
         _relay = None
     logger.configure(patcher=_add_request_id)
-    level = settings.log_level.upper()
+    level = settings.log.level.upper()
     # Not a terminal (systemd, Docker, a file): the console shows exactly the file's lines, so the relay
     # writes them to both; a terminal gets its own coloured sink.
-    console_via_relay = settings.log_to_file and not os.isatty(2)
+    console_via_relay = settings.log.to_file and not os.isatty(2)
     if not console_via_relay:
-        _sink_ids.append(logger.add(sys.stderr, level=level, format=CONSOLE_FORMAT, serialize=settings.log_json,
+        _sink_ids.append(logger.add(sys.stderr, level=level, format=CONSOLE_FORMAT, serialize=settings.log.as_json,
                                     filter=not_relayed, backtrace=False, diagnose=False, enqueue=False))
-    if settings.log_to_file:
+    if settings.log.to_file:
         settings.logs_dir.mkdir(parents=True, exist_ok=True)
         # One file for the gunicorn master and all its workers: see ai_service/server/log_relay.py.
-        _relay = FileRelay(settings.logs_dir / "ai_service.log", level=level, serialize=settings.log_json,
+        _relay = FileRelay(settings.logs_dir / "ai_service.log", level=level, serialize=settings.log.as_json,
                            format=CONSOLE_FORMAT.replace("<green>", "").replace("</green>", ""),
                            echo_fd=2 if console_via_relay else None,
-                           rotation=settings.log_rotation, retention=settings.log_retention,
-                           compression=settings.log_compression or None)
+                           rotation=settings.log.rotation, retention=settings.log.retention,
+                           compression=settings.log.compression or None)
     # The stdlib side filters at the same level: below it, libraries' records (Pillow logs 2 DEBUG lines
     # per PNG decoded) are not even created, instead of being built, routed here and dropped by loguru.
-    _access_direct = console_via_relay and not settings.log_json
+    _access_direct = console_via_relay and not settings.log.as_json
     logging.basicConfig(handlers=[InterceptHandler()], level=logger.level(level).no, force=True)
     for name in STDLIB_LOGGERS:
         std = logging.getLogger(name)

@@ -56,6 +56,8 @@ DEVICE_MEMORY_TOTAL = Gauge("ai_service_device_memory_total_bytes", "Total memor
                             multiprocess_mode="livemax")
 WORKER_RSS = Gauge("ai_service_worker_rss_bytes", "Resident memory of each live worker process.",
                    multiprocess_mode="liveall")
+KEEPALIVE_REUSED = Counter("ai_service_keepalive_reused_total", "Keep-alive requests served by the thread that "
+                           "answered the previous one, without the poller (ai_service/server/worker.py).")
 
 
 def multiprocess_dir() -> Path | None:
@@ -151,7 +153,7 @@ def install_request_metrics(app: "Flask") -> None:
 
     from ai_service.observability.logging import request_fields
 
-    device = app.extensions["registry"].device
+    device = app.extensions["ai_service"].device
 
     @app.before_request
     def _start_timer() -> None:

@@ -1,12 +1,12 @@
 """CPU cores shared by every inference thread of every worker, so forwards never oversubscribe the CPU.
 
 A lone request takes every idle core (lowest latency); under load (a batch of several images, or
-requests waiting behind it) a forward asks only for its worker's fair share, and it never gets more than the cores other forwards
-leave free, nor fewer than one (highest throughput: one OpenMP team per core instead of several
-teams fighting over the same cores; a 2-thread resnet18 forward costs ~15% more CPU per image). Each worker owns one slot of a small
-shared-memory array (created by the gunicorn master before forking, see gunicorn.conf.py) and
-writes only its own slot, so no lock is needed and a worker that dies cannot leave a lock held;
-the master clears a dead worker's slot.
+requests waiting behind it) a forward asks only for its worker's fair share, and it never gets more
+than the cores other forwards leave free, nor fewer than one (highest throughput: one OpenMP team per
+core instead of several teams fighting over the same cores; a 2-thread resnet18 forward costs ~15%
+more CPU per image). Each worker owns one slot of a small shared-memory array (created by the gunicorn
+master before forking, see gunicorn.conf.py) and writes only its own slot, so no lock is needed and a
+worker that dies cannot leave a lock held; the master clears a dead worker's slot.
 """
 from __future__ import annotations
 

@@ -1,6 +1,7 @@
-"""The service layer, free of Flask: predict, convert, describe models and system.
+"""The service layer, free of Flask: what the JSON API, the HTML pages, the CLI and jobs all call.
 
-The JSON API, the HTML pages, the CLI and jobs all call these functions; they raise
-`ai_service.errors.ServiceError`, which `ai_service.http.errors` turns into HTTP.
-May import models, engine, imaging, devices, observability; never Flask.
+`runtime` (settings + registry + engine, built once per process), `predict`, `convert`, `describe`
+(models, system, health), `lifecycle` (load/unload/offload) and `outputs` (encoding model outputs).
+Functions raise `ai_service.errors.ServiceError`, which `ai_service.http.errors` turns into HTTP.
+May import models, engine, imaging, devices, observability, schemas, settings; never Flask.
 """

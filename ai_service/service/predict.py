@@ -11,14 +11,16 @@ from loguru import logger
 from PIL import Image
 
 from ai_service.observability import metrics
-from ai_service.engine import DeadlineExceeded, DeviceOutOfMemory, Overloaded, engine_for
+from ai_service.engine import DeadlineExceeded, DeviceOutOfMemory, Overloaded
 from ai_service.engine.batcher import Batcher, Ticket
 from ai_service.server.cores import single_threaded
 from ai_service.errors import ServiceError
 from ai_service.imaging.errors import ImageDecodeError
+from ai_service.imaging.geometry import Geometry, source_json
 from ai_service.imaging.io import decode_image
-from ai_service.models.base import ImageModel
-from ai_service.models.registry import ModelRegistry
+from ai_service.models.base import ImageModel, ModelOptions
+from ai_service.models.pytree import merge_batches
+from ai_service.service.runtime import Runtime, model_errors
 
 
 @dataclass
@@ -46,10 +48,12 @@ class Timer:
 
 @dataclass
 class Group:
-    """Images that went through one preprocess call together and so share one postprocess call."""
+    """Images that went through one preprocess call together (so their outputs merge into one postprocess
+    call), each with the state its preprocess returned for it."""
 
     indices: list[int]
-    options: dict[str, Any]
+    items: Sequence[Any]
+    options: ModelOptions
     tickets: list[Ticket] = field(default_factory=list)
 
 
@@ -65,93 +69,120 @@ def decode_uploads(model: ImageModel, uploads: Sequence[Upload], max_pixels: int
     return decoded
 
 
-def preprocess_groups(model: ImageModel, images: dict[int, Image.Image], options: dict[str, Any]
+def preprocess_groups(model: ImageModel, images: dict[int, Image.Image], options: ModelOptions
                       ) -> tuple[list[Group], list[torch.Tensor], dict[int, Exception]]:
     """One preprocess call for all images; if it fails, one call per image so only the bad one fails."""
     indices = list(images)
     try:
         batch = model.preprocess([images[i] for i in indices], options)
-        if batch.shape[0] != len(indices):
-            raise RuntimeError(f"preprocess returned {batch.shape[0]} samples for {len(indices)} images")
-        return [Group(indices, options)], list(batch.unbind(0)), {}
+        if batch.tensor.shape[0] != len(indices):
+            raise RuntimeError(f"preprocess returned {batch.tensor.shape[0]} samples for {len(indices)} images")
+        return [Group(indices, batch.states(), options)], list(batch.tensor.unbind(0)), {}
     except Exception as error:  # noqa: BLE001 - isolate the image that broke preprocessing
         if len(indices) == 1:
             return [], [], {indices[0]: error}
     groups, samples, failures = [], [], {}
     for index in indices:
-        own = dict(options)
         try:
-            sample = model.preprocess([images[index]], own)[0]
+            batch = model.preprocess([images[index]], options)
+            sample, items = batch.tensor[0], batch.states()
         except Exception as error:  # noqa: BLE001
             failures[index] = error
             continue
-        groups.append(Group([index], own))
+        groups.append(Group([index], items, options))
         samples.append(sample)
     return groups, samples, failures
-
-
-def merge_outputs(parts: Sequence[Any]) -> Any:
-    """Per-image outputs (each with a batch dimension of 1) back into one batched output."""
-    first = parts[0]
-    if len(parts) == 1:
-        return first
-    if isinstance(first, torch.Tensor):
-        return torch.cat(list(parts))
-    if isinstance(first, list):
-        return [item for part in parts for item in part]
-    if isinstance(first, dict):
-        return {key: merge_outputs([part[key] for part in parts]) for key in first}
-    if isinstance(first, tuple):
-        merged = [merge_outputs([part[i] for part in parts]) for i in range(len(first))]
-        return type(first)(*merged) if hasattr(first, "_fields") else type(first)(merged)
-    raise TypeError(f"cannot merge forward outputs of type {type(first).__name__}")
 
 
 def error_entry(code: str, message: str, status: int) -> dict[str, Any]:
     return {"error": {"code": code, "message": message}, "status": status}
 
 
-def predict(registry: ModelRegistry, model_name: str, uploads: Sequence[Upload], options: dict[str, Any],
-            max_pixels: int) -> dict[str, Any]:
-    """Run one model over the uploads; returns per-item results (or errors), the stage timings and the batch size.
+@dataclass
+class PredictOutcome:
+    """What one predict call produced, ready for any caller (JSON API, HTML page, CLI, job) to present."""
 
-    Raises ServiceError("overloaded", 503, Retry-After) when the model's queue is full and
-    ServiceError("timeout", 504) when the request's deadline passes.
+    #: The model that ran: name, version and task (classification, image-to-image, ...).
+    model: str
+    version: str
+    task: str
+    #: One entry per input, in request order: the model's result in source-image pixels, or
+    #: `{"index", "filename", "status", "error": {code, message[, details]}}` for an input that failed alone.
+    results: list[dict[str, Any]]
+    #: Milliseconds per stage (load, decode, preprocess, queue, forward, postprocess) and `total`.
+    timing_ms: dict[str, float]
+    #: How many images ran through the network together; 0 when none reached it.
+    batch_size: int = 0
+
+    def as_dict(self) -> dict[str, Any]:
+        """The fields of the API's PredictResponse (`batch_size` only when the network ran)."""
+        body = {"model": self.model, "version": self.version, "task": self.task, "results": self.results,
+                "timing_ms": self.timing_ms}
+        if self.batch_size:
+            body["batch_size"] = self.batch_size
+        return body
+
+
+def predict(runtime: Runtime, model_ref: str | None, uploads: Sequence[Upload | ServiceError],
+            options: ModelOptions) -> PredictOutcome:
+    """Run the model `model_ref` names (None: the default) over the uploads; one result per input, in order.
+
+    An input rejected before decoding (a ServiceError in `uploads`) keeps its place as an error entry. Raises
+    only ServiceError: unknown_model, model_unavailable, overloaded, timeout, out_of_memory.
     """
+    info = runtime.resolve(model_ref).info
+    usable = [item for item in uploads if isinstance(item, Upload)]
+    outcome = PredictOutcome(info.name, info.version, info.task, [], {})
+    if usable:
+        with model_errors(runtime.registry, info.key):  # removed or failed to load since it was resolved
+            outcome = _predict(runtime, info.key, usable, options)
+    produced = iter(outcome.results)
+    outcome.results = [locate(next(produced), index) if isinstance(item, Upload) else item_error(item, index)
+                       for index, item in enumerate(uploads)]
+    return outcome
+
+
+def item_error(error: ServiceError, index: int) -> dict[str, Any]:
+    """An input rejected before decoding (bad base64, a URL) as its entry in `results`."""
+    body = {"code": error.code, "message": error.message}
+    if error.details is not None:
+        body["details"] = error.details
+    return {"index": index, "filename": "", "status": error.status, "error": body}
+
+
+def _predict(runtime: Runtime, key: str, uploads: Sequence[Upload], options: ModelOptions) -> PredictOutcome:
+    """Lease the model and run the pipeline; engine failures become the ServiceErrors clients can act on."""
     began = time.perf_counter()
     single_threaded()
-    engine = engine_for(registry)
-    deadline = began + engine.options.request_timeout_s
+    registry, engine = runtime.registry, runtime.engine
+    deadline = began + engine.settings.request_timeout_s
     timer = Timer()
-    was_loaded = registry.entry(model_name).state == "loaded"
-    with registry.using(model_name) as model:
+    was_loaded = registry.resolve(key).state == "loaded"
+    with registry.using(key) as model:
         started = timer.add("load", began) if not was_loaded else began
         batcher = engine.batcher(model)
         name = model.info.name
         try:
-            results, batch_size = _run(model, batcher, uploads, options, max_pixels, deadline, timer, started)
+            results, batch_size = _run(model, batcher, uploads, options, runtime.settings.limits.max_pixels, deadline,
+                                       timer, started)
         except Overloaded as error:
             raise ServiceError("overloaded", f"The server is busy ({error}); retry in a moment.",
-                           {"model": name}, headers={"Retry-After": "1"}) from None
+                               {"model": name}, headers={"Retry-After": "1"}) from None
         except DeadlineExceeded:
             metrics.record_items(name, "timeout", len(uploads))
-            timeout = engine.options.request_timeout_s
+            timeout = engine.settings.request_timeout_s
             raise ServiceError("timeout", f"No result within the {timeout:g} s request deadline; the server is "
-                           "overloaded or the model is too slow for it.", {"model": name,
-                                                                                 "timeout_s": timeout}) from None
+                               "overloaded or the model is too slow for it.",
+                               {"model": name, "timeout_s": timeout}) from None
         except DeviceOutOfMemory:
             metrics.record_items(name, "oom", len(uploads))
             raise ServiceError("out_of_memory", "The model ran out of device memory for these images; retry in a "
-                           "moment or send fewer or smaller images.", {"model": name},
-                           headers={"Retry-After": "1"}) from None
-    for outcome in ("ok", "invalid", "error"):
-        metrics.record_items(name, outcome, sum(_outcome(result) == outcome for result in results))
+                               "moment or send fewer or smaller images.", {"model": name},
+                               headers={"Retry-After": "1"}) from None
+    for kind in ("ok", "invalid", "error"):
+        metrics.record_items(name, kind, sum(_outcome(result) == kind for result in results))
     timer.set("total", (time.perf_counter() - began) * 1000.0)
-    outcome = {"model": model.info.name, "version": model.info.version, "task": model.info.task,
-               "results": results, "timing_ms": timer.stages}
-    if batch_size:
-        outcome["batch_size"] = batch_size
-    return outcome
+    return PredictOutcome(model.info.name, model.info.version, model.info.task, results, timer.stages, batch_size)
 
 
 def _outcome(result: dict[str, Any]) -> str:
@@ -211,20 +242,45 @@ def _run(model: ImageModel, batcher: Batcher, uploads: Sequence[Upload], options
 
 def _postprocess(model: ImageModel, group: Group) -> dict[int, dict[str, Any]]:
     """The group's results by image index; images whose forward failed get an error entry."""
-    failed = {index: ticket.error for index, ticket in zip(group.indices, group.tickets) if ticket.error is not None}
-    entries: dict[int, dict[str, Any]] = {
-        index: error_entry("internal_error", "The model failed on this image; the error has been logged.", 500)
-        for index in failed}
-    good = [(index, ticket) for index, ticket in zip(group.indices, group.tickets) if ticket.error is None]
+    entries: dict[int, dict[str, Any]] = {}
+    good = []
+    for index, item, ticket in zip(group.indices, group.items, group.tickets):
+        if ticket.error is None:
+            good.append((index, item, ticket.output))
+        else:
+            entries[index] = error_entry("internal_error", "The model failed on this image; the error has been "
+                                         "logged.", 500)
     if not good:
         return entries
     try:
-        produced = model.postprocess(merge_outputs([ticket.output for _, ticket in good]), group.options)
+        produced = model.postprocess(merge_batches([output for _, _, output in good]), [item for _, item, _ in good],
+                                     group.options)
         if len(produced) != len(good):
             raise RuntimeError(f"postprocess returned {len(produced)} results for {len(good)} images")
     except Exception as error:  # noqa: BLE001 - a model bug becomes a logged 500 for these images only
         logger.opt(exception=error).error("model {} failed in postprocess", model.info.name)
         produced = [error_entry("internal_error", "The model failed on this image; the error has been logged.",
                                 500)] * len(good)
-    entries.update({index: result for (index, _), result in zip(good, produced)})
+    entries.update({index: result for (index, _, _), result in zip(good, produced)})
     return entries
+
+
+def locate(result: dict[str, Any], index: int) -> dict[str, Any]:
+    """Number the result and express it in the source image's pixels: geometry (EXIF, size), boxes, masks."""
+    if "error" in result:
+        return {"index": index, **result}
+    decoded = (result["width"], result["height"])
+    result = dict(result)
+    # Decoding recorded a raster's EXIF orientation and header size; SVG/PSD have neither.
+    orientation, source_size = result.pop("source", (1, None))
+    source_size = tuple(source_size or decoded)
+    fitted: Geometry | None = result.pop("geometry", None)
+    if fitted is None:
+        geometry = source_json(decoded, source_size)
+    else:
+        placed = fitted.rebase(source_size, api_precision=True)
+        result = placed.result_to_original(result)
+        geometry = placed.as_json()
+    geometry.update(exif_orientation=orientation, exif_rotated=orientation != 1)
+    width, height = geometry["original_size"]
+    return {**result, "index": index, "width": width, "height": height, "geometry": geometry}

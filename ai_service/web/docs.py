@@ -20,7 +20,7 @@ def docs():
     document = openapi_document(request_base())
     schemas = document["components"]["schemas"]
     return render_template("docs.html", info=document["info"], base=request_base(), schema_names=set(schemas),
-                           default_model=current_app.config["SETTINGS"].default_model,
+                           default_model=current_app.config["SETTINGS"].models.default_model,
                            operations=list_operations(document), error_codes=ERRORS,
                            schemas=[{"name": name, "description": schema.get("description", ""),
                                      "fields": schema_fields(schema, schemas)} for name, schema in sorted(schemas.items())])

@@ -4,14 +4,11 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from flask import current_app, render_template, request
+from flask import render_template, request
 
+from ai_service.http.context import runtime
+from ai_service.service.describe import system_report
 from ai_service.web import bp
-
-
-def system_report() -> dict[str, Any]:
-    """The body of GET /api/v1/system, so the page and the JSON never disagree."""
-    return current_app.view_functions["api.system"]().get_json()
 
 
 @bp.app_template_filter("filesize")
@@ -31,4 +28,4 @@ def filesize(value: Any) -> str:
 def status():
     """Full page, or only the refreshable part when the page's script asks for it (?fragment=1)."""
     template = "_status_body.html" if request.args.get("fragment") else "status.html"
-    return render_template(template, system=system_report(), now=time.time())
+    return render_template(template, system=system_report(runtime()), now=time.time())

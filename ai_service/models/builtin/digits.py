@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import nn
 
-from ai_service.models.base import ImageModel, ModelInfo, top_k_predictions
+from ai_service.models.base import Batch, ImageModel, ModelInfo, ModelOptions, top_k_predictions
 
 WEIGHTS_PATH = Path(__file__).resolve().parent / "weights" / "digits.pt"
 CANVAS, BOX = 28, 20
@@ -108,7 +108,7 @@ def to_input_tensor(arrays: Sequence[np.ndarray]) -> torch.Tensor:
     return torch.from_numpy((np.stack(arrays)[:, None] - MEAN) / STD)
 
 
-class DigitsModel(ImageModel):
+class DigitsModel(ImageModel[None]):
     """Handwritten digit classifier trained on scikit-learn's digits (`ai-service train-digits`)."""
 
     info = ModelInfo(
@@ -131,8 +131,8 @@ class DigitsModel(ImageModel):
     def decode_size(self) -> tuple[int, int] | None:
         return (ANALYSIS_SIDE, ANALYSIS_SIDE)
 
-    def preprocess(self, images: Sequence[Image.Image], options: dict[str, Any]) -> torch.Tensor:
-        return to_input_tensor([normalize_digit(image) for image in images]).to(self.device)
+    def preprocess(self, images: Sequence[Image.Image], options: ModelOptions) -> Batch[None]:
+        return Batch(to_input_tensor([normalize_digit(image) for image in images]).to(self.device))
 
-    def postprocess(self, outputs: torch.Tensor, options: dict[str, Any]) -> list[dict[str, Any]]:
-        return top_k_predictions(outputs, self.info.labels, options.get("top_k", 3))
+    def postprocess(self, outputs: torch.Tensor, items: Sequence[None], options: ModelOptions) -> list[dict[str, Any]]:
+        return top_k_predictions(outputs, self.info.labels, options.top_k)

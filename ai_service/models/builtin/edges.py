@@ -8,8 +8,9 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import nn
 
+from ai_service.imaging.alpha import ALPHA_MODES
 from ai_service.imaging.convert import tensor_to_pil
-from ai_service.models.builtin.native import ALPHA_MODES, NativeResolutionModel, native_info
+from ai_service.models.builtin.native import NativeResolutionModel, native_info
 
 SIGMA = 1.0
 LOW, HIGH = 0.02, 0.12  # gradient strength where output starts / saturates (a full black-white step ≈ 0.4)

@@ -1,19 +1,18 @@
 """Shared plumbing for built-in image-to-image networks that work at the upload's own resolution."""
 from __future__ import annotations
 
-from typing import Any, Sequence
+from abc import abstractmethod
+from typing import Any, NamedTuple, Sequence
 
 import torch
 import torch.nn.functional as F
 from PIL import Image
 from torch import nn
 
+from ai_service.imaging.alpha import ALPHA_MODES
 from ai_service.imaging.convert import pil_to_numpy, tensor_to_pil
 from ai_service.imaging.errors import ImageTooLargeError
-from ai_service.models.base import ImageModel, ModelInfo
-
-ITEMS_KEY = "_native_items"
-ALPHA_MODES = ("LA", "RGBA")
+from ai_service.models.base import Batch, ImageModel, ModelInfo, ModelOptions
 
 
 def native_info(name: str, description: str, version: str = "1.0") -> ModelInfo:
@@ -22,7 +21,15 @@ def native_info(name: str, description: str, version: str = "1.0") -> ModelInfo:
                      description=description)
 
 
-class NativeResolutionModel(ImageModel):
+class ImageShape(NamedTuple):
+    """Per image: its own size (the batch is padded to the largest) and mode (the output keeps its family)."""
+
+    width: int
+    height: int
+    mode: str
+
+
+class NativeResolutionModel(ImageModel[ImageShape]):
     """Images go in as RGBA floats padded (edge-replicated) to a common size; each output is cropped back.
 
     Subclasses build a fixed-weight `nn.Module` mapping (N, 4, H, W) in [0, 1] to (N, C, H*scale, W*scale)
@@ -33,13 +40,13 @@ class NativeResolutionModel(ImageModel):
     max_output_pixels = 24_000_000
     max_batch_size = 1
 
+    @abstractmethod
     def build(self) -> nn.Module:
         """The network, with its fixed kernels created here (so unload really drops them)."""
-        raise NotImplementedError
 
+    @abstractmethod
     def output_image(self, output: torch.Tensor, mode: str) -> Image.Image:
         """(C, h, w) uint8 output → the result image for an input of `mode`."""
-        raise NotImplementedError
 
     def load(self, device: torch.device) -> None:
         self.network = self.build().to(device).eval()
@@ -48,7 +55,7 @@ class NativeResolutionModel(ImageModel):
     def decode_size(self) -> tuple[int, int] | None:
         return None
 
-    def preprocess(self, images: Sequence[Image.Image], options: dict[str, Any]) -> torch.Tensor:
+    def preprocess(self, images: Sequence[Image.Image], options: ModelOptions) -> Batch[ImageShape]:
         out_pixels = sum(image.width * image.height for image in images) * self.scale ** 2
         if out_pixels > self.max_output_pixels:
             raise ImageTooLargeError(
@@ -62,8 +69,7 @@ class NativeResolutionModel(ImageModel):
             chw = rgba.permute(2, 0, 1).float().div_(255.0)
             pad = (0, width - image.width, 0, height - image.height)
             tensors.append(F.pad(chw[None], pad, mode="replicate")[0] if any(pad) else chw)
-        options[ITEMS_KEY] = [(image.width, image.height, image.mode) for image in images]
-        return torch.stack(tensors)
+        return Batch(torch.stack(tensors), [ImageShape(image.width, image.height, image.mode) for image in images])
 
     def forward(self, batch: torch.Tensor) -> torch.Tensor:
         """One image at a time (peak memory of one image), quantised to uint8 on the device."""
@@ -72,14 +78,11 @@ class NativeResolutionModel(ImageModel):
             return torch.cat([self.network(batch[i:i + 1]).clamp_(0, 1).mul_(255).round_().to(torch.uint8)
                               for i in range(batch.shape[0])])
 
-    def postprocess(self, outputs: torch.Tensor, options: dict[str, Any]) -> list[dict[str, Any]]:
-        items = options.get(ITEMS_KEY) or [(outputs.shape[-1] // self.scale, outputs.shape[-2] // self.scale, "RGBA")
-                                           ] * outputs.shape[0]
-        results = []
-        for output, (width, height, mode) in zip(outputs, items):
-            cropped = output[:, :height * self.scale, :width * self.scale]
-            results.append({"image": self.output_image(cropped, mode)})
-        return results
+    def postprocess(self, outputs: torch.Tensor, items: Sequence[ImageShape], options: ModelOptions
+                    ) -> list[dict[str, Any]]:
+        """Crop each output back from the padded batch size to its own image's size times the scale."""
+        return [{"image": self.output_image(output[:, :item.height * self.scale, :item.width * self.scale], item.mode)}
+                for output, item in zip(outputs, items)]
 
 
 def as_input_family(rgba: torch.Tensor, mode: str) -> Image.Image:

@@ -1,0 +1,60 @@
+"""What is served and whether it is up: the model list, one model by ref, the system report, the health body."""
+from __future__ import annotations
+
+import os
+import time
+from typing import Any
+
+from ai_service import __version__
+from ai_service.devices import describe_device, describe_devices, process_rss
+from ai_service.errors import ServiceError
+from ai_service.schemas import SystemModel
+from ai_service.service.runtime import Runtime
+
+#: The registry status keys the system report lists per model.
+SYSTEM_FIELDS = tuple(SystemModel.model_fields)
+
+
+def list_models(runtime: Runtime) -> list[dict[str, Any]]:
+    """Every registered model's status (metadata, state, memory), then every failed registration."""
+    return runtime.registry.statuses()
+
+
+def model_detail(runtime: Runtime, ref: str) -> dict[str, Any]:
+    """One model by name (newest version) or name@version, with the versions served under its name.
+
+    A name whose registration failed (a plugin that does not import) answers its failed status, whatever
+    version the ref asks for; a name the registry does not know is ServiceError unknown_model.
+    """
+    registry = runtime.registry
+    try:
+        key = runtime.resolve(ref).info.key
+        found = [s for s in registry.statuses() if s["key"] == key]
+    except ServiceError as error:
+        if error.code != "model_unavailable":
+            raise
+        name = ref.strip().partition("@")[0]
+        found = [s for s in registry.statuses() if s["name"] == name and s["state"] == "failed"]
+    if not found:  # removed between the lookup and the listing
+        raise ServiceError("unknown_model", f"No model named {ref!r}.", {"model": ref})
+    return {**found[0], "versions": registry.versions(found[0]["name"])}
+
+
+def system_report(runtime: Runtime) -> dict[str, Any]:
+    """Devices, memory counters, process RSS, the memory budget and every model's lifecycle state."""
+    registry = runtime.registry
+    device = describe_device(registry.device)
+    return {
+        "version": __version__, "pid": os.getpid(), "time": time.time(), "device": device,
+        "devices": describe_devices(), "memory_allocated": device.get("memory_allocated"),
+        "memory_reserved": device.get("memory_reserved"), "process_rss": process_rss(),
+        "memory": registry.memory(),
+        "models": [{field: status[field] for field in SYSTEM_FIELDS} for status in registry.statuses()],
+    }
+
+
+def health(runtime: Runtime) -> dict[str, Any]:
+    """Liveness for people and scripts: version, device, which models are loaded and which exist."""
+    registry = runtime.registry
+    return {"status": "ok", "version": __version__, "device": describe_device(registry.device),
+            "loaded_models": registry.loaded_names(), "models": registry.names()}
