@@ -59,12 +59,12 @@ class PredictOptions(Schema):
                                  description="Model name, optionally `name@version`; default: the configured default model.")
     top_k: Optional[int] = Field(None, ge=1, le=1000, description="Classification: how many labels to return (default 3).")
     fit: Optional[FitPolicy] = Field(None, description="How the image is fitted to the model's input size: "
-                                     "`stretch` (ignore aspect ratio), `letterbox` (pad), `crop` (centre crop). "
+                                     "`stretch` (ignore aspect ratio), `letterbox` (pad), `crop` (center crop). "
                                      "Models that do their own fitting report what they did in `geometry`.")
     resample: Optional[Resample] = Field(None, description="Resampling filter used when fitting (`box` = `area`).")
     score_threshold: Optional[float] = Field(None, ge=0, le=1, description="Detection: drop boxes scoring below this.")
     background: Optional[str] = Field(None, max_length=64, examples=["#ffffff", "white"],
-                                      description="Colour transparent pixels are flattened onto (CSS name or #rrggbb), "
+                                      description="Color transparent pixels are flattened onto (CSS name or #rrggbb), "
                                       "for models that need opaque input and for JPEG outputs.")
     output_format: OutputFormat = Field("png", description="Encoding of image outputs (image-to-image, masks).")
     quality: int = Field(90, ge=1, le=100, description="JPEG/WebP quality of image outputs (100 = lossless WebP).")
@@ -74,8 +74,8 @@ class PredictOptions(Schema):
 
     @field_validator("background")
     @classmethod
-    def _known_colour(cls, value: Optional[str]) -> Optional[str]:
-        """Reject colours the imaging library cannot parse, before any work is done."""
+    def _known_color(cls, value: Optional[str]) -> Optional[str]:
+        """Reject colors the imaging library cannot parse, before any work is done."""
         if value is None:
             return value
         from ai_service.imaging.alpha import parse_color
@@ -83,7 +83,7 @@ class PredictOptions(Schema):
         try:
             parse_color(value)
         except ValueError:
-            raise ValueError("must be a CSS colour name or #rgb / #rrggbb, e.g. white or #ffffff") from None
+            raise ValueError("must be a CSS color name or #rgb / #rrggbb, e.g. white or #ffffff") from None
         return value
 
     def model_options(self, default_top_k: int) -> ModelOptions:

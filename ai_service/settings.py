@@ -86,7 +86,7 @@ class ComputeSettings(Section):
 
     #: auto, cpu, cuda or cuda:N.
     device: str = "auto"
-    #: CUDA_VISIBLE_DEVICES before CUDA initialises, e.g. "0,1".
+    #: CUDA_VISIBLE_DEVICES before CUDA initializes, e.g. "0,1".
     gpus: str = ""
     #: Refuse to start without CUDA instead of falling back to the CPU.
     require_cuda: Flag = False

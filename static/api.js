@@ -13,7 +13,7 @@ export function errorMessage(body, status) {
 }
 
 /** One shape for every predict response: single-image bodies are flat, batches carry `results`. */
-export function normalise(body) {
+export function normalize(body) {
   const data = body && typeof body === "object" && body.data && typeof body.data === "object" ? body.data : body || {};
   const results = Array.isArray(data.results) ? data.results : [data];
   return {

@@ -1,6 +1,6 @@
 // Progressive enhancement of the upload page: the plain form keeps working without this script; with it the
 // page gains drop/paste/multi-file previews, a model picker from the API, in-place results, drawing and history.
-import { errorMessage, fetchModels, normalise, postForm } from "./api.js";
+import { errorMessage, fetchModels, normalize, postForm } from "./api.js";
 import { el, formatBytes, percent } from "./dom.js";
 import { setupDrawing } from "./draw.js";
 import { Selection } from "./files.js";
@@ -201,7 +201,7 @@ function start(form) {
       });
       Object.assign(batch, { status: response.status, requestId: response.requestId, roundTripMs: response.roundTripMs });
       if (response.ok) {
-        const outcome = normalise(response.body);
+        const outcome = normalize(response.body);
         Object.assign(batch, { model: outcome.model || model.name, version: outcome.version, timing: outcome.timing });
         batch.items = items.map((input, index) => ({ input, result: outcome.results[index] || { error: "No result for this image." } }));
       } else {
@@ -284,7 +284,7 @@ function start(form) {
       data.append("file", blob, "drawing.png");
       const response = await postForm(apiUrl, data);
       if (!response.ok) throw new Error(errorMessage(response.body, response.status));
-      const outcome = normalise(response.body);
+      const outcome = normalize(response.body);
       const result = outcome.results[0] || {};
       if (result.error) throw new Error(result.error.message || String(result.error));
       return { predictions: result.predictions || [], totalMs: outcome.timing.total, requestId: response.requestId };

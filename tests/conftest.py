@@ -45,25 +45,25 @@ def digits_split():
 
 
 def encode(image: Image.Image, fmt: str = "PNG", **params) -> bytes:
-    """Serialise a PIL image the way a client would upload it."""
+    """Serialize a PIL image the way a client would upload it."""
     buffer = io.BytesIO()
     image.save(buffer, format=fmt, **params)
     return buffer.getvalue()
 
 
 def digit_variants(pixels: np.ndarray) -> dict[str, tuple[bytes, str]]:
-    """One sklearn digit as the uploads users really send: gray, colour, alpha, inverted, large, JPEG."""
+    """One sklearn digit as the uploads users really send: gray, color, alpha, inverted, large, JPEG."""
     from ai_service.models.builtin.digits_training import render_digit
 
     gray = render_digit(pixels, 64)
     inverted = Image.eval(gray, lambda v: 255 - v)
-    colour = Image.merge("RGB", (gray, Image.eval(gray, lambda v: v // 2), Image.new("L", gray.size, 40)))
+    color = Image.merge("RGB", (gray, Image.eval(gray, lambda v: v // 2), Image.new("L", gray.size, 40)))
     ink_on_clear = Image.merge("RGBA", (Image.new("L", gray.size, 20),) * 3 + (gray,))
     large = render_digit(pixels, 1200, Image.Resampling.BICUBIC)
     return {
         "gray.png": (encode(gray), "image/png"),
         "inverted.png": (encode(inverted), "image/png"),
-        "colour.jpg": (encode(colour, "JPEG", quality=90), "image/jpeg"),
+        "color.jpg": (encode(color, "JPEG", quality=90), "image/jpeg"),
         "alpha.png": (encode(ink_on_clear), "image/png"),
         "large-inverted.jpg": (encode(Image.eval(large, lambda v: 255 - v).convert("RGB"), "JPEG", quality=85),
                                "image/jpeg"),

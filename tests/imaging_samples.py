@@ -51,7 +51,7 @@ def smooth_photo(h: int, w: int) -> np.ndarray:
 
 @lru_cache(maxsize=1)
 def sample_images() -> dict[str, np.ndarray]:
-    """scikit-image's bundled photos (no download): RGB, grey and an RGBA logo."""
+    """scikit-image's bundled photos (no download): RGB, gray and an RGBA logo."""
     from skimage import data
 
     return {
@@ -96,14 +96,14 @@ def png_chunk(ctype: bytes, payload: bytes) -> bytes:
     return struct.pack(">I", len(payload)) + ctype + payload + struct.pack(">I", zlib.crc32(ctype + payload))
 
 
-def png_from_rows(width: int, height: int, raw: bytes, *, bit_depth: int = 8, colour_type: int = 0) -> bytes:
+def png_from_rows(width: int, height: int, raw: bytes, *, bit_depth: int = 8, color_type: int = 0) -> bytes:
     """A PNG from already filtered scanlines."""
-    ihdr = struct.pack(">IIBBBBB", width, height, bit_depth, colour_type, 0, 0, 0)
+    ihdr = struct.pack(">IIBBBBB", width, height, bit_depth, color_type, 0, 0, 0)
     return b"\x89PNG\r\n\x1a\n" + png_chunk(b"IHDR", ihdr) + png_chunk(b"IDAT", zlib.compress(raw, 9)) + png_chunk(b"IEND", b"")
 
 
 def png_bomb(side: int = 7000) -> bytes:
-    """A valid all-black greyscale PNG of side x side pixels that is only a few tens of KB."""
+    """A valid all-black grayscale PNG of side x side pixels that is only a few tens of KB."""
     comp = zlib.compressobj(9)
     row = b"\x00" * (side + 1)
     parts = [comp.compress(row) for _ in range(side)]
@@ -148,15 +148,15 @@ def jpeg_exif(arr: np.ndarray, orientation: int, quality: int = 95) -> bytes:
     return encode(arr, "JPEG", quality=quality, exif=exif.tobytes())
 
 
-def animated_gif(colours: list[tuple[int, int, int]], size: tuple[int, int] = (16, 12)) -> bytes:
-    """An animated GIF with one solid frame per colour."""
-    frames = [Image.new("RGB", size, c) for c in colours]
+def animated_gif(colors: list[tuple[int, int, int]], size: tuple[int, int] = (16, 12)) -> bytes:
+    """An animated GIF with one solid frame per color."""
+    frames = [Image.new("RGB", size, c) for c in colors]
     return encode(frames[0], "GIF", save_all=True, append_images=frames[1:], duration=50, loop=0)
 
 
-def multipage_tiff(colours: list[tuple[int, int, int]], size: tuple[int, int] = (16, 12)) -> bytes:
-    """A multi-page TIFF with one solid page per colour (the first may differ in size)."""
-    pages = [Image.new("RGB", size, c) for c in colours]
+def multipage_tiff(colors: list[tuple[int, int, int]], size: tuple[int, int] = (16, 12)) -> bytes:
+    """A multi-page TIFF with one solid page per color (the first may differ in size)."""
+    pages = [Image.new("RGB", size, c) for c in colors]
     return encode(pages[0], "TIFF", save_all=True, append_images=pages[1:])
 
 
@@ -164,15 +164,15 @@ def multipage_tiff(colours: list[tuple[int, int, int]], size: tuple[int, int] = 
 
 
 def psd_flat(arr: np.ndarray) -> bytes:
-    """A minimal hand-written PSD (no layers, raw 8-bit merged image) holding an RGB/RGBA/grey array."""
+    """A minimal hand-written PSD (no layers, raw 8-bit merged image) holding an RGB/RGBA/gray array."""
     if arr.ndim == 2:
         arr = arr[..., None]
     h, w, c = arr.shape
     mode = 1 if c in (1, 2) else 3
-    if c in (2, 4):  # Photoshop stores the merged colour matted against white
+    if c in (2, 4):  # Photoshop stores the merged color matted against white
         a = arr[..., -1:].astype(np.float64) / 255.0
-        colour = np.rint(arr[..., :-1] * a + 255.0 * (1.0 - a)).astype(np.uint8)
-        arr = np.concatenate([colour, arr[..., -1:]], axis=-1)
+        color = np.rint(arr[..., :-1] * a + 255.0 * (1.0 - a)).astype(np.uint8)
+        arr = np.concatenate([color, arr[..., -1:]], axis=-1)
     header = b"8BPS" + struct.pack(">H6sHIIHH", 1, b"\x00" * 6, c, h, w, 8, mode)
     sections = struct.pack(">I", 0) + struct.pack(">I", 0) + struct.pack(">I", 0)
     planes = b"".join(np.ascontiguousarray(arr[..., i]).tobytes() for i in range(c))

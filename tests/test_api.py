@@ -29,7 +29,7 @@ def test_predict_returns_the_documented_shape(client, seven):
     assert {"decode", "preprocess", "queue", "forward", "postprocess", "total"} <= set(body["timing_ms"])
 
 
-@pytest.mark.parametrize("variant", ["gray.png", "inverted.png", "colour.jpg", "alpha.png", "large-inverted.jpg"])
+@pytest.mark.parametrize("variant", ["gray.png", "inverted.png", "color.jpg", "alpha.png", "large-inverted.jpg"])
 def test_predict_real_uploads(client, seven, variant):
     data, _ = seven[variant]
     body = post_file(client, data, variant, top_k="1").get_json()

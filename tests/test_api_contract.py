@@ -43,9 +43,9 @@ class SquareFinder(ImageModel):
         for plane, geometry in zip(outputs, items):
             ys, xs = torch.nonzero(plane > 127, as_tuple=True)
             box = [int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1]
-            centre = [(box[0] + box[2]) / 2, (box[1] + box[3]) / 2, 0.9]
+            center = [(box[0] + box[2]) / 2, (box[1] + box[3]) / 2, 0.9]
             mask = Image.fromarray(((plane > 127).numpy() * 255).astype(np.uint8), "L")
-            results.append({"detections": [{"label": "square", "score": 1.0, "box": box, "keypoints": [centre]}],
+            results.append({"detections": [{"label": "square", "score": 1.0, "box": box, "keypoints": [center]}],
                             "mask": mask, "geometry": geometry})
         return results
 
@@ -169,7 +169,7 @@ def test_remote_urls_are_refused_without_any_connection(client, monkeypatch, url
     ({"image": "AAAA", "resample": "hamming"}, ["resample"]),
     ({"image": "AAAA", "output_format": "gif"}, ["output_format"]),
     ({"image": "AAAA", "return": "xml"}, ["return"]),
-    ({"image": "AAAA", "background": "not-a-colour"}, ["background"]),
+    ({"image": "AAAA", "background": "not-a-color"}, ["background"]),
     ({"image": "AAAA", "quality": 101}, ["quality"]),
     ({"image": "AAAA", "model": "../etc/passwd"}, ["model"]),
     ({"image": "AAAA", "topk": 3}, ["topk"]),
@@ -189,8 +189,8 @@ def test_json_validation_errors_name_the_field(client, body, loc):
 
 
 def test_multipart_options_are_validated_too(client, seven):
-    error = error_of(post_files(client, [("a.png", seven)], fit="squash", colour="red"), 422, "validation_error")
-    assert sorted(issue["loc"] for issue in error["details"]) == [["colour"], ["fit"]]
+    error = error_of(post_files(client, [("a.png", seven)], fit="squash", color="red"), 422, "validation_error")
+    assert sorted(issue["loc"] for issue in error["details"]) == [["color"], ["fit"]]
 
 
 def test_malformed_json_and_other_content_types(client):

@@ -153,7 +153,7 @@ def test_drag_and_drop_adds_files_and_predicts(page, seven):
 
 
 def test_paste_from_clipboard_and_several_files_at_once(page, seven):
-    payload = base64.b64encode(seven["colour.jpg"][0]).decode()
+    payload = base64.b64encode(seven["color.jpg"][0]).decode()
     page.evaluate("""(b64) => {
         const bytes = Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
         const transfer = new DataTransfer();
@@ -258,7 +258,7 @@ def test_image_output_has_comparison_slider_and_download(page):
     assert page.get_attribute("#results a[download]", "download") == "disc-negative.png"
 
 
-def test_background_colour_reaches_the_background_remover(page):
+def test_background_color_reaches_the_background_remover(page):
     square = np.full((60, 80, 3), 255, np.uint8)
     square[20:40, 20:40] = (220, 30, 30)
     page.select_option("#model", "remove-bg")
@@ -389,8 +389,8 @@ CONTRAST_SCRIPT = """(selectors) => {
     const rgba = (text) => text.match(/[\\d.]+/g).map(Number);
     const background = (node) => {
         for (; node; node = node.parentElement) {
-            const colour = rgba(getComputedStyle(node).backgroundColor);
-            if (colour.length < 4 || colour[3] > 0.5) return colour;
+            const color = rgba(getComputedStyle(node).backgroundColor);
+            if (color.length < 4 || color[3] > 0.5) return color;
         }
         return [255, 255, 255];
     };

@@ -1,6 +1,6 @@
-"""The dark colour scheme in a real browser: pages follow prefers-color-scheme and keep WCAG AA text contrast.
+"""The dark color scheme in a real browser: pages follow prefers-color-scheme and keep WCAG AA text contrast.
 
-Playwright emulates the visitor's system setting (new_context(color_scheme=...)); colours are read back with
+Playwright emulates the visitor's system setting (new_context(color_scheme=...)); colors are read back with
 getComputedStyle, the background under each text is composited up the ancestor chain, and the WCAG 2 contrast
 ratio is computed here. Without /usr/bin/chromium the module skips locally and fails under CI=true.
 """
@@ -20,13 +20,13 @@ AA_LARGE_TEXT = 3.0  # WCAG: 24px, or 18.66px bold, and larger
 TODAYS_LIGHT_BG = (243, 245, 248)  # #f3f5f8
 TIMEOUT_MS = 15_000
 
-# colourPair(element) -> [text rgba, background rgba]: the background is every ancestor's background colour
-# composited from the root down, over the canvas colour of the page's scheme.
-COLOUR_PAIR_JS = """
-const colourPair = (element) => {
+# colorPair(element) -> [text rgba, background rgba]: the background is every ancestor's background color
+# composited from the root down, over the canvas color of the page's scheme.
+COLOR_PAIR_JS = """
+const colorPair = (element) => {
   const parse = (text) => {
     const m = text.match(/rgba?\\(([^)]+)\\)/);
-    if (!m) throw new Error("unexpected colour " + text);
+    if (!m) throw new Error("unexpected color " + text);
     const [r, g, b, a = "1"] = m[1].split(/[ ,\\/]+/).filter(Boolean);
     return [+r, +g, +b, +a];
   };
@@ -36,9 +36,9 @@ const colourPair = (element) => {
   };
   const layers = [];
   for (let node = element; node; node = node.parentElement) {
-    const colour = parse(getComputedStyle(node).backgroundColor);
-    layers.push(colour);
-    if (colour[3] === 1) break;
+    const color = parse(getComputedStyle(node).backgroundColor);
+    layers.push(color);
+    if (color[3] === 1) break;
   }
   const dark = matchMedia("(prefers-color-scheme: dark)").matches;
   let background = dark ? [18, 18, 18, 1] : [255, 255, 255, 1];
@@ -47,9 +47,9 @@ const colourPair = (element) => {
 };
 """
 
-# Every visible element that directly holds text, with its colours; skips what WCAG exempts (disabled controls)
-# and what has no single background colour (text over images or gradients, or under a translucent ancestor).
-TEXT_COLOURS_JS = "() => {" + COLOUR_PAIR_JS + """
+# Every visible element that directly holds text, with its colors; skips what WCAG exempts (disabled controls)
+# and what has no single background color (text over images or gradients, or under a translucent ancestor).
+TEXT_COLORS_JS = "() => {" + COLOR_PAIR_JS + """
   const found = [];
   for (const element of document.body.querySelectorAll("*")) {
     const text = [...element.childNodes].filter((n) => n.nodeType === Node.TEXT_NODE).map((n) => n.textContent).join("").trim();
@@ -64,15 +64,15 @@ TEXT_COLOURS_JS = "() => {" + COLOUR_PAIR_JS + """
     const style = getComputedStyle(element);
     const size = parseFloat(style.fontSize);
     const large = size >= 24 || (size >= 18.66 && parseInt(style.fontWeight, 10) >= 700);
-    const [textColour, background] = colourPair(element);
+    const [textColor, background] = colorPair(element);
     found.push({ label: `${element.tagName.toLowerCase()}.${element.className} "${text.slice(0, 30)}"`, large,
-                 text: textColour, background });
+                 text: textColor, background });
   }
   return found;
 }"""
 
 def luminance(rgb) -> float:
-    """WCAG 2 relative luminance of an sRGB colour (0-255 channels)."""
+    """WCAG 2 relative luminance of an sRGB color (0-255 channels)."""
     def linear(channel: float) -> float:
         c = channel / 255
         return c / 12.92 if c <= 0.04045 else ((c + 0.055) / 1.055) ** 2.4
@@ -110,7 +110,7 @@ def scheme(request) -> str:
 
 
 def open_page(browser, base: str, path: str, scheme: str):
-    """A page on `path` with the system colour scheme emulated; scripted pages are waited for."""
+    """A page on `path` with the system color scheme emulated; scripted pages are waited for."""
     context = browser.new_context(color_scheme=scheme, viewport={"width": 1280, "height": 900})
     context.set_default_timeout(TIMEOUT_MS)
     page = context.new_page()
@@ -120,15 +120,15 @@ def open_page(browser, base: str, path: str, scheme: str):
     return context, page
 
 
-def colours(page, selector: str) -> tuple[list[float], list[float]]:
+def colors(page, selector: str) -> tuple[list[float], list[float]]:
     """(text rgba, effective background rgba) of the first element matching `selector`."""
     locator = page.locator(selector).first
     locator.wait_for(state="attached")
-    return tuple(locator.evaluate("(element) => {" + COLOUR_PAIR_JS + " return colourPair(element); }"))
+    return tuple(locator.evaluate("(element) => {" + COLOR_PAIR_JS + " return colorPair(element); }"))
 
 
 def pair_ratio(page, selector: str) -> float:
-    text, background = colours(page, selector)
+    text, background = colors(page, selector)
     return contrast(text, background)
 
 
@@ -152,10 +152,10 @@ KEY_PAIRS = [
 def test_page_background_follows_the_system_scheme(browser, live_server, scheme, path):
     context, page = open_page(browser, live_server, path, scheme)
     try:
-        text, background = colours(page, "body")
+        text, background = colors(page, "body")
         meta = page.get_attribute("meta[name=color-scheme]", "content")
         root_scheme = page.evaluate("getComputedStyle(document.documentElement).colorScheme")
-        card_text, card = colours(page, ".card")
+        card_text, card = colors(page, ".card")
     finally:
         context.close()
     assert "dark" in meta and "light" in meta and "dark" in root_scheme
@@ -185,7 +185,7 @@ def test_every_visible_text_reaches_wcag_aa(browser, live_server, scheme, path):
     """A sweep for what the key pairs miss, such as light text left on a white box in the dark scheme."""
     context, page = open_page(browser, live_server, path, scheme)
     try:
-        found = page.evaluate(TEXT_COLOURS_JS)
+        found = page.evaluate(TEXT_COLORS_JS)
     finally:
         context.close()
     low = [f"{item['label']}: {contrast(item['text'], item['background']):.2f}" for item in found
@@ -201,7 +201,7 @@ def test_canvas_and_checkerboard_keep_dark_ink_visible(browser, live_server, sch
     """The drawing canvas stays white paper for black ink; a transparency checkerboard shows dark ink in both schemes."""
     context, page = open_page(browser, live_server, "/", scheme)
     try:
-        canvas_background = colours(page, "#digit-canvas")[1]
+        canvas_background = colors(page, "#digit-canvas")[1]
         checker = page.evaluate("""() => {
           const probe = document.createElement("div");
           probe.className = "checker";
@@ -215,6 +215,6 @@ def test_canvas_and_checkerboard_keep_dark_ink_visible(browser, live_server, sch
     finally:
         context.close()
     assert tuple(round(c) for c in canvas_background[:3]) == (255, 255, 255)
-    for colour in checker:
-        rgb = [int(part) for part in colour[colour.index("(") + 1:colour.index(")")].split(",")[:3]]
-        assert contrast(INK, rgb) >= AA_TEXT, (scheme, colour)
+    for color in checker:
+        rgb = [int(part) for part in color[color.index("(") + 1:color.index(")")].split(",")[:3]]
+        assert contrast(INK, rgb) >= AA_TEXT, (scheme, color)

@@ -1,4 +1,4 @@
-"""Built-in image-to-image networks: edges, upscale-2x/4x, remove-bg — behaviour checked on synthetic images."""
+"""Built-in image-to-image networks: edges, upscale-2x/4x, remove-bg — behavior checked on synthetic images."""
 import base64
 import io
 
@@ -51,14 +51,14 @@ def test_edges_are_thin_lines_on_the_boundary_only(models):
     assert strong[:, 32].sum() == 2 and strong[32, :].sum() == 2
 
 
-def test_edges_see_colour_only_boundaries_and_keep_alpha(models):
+def test_edges_see_color_only_boundaries_and_keep_alpha(models):
     red_green = Image.new("RGB", (40, 20), (200, 60, 0))
-    red_green.paste((0, 120, 0), (20, 0, 40, 20))  # nearly equal luma, very different colour
+    red_green.paste((0, 120, 0), (20, 0, 40, 20))  # nearly equal luma, very different color
     (edges,) = run(models["edges"], red_green)
     assert np.asarray(edges)[:, 18:22].max() > 200
     cutout = Image.new("RGBA", (40, 40), (255, 0, 0, 0))
     ImageDraw.Draw(cutout).ellipse([8, 8, 31, 31], fill=(90, 90, 90, 255))
-    cutout.putpixel((1, 1), (0, 255, 0, 0))  # a hidden colour under full transparency draws nothing
+    cutout.putpixel((1, 1), (0, 255, 0, 0))  # a hidden color under full transparency draws nothing
     (edges,) = run(models["edges"], cutout)
     assert edges.mode == "LA"
     assert np.array_equal(np.asarray(edges)[..., 1], np.asarray(cutout)[..., 3])
@@ -94,7 +94,7 @@ def test_upscale_keeps_transparent_edges_free_of_dark_fringes(models):
     pixels = np.asarray(big)
     visible = pixels[pixels[..., 3] > 0]
     assert ((0 < pixels[..., 3]) & (pixels[..., 3] < 255)).any()  # a soft edge exists...
-    assert np.abs(visible[:, :3].astype(int) - [255, 40, 0]).max() <= 1  # ...in the sprite's own colour
+    assert np.abs(visible[:, :3].astype(int) - [255, 40, 0]).max() <= 1  # ...in the sprite's own color
 
 
 def test_upscale_refuses_outputs_over_the_pixel_limit(models):
@@ -104,7 +104,7 @@ def test_upscale_refuses_outputs_over_the_pixel_limit(models):
 
 
 def studio_shot(size=(160, 120), key=(0, 177, 64)):
-    """A red disc with a key-coloured hole, on a key-coloured background, soft-edged and JPEG-noisy."""
+    """A red disc with a key-colored hole, on a key-colored background, soft-edged and JPEG-noisy."""
     big = Image.new("RGB", (size[0] * 4, size[1] * 4), key)
     draw = ImageDraw.Draw(big)
     draw.ellipse([160, 80, 480, 400], fill=(210, 40, 40))

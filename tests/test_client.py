@@ -44,7 +44,7 @@ def label_of(result) -> str:
 def test_predict_accepts_a_path_bytes_a_file_and_a_pil_image(client, sevens, tmp_path):
     path = tmp_path / "seven.png"
     path.write_bytes(sevens["gray.png"])
-    inputs = [path, str(path), sevens["colour.jpg"], io.BytesIO(sevens["alpha.png"]),
+    inputs = [path, str(path), sevens["color.jpg"], io.BytesIO(sevens["alpha.png"]),
               Image.open(io.BytesIO(sevens["inverted.png"]))]
     for image in inputs:
         response = client.predict(image, model="digits", top_k=2)
@@ -62,7 +62,7 @@ def test_options_reach_the_server(client, sevens):
 
 
 def test_predict_many_keeps_order_and_reports_bad_items(client, sevens):
-    response = client.predict_many([sevens["gray.png"], b"not an image", sevens["colour.jpg"]], model="digits")
+    response = client.predict_many([sevens["gray.png"], b"not an image", sevens["color.jpg"]], model="digits")
     good, bad, other = response.results
     assert label_of(good) == label_of(other) == "7"
     assert isinstance(bad, ItemError) and bad.error.code == "unsupported_format" and bad.status == 415

@@ -37,17 +37,17 @@ def test_held_out_accuracy_at_least_97_percent(model, digits_split):
 
 
 def test_held_out_accuracy_on_realistic_uploads(model, digits_split):
-    """The same held-out digits as users upload them: colour, alpha, inverted, large, JPEG."""
+    """The same held-out digits as users upload them: color, alpha, inverted, large, JPEG."""
     subset = slice(0, 120)
     labels = digits_split.test_labels[subset]
-    for name in ("gray.png", "inverted.png", "colour.jpg", "alpha.png", "large-inverted.jpg"):
+    for name in ("gray.png", "inverted.png", "color.jpg", "alpha.png", "large-inverted.jpg"):
         from ai_service.imaging.io import decode_image
 
         images = [decode_image(digit_variants(p)[name][0]) for p in digits_split.test_images[subset]]
         assert accuracy(model, images, labels) >= 0.95, name
 
 
-def test_normalisation_is_polarity_and_alpha_invariant(digits_split):
+def test_normalization_is_polarity_and_alpha_invariant(digits_split):
     pixels = digits_split.test_images[0]
     reference = normalize_digit(render_digit(pixels, 64))
     inverted = normalize_digit(Image.eval(render_digit(pixels, 64), lambda v: 255 - v))
@@ -120,7 +120,7 @@ def reference_normalize_digit(image: Image.Image) -> np.ndarray:
     return np.roll(canvas, (shift_y, shift_x), axis=(0, 1))
 
 
-def test_fast_normalisation_matches_the_training_reference_bit_for_bit(digits_split):
+def test_fast_normalization_matches_the_training_reference_bit_for_bit(digits_split):
     """The hot-path rewrite must feed the network exactly what it was trained on."""
     rng = np.random.default_rng(3)
     images = []

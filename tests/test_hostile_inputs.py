@@ -36,7 +36,7 @@ def server(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def seven(digits_split) -> Image.Image:
-    """A clean rendering of a held-out 7 (grey ink on black, 64x64)."""
+    """A clean rendering of a held-out 7 (gray ink on black, 64x64)."""
     from ai_service.models.builtin.digits_training import render_digit
 
     index = int(list(digits_split.test_labels).index(7))
@@ -188,7 +188,7 @@ def cmyk_jpeg(img: Image.Image) -> bytes:
 
 
 def palette_png_with_transparency(img: Image.Image) -> bytes:
-    """Two-colour palette PNG: black ink, transparent white background (a typical icon-style export)."""
+    """Two-color palette PNG: black ink, transparent white background (a typical icon-style export)."""
     paletted = img.point(lambda v: 0 if v > 90 else 255).convert("P")
     white = paletted.getpalette()[::3].index(255)
     return encode(paletted, transparency=white)

@@ -54,11 +54,11 @@ def test_numpy_alpha_checks() -> None:
 
 def test_split_alpha() -> None:
     rgba = S.photo_rgba()
-    colour, alpha = split_alpha(Image.fromarray(rgba))
-    assert colour.mode == "RGB" and alpha is not None and alpha.mode == "L"
-    assert np.array_equal(np.asarray(colour), rgba[..., :3]) and np.array_equal(np.asarray(alpha), rgba[..., 3])
-    grey, a = split_alpha(Image.fromarray(np.dstack([rgba[..., 0], rgba[..., 3]]), "LA"))
-    assert grey.mode == "L" and a is not None
+    color, alpha = split_alpha(Image.fromarray(rgba))
+    assert color.mode == "RGB" and alpha is not None and alpha.mode == "L"
+    assert np.array_equal(np.asarray(color), rgba[..., :3]) and np.array_equal(np.asarray(alpha), rgba[..., 3])
+    gray, a = split_alpha(Image.fromarray(np.dstack([rgba[..., 0], rgba[..., 3]]), "LA"))
+    assert gray.mode == "L" and a is not None
     assert split_alpha(Image.fromarray(rgba[..., :3]))[1] is None
 
 
@@ -74,7 +74,7 @@ def test_flatten_matches_pillow_alpha_composite(background: object) -> None:
     assert np.abs(ours - exact).max() <= 1
 
 
-def test_flatten_default_white_and_grey() -> None:
+def test_flatten_default_white_and_gray() -> None:
     im = Image.new("RGBA", (2, 2), (0, 0, 0, 0))
     assert flatten_alpha(im).getpixel((0, 0)) == (255, 255, 255)
     la = Image.new("LA", (2, 2), (0, 128))
@@ -87,13 +87,13 @@ def test_flatten_default_white_and_grey() -> None:
 
 def test_reattach_alpha_after_image_to_image_model() -> None:
     original = Image.fromarray(S.photo_rgba())
-    colour, alpha = split_alpha(original)
-    model_output = colour.transpose(Image.Transpose.FLIP_LEFT_RIGHT).transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+    color, alpha = split_alpha(original)
+    model_output = color.transpose(Image.Transpose.FLIP_LEFT_RIGHT).transpose(Image.Transpose.FLIP_LEFT_RIGHT)
     restored = reattach_alpha(model_output, original)
     assert restored.mode == "RGBA" and np.array_equal(np.asarray(restored), np.asarray(original))
-    upscaled = reattach_alpha(colour.resize((colour.width * 2, colour.height * 2)), original)
-    assert upscaled.size == (colour.width * 2, colour.height * 2)
-    assert np.asarray(upscaled)[0, 0, 3] == 0 and np.asarray(upscaled)[colour.height, colour.width, 3] == 255
+    upscaled = reattach_alpha(color.resize((color.width * 2, color.height * 2)), original)
+    assert upscaled.size == (color.width * 2, color.height * 2)
+    assert np.asarray(upscaled)[0, 0, 3] == 0 and np.asarray(upscaled)[color.height, color.width, 3] == 255
     opaque = Image.new("RGB", (3, 3))
     assert reattach_alpha(opaque, Image.new("RGB", (3, 3))) is opaque
     assert reattach_alpha(Image.new("L", (3, 3)), Image.new("LA", (3, 3), (0, 9))).mode == "LA"

@@ -107,7 +107,7 @@ def test_download_attachment(client) -> None:
         ([{"op": "resize", "width": 10, "filter": "hamming"}], {}, "operations[0].filter"),
         ([{"op": "resize", "width": 8000, "height": 8000}], {}, "operations[0].width"),
         ([{"op": "to_gray"}, {"op": "color_key", "tolerance": -1}], {}, "operations[1].tolerance"),
-        ([{"op": "color_key", "color": "notacolour"}], {}, "operations[0].color"),
+        ([{"op": "color_key", "color": "notacolor"}], {}, "operations[0].color"),
         ([{"op": "flatten_alpha", "bg": "#fff"}], {}, "operations[0].bg"),
         ([{"op": "colorspace", "space": "cmyk"}], {}, "operations[0].space"),
         ([{"op": "to_gray", "keep_alpha": "maybe"}], {}, "operations[0].keep_alpha"),

@@ -176,7 +176,7 @@ def test_la_png_stays_la() -> None:
     assert im.mode == "LA" and np.array_equal(np.asarray(im), arr)
 
 
-def test_sixteen_bit_grey_is_scaled_not_clipped() -> None:
+def test_sixteen_bit_gray_is_scaled_not_clipped() -> None:
     values = np.array([[0, 128, 129, 257, 32768, 65279, 65535]], np.uint16)
     expected = np.round(values / 257.0).astype(np.uint8)
     for fmt in ("PNG", "TIFF"):
@@ -184,7 +184,7 @@ def test_sixteen_bit_grey_is_scaled_not_clipped() -> None:
         assert im.mode == "L" and np.array_equal(np.asarray(im), expected), fmt
 
 
-def test_sixteen_bit_colour_png_and_tiff_rounded() -> None:
+def test_sixteen_bit_color_png_and_tiff_rounded() -> None:
     import cv2
 
     rng = np.random.default_rng(3)
@@ -227,14 +227,14 @@ def test_palette_with_trns_becomes_rgba() -> None:
     assert opaque.mode == "RGB" and opaque.getpixel((1, 0)) == (0, 255, 0)
 
 
-def test_truecolour_and_grey_trns_colour_keys() -> None:
+def test_truecolor_and_gray_trns_color_keys() -> None:
     rgb = Image.new("RGB", (3, 1), (10, 20, 30))
     rgb.putpixel((1, 0), (1, 2, 3))
     im = decode_image(S.encode(rgb, "PNG", transparency=(1, 2, 3)))
     assert im.mode == "RGBA" and np.asarray(im)[0, :, 3].tolist() == [255, 0, 255]
-    grey = Image.new("L", (3, 1), 7)
-    grey.putpixel((2, 0), 9)
-    im = decode_image(S.encode(grey, "PNG", transparency=9))
+    gray = Image.new("L", (3, 1), 7)
+    gray.putpixel((2, 0), 9)
+    im = decode_image(S.encode(gray, "PNG", transparency=9))
     assert im.mode == "LA" and np.asarray(im)[0].tolist() == [[7, 255], [7, 255], [9, 0]]
 
 
@@ -456,8 +456,8 @@ def test_psd_layered_composite_and_layer_list() -> None:
 def test_hand_written_flat_psd() -> None:
     rgb = S.random_rgb(5, 7)
     assert np.array_equal(np.asarray(decode_image(S.psd_flat(rgb))), rgb)
-    grey = rgb[..., 0]
-    assert np.array_equal(np.asarray(decode_image(S.psd_flat(grey))), grey)
+    gray = rgb[..., 0]
+    assert np.array_equal(np.asarray(decode_image(S.psd_flat(gray))), gray)
     rgba = S.random_rgba(5, 7)
     rgba[..., 3] = np.clip(rgba[..., 3], 128, 255)
     im = decode_image(S.psd_flat(rgba))

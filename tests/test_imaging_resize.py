@@ -53,7 +53,7 @@ def test_plan_fit_crop_and_stretch() -> None:
         plan_fit((4, 4), (2, 2), "zoom")  # type: ignore[arg-type]
 
 
-def test_fit_image_letterbox_pads_with_colour_or_transparency() -> None:
+def test_fit_image_letterbox_pads_with_color_or_transparency() -> None:
     im = Image.fromarray(S.sample_images()["chelsea"])  # 451x300
     out, geo = fit_image(im, (224, 224), "letterbox", "bilinear", pad_color=(114, 114, 114))
     assert out.size == (224, 224) and out.mode == "RGB"
@@ -63,8 +63,8 @@ def test_fit_image_letterbox_pads_with_colour_or_transparency() -> None:
     assert np.array_equal(np.asarray(out)[t:b, l:r], np.asarray(ref))
     clear, _ = fit_image(im, (224, 224), "letterbox", pad_color=None)
     assert clear.mode == "RGBA" and clear.getpixel((5, 0))[3] == 0 and clear.getpixel((112, 112))[3] == 255
-    grey, _ = fit_image(im.convert("L"), (50, 100), "letterbox", pad_color=0)
-    assert grey.mode == "L" and grey.size == (50, 100)
+    gray, _ = fit_image(im.convert("L"), (50, 100), "letterbox", pad_color=0)
+    assert gray.mode == "L" and gray.size == (50, 100)
 
 
 def test_fit_image_crop_matches_crop_then_resize() -> None:

@@ -18,7 +18,7 @@ pytestmark = pytest.mark.filterwarnings("ignore::FutureWarning")
 
 
 class Brightness(torch.nn.Module):
-    """Classifies 'dark' vs 'bright' from the normalised mean: a real, checkable decision."""
+    """Classifies 'dark' vs 'bright' from the normalized mean: a real, checkable decision."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         level = x.mean(dim=(1, 2, 3))
@@ -35,7 +35,7 @@ class FixedBox(torch.nn.Module):
 
 
 class ThresholdSegmenter(torch.nn.Module):
-    """Two-class logits: class 1 where the (normalised) first channel is bright."""
+    """Two-class logits: class 1 where the (normalized) first channel is bright."""
 
     def forward(self, x: torch.Tensor) -> Dict[str, torch.Tensor]:
         bright = x[:, :1]
@@ -43,7 +43,7 @@ class ThresholdSegmenter(torch.nn.Module):
 
 
 class Invert(torch.nn.Module):
-    """Image-to-image: undo the [0.5]/[0.5] normalisation and invert."""
+    """Image-to-image: undo the [0.5]/[0.5] normalization and invert."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return 1.0 - (x * 0.5 + 0.5)

@@ -66,7 +66,7 @@ def test_static_scripts_are_served(client):
 def test_selected_model_survives_a_reload(client):
     html = client.get("/?model=negative").get_data(as_text=True)
     assert re.search(r'<option value="negative"[^>]*selected', html)
-    assert "inverts colours" in html  # the description of the chosen model is rendered without JavaScript
+    assert "inverts colors" in html  # the description of the chosen model is rendered without JavaScript
 
 
 def test_no_js_result_shows_request_id_and_timings(client, seven):
@@ -80,7 +80,7 @@ def test_no_js_result_shows_request_id_and_timings(client, seven):
 def test_no_js_several_files_with_one_bad(client, seven):
     page = client.post("/predict", data={"file": [(io.BytesIO(seven["gray.png"][0]), "a.png"),
                                                   (io.BytesIO(b"hello"), "notes.txt"),
-                                                  (io.BytesIO(seven["colour.jpg"][0]), "c.jpg")]})
+                                                  (io.BytesIO(seven["color.jpg"][0]), "c.jpg")]})
     html = page.get_data(as_text=True)
     assert page.status_code == 200
     assert html.count('class="result-item"') == 2 and html.count('<li class="top"><span class="label">7</span>') == 2
@@ -95,11 +95,11 @@ def test_no_js_image_output_in_requested_format_on_a_background(client):
     assert 'download="cut-negative.webp"' in html and "After · 40×30 WEBP" in html
     url = re.search(r'<a class="button primary" href="(data:image/webp;base64,[^"]+)"', html).group(1)
     image = data_url_image(url)
-    assert image.getpixel((0, 0))[:3] == (0, 255, 0)  # transparent corner flattened onto the chosen colour
+    assert image.getpixel((0, 0))[:3] == (0, 255, 0)  # transparent corner flattened onto the chosen color
     assert image.getpixel((20, 10))[:3] == (55, 235, 235)
 
 
-def test_no_js_keeps_transparency_unless_a_colour_is_chosen(client):
+def test_no_js_keeps_transparency_unless_a_color_is_chosen(client):
     html = client.post("/predict", data={"file": (io.BytesIO(cutout()), "cut.png"), "model": "negative",
                                          "background": "#00ff00"}).get_data(as_text=True)
     url = re.search(r'href="(data:image/png;base64,[^"]+)" download', html).group(1)

@@ -32,10 +32,10 @@ class _AlphaModel(ImageModel[None]):
 
 
 class NegativeModel(_AlphaModel):
-    """Image-to-image: the colour negative, transparency kept (so the page's checkerboard matters)."""
+    """Image-to-image: the color negative, transparency kept (so the page's checkerboard matters)."""
 
     info = ModelInfo(name="negative", version="1", task="image-to-image", input_size=None, input_mode="RGBA",
-                     description="Test double: inverts colours, keeps alpha.")
+                     description="Test double: inverts colors, keeps alpha.")
 
     def postprocess(self, outputs: torch.Tensor, items: Sequence[None], options: ModelOptions
                     ) -> list[dict[str, Any]]:

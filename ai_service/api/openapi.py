@@ -16,7 +16,7 @@ from ai_service.api import bp
 from ai_service import schemas as s
 from ai_service.errors import ERRORS
 
-#: A real handwritten 7 (24×24 greyscale PNG, 367 bytes): the digits model answers "7" with score 1.0.
+#: A real handwritten 7 (24×24 grayscale PNG, 367 bytes): the digits model answers "7" with score 1.0.
 SAMPLE_PNG_BASE64 = (
     "iVBORw0KGgoAAAANSUhEUgAAABgAAAAYCAAAAADFHGIkAAABNklEQVR42nWSwWqDQBCG/xpN0AVrk2wOTYt7C+gb9P1vufRiwDYpNrEVsrDVibt"
     "gc+mhirYhcxr4+IYZ/rlBW3EUR3H026/Xa1i4UjYAgHlMCGHlpeOMfd9vSLbAW/BQhOqgGPMeHv2mOnYGF0KIMn8OggC36A3LduhNp9uPMxxSUpF"
@@ -69,7 +69,7 @@ def predict_examples(model: str, image_model: str | None) -> tuple[tuple[str, st
 def convert_examples() -> tuple[tuple[str, str], ...]:
     """curl lines for POST /api/v1/convert."""
     ops = '[{"op": "resize", "width": 48, "fit": "letterbox"}, {"op": "to_gray"}]'
-    return (("Resize and grey, answer with the image", f"curl -s -F file=@{SAMPLE_FILE} -F 'operations={ops}' "
+    return (("Resize and gray, answer with the image", f"curl -s -F file=@{SAMPLE_FILE} -F 'operations={ops}' "
              "-F format=webp -o converted.webp {base}/api/v1/convert"),
             ("The same, answered as JSON with a data URL", f"curl -s -F file=@{SAMPLE_FILE} -F 'operations={ops}' "
              "-F response=json {base}/api/v1/convert"))
@@ -88,7 +88,7 @@ def operations(model: str, image_model: str | None) -> list[Operation]:
                       "input, in order. A request with one input fails as a whole when that input is bad; in a "
                       "batch (several `file` parts or JSON `images`) a bad input gets an error entry and the others "
                       "still run. With `return=image` the body is the encoded output image instead of JSON.")),
-        Operation("POST", "/api/v1/convert", "convert", "Convert an image: resize, colour, alpha; no model",
+        Operation("POST", "/api/v1/convert", "convert", "Convert an image: resize, color, alpha; no model",
                   s.ConvertResponse, "images", errors=(400, 413, 415, 422), security="key",
                   request={"multipart/form-data": s.ConvertForm}, image_response=True, description=(
                       "Decode one image safely (format sniffed from its bytes, pixel limit), apply the listed "

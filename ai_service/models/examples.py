@@ -78,7 +78,7 @@ def write_example(home: Path, force: bool = False) -> dict[str, Any]:
     entries = [
         {"name": "example-digits", "kind": "torchscript", "version": "1", "weights": f"{EXAMPLE_DIR}/{script_path.name}",
          "sha256": sha256_of(script_path), **digits_common,
-         "description": "The digits CNN as TorchScript (expects a centred white digit on black)."},
+         "description": "The digits CNN as TorchScript (expects a centered white digit on black)."},
         {"name": "example-digits", "kind": "export", "version": "2", "weights": f"{EXAMPLE_DIR}/{export_path.name}",
          "sha256": sha256_of(export_path), **digits_common,
          "description": "The same CNN as a torch.export program (dynamic batch); newest version, so the default."},

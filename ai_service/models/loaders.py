@@ -103,7 +103,7 @@ def classification_architectures() -> list[str]:
 
 
 def build_architecture(architecture: str, num_classes: int, state: dict[str, torch.Tensor]) -> nn.Module:
-    """A torchvision classifier with `num_classes` outputs holding `state`, without random-initialising first."""
+    """A torchvision classifier with `num_classes` outputs holding `state`, without random-initializing first."""
     import torchvision
 
     known = classification_architectures()

@@ -84,7 +84,7 @@ class ModelEntry:
 class ModelRegistry:
     """Models by name@version for one device: lazy thread-safe loading, leases, LRU eviction under a budget.
 
-    `_lock` guards entries, states and lease counts and is held only briefly; `_transition` serialises
+    `_lock` guards entries, states and lease counts and is held only briefly; `_transition` serializes
     the slow steps (load, offload, unload, evict), so two first requests load a model once and two
     loads never overshoot the budget together. Requests that find their model loaded take no slow lock.
     """

@@ -57,7 +57,7 @@ def detections(item: Any, labels: Sequence[str], threshold: float) -> dict[str, 
 
 def palette(count: int) -> np.ndarray:
     """Distinct colors per class index (the PASCAL VOC bit-interleaved color map), shape (count, 3)."""
-    colours = np.zeros((count, 3), dtype=np.uint8)
+    colors = np.zeros((count, 3), dtype=np.uint8)
     for index in range(count):
         value, r, g, b = index, 0, 0, 0
         for shift in range(7, -1, -1):
@@ -65,15 +65,15 @@ def palette(count: int) -> np.ndarray:
             g |= ((value >> 1) & 1) << shift
             b |= ((value >> 2) & 1) << shift
             value >>= 3
-        colours[index] = (r, g, b)
-    return colours
+        colors[index] = (r, g, b)
+    return colors
 
 
 def segmentation(logits: torch.Tensor, labels: Sequence[str]) -> dict[str, Any]:
     """(K, H, W) logits → a mask image and the classes present with their share of pixels.
 
-    One channel: a binary L mask (255 = foreground, sigmoid > 0.5). Several: an RGBA mask coloured per
-    class (background transparent, so it overlays the image) plus a legend mapping colours to labels.
+    One channel: a binary L mask (255 = foreground, sigmoid > 0.5). Several: an RGBA mask colored per
+    class (background transparent, so it overlays the image) plus a legend mapping colors to labels.
     """
     if logits.dim() != 3:
         raise TypeError(f"a segmentation model must return (N, K, H, W) logits, got a per-image shape "
@@ -86,14 +86,14 @@ def segmentation(logits: torch.Tensor, labels: Sequence[str]) -> dict[str, Any]:
                              "fraction": share}]}
     indices = logits.argmax(dim=0).to(torch.int64).cpu().numpy()
     count = logits.shape[0]
-    colours = palette(count)
+    colors = palette(count)
     counts = np.bincount(indices.ravel(), minlength=count)
     transparent = 0 if (not labels or label_for(0, labels).lower() in BACKGROUND_NAMES) else None
-    rgba = np.concatenate([colours[indices], np.full((*indices.shape, 1), 160, np.uint8)], axis=2)
+    rgba = np.concatenate([colors[indices], np.full((*indices.shape, 1), 160, np.uint8)], axis=2)
     if transparent is not None:
         rgba[indices == transparent, 3] = 0
     total = indices.size
-    classes = [{"index": i, "label": label_for(i, labels), "color": "#%02x%02x%02x" % tuple(colours[i]),
+    classes = [{"index": i, "label": label_for(i, labels), "color": "#%02x%02x%02x" % tuple(colors[i]),
                 "fraction": round(int(counts[i]) / total, 6)} for i in np.flatnonzero(counts).tolist()]
     classes.sort(key=lambda c: -c["fraction"])
     return {"mask": Image.fromarray(rgba, "RGBA"), "classes": classes}

@@ -73,7 +73,7 @@ def setup_logging(settings: "Settings") -> None:
     logger.configure(patcher=_add_request_id)
     level = settings.log.level.upper()
     # Not a terminal (systemd, Docker, a file): the console shows exactly the file's lines, so the relay
-    # writes them to both; a terminal gets its own coloured sink.
+    # writes them to both; a terminal gets its own colored sink.
     console_via_relay = settings.log.to_file and not os.isatty(2)
     if not console_via_relay:
         _sink_ids.append(logger.add(sys.stderr, level=level, format=CONSOLE_FORMAT, serialize=settings.log.as_json,

@@ -44,7 +44,7 @@ def index():
 
 
 def form_options(form: Mapping[str, str]) -> PredictOptions:
-    """The form's fields as API options; the background color counts only when 'Solid colour' is chosen."""
+    """The form's fields as API options; the background color counts only when 'Solid color' is chosen."""
     fields = {key: form[key] for key in FORM_OPTIONS if form.get(key)}
     if form.get("background_mode") == "color" and form.get("background"):
         fields["background"] = form["background"]

@@ -1,4 +1,4 @@
-"""GET/POST /tools: the image tools (grey, colour spaces, transparency, colour key, resize) as a web page.
+"""GET/POST /tools: the image tools (gray, color spaces, transparency, color key, resize) as a web page.
 
 The plain form post works without JavaScript and calls the same service function as POST /api/v1/convert;
 static/tools.js upgrades it to call the API directly and offer the result as a download.

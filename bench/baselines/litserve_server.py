@@ -1,6 +1,6 @@
 """LitServe serving the same two models, with its batching enabled (max_batch_size, batch_timeout).
 
-Same preprocessing work as the other servers (decode, resize to the model input, normalise),
+Same preprocessing work as the other servers (decode, resize to the model input, normalize),
 written the LitServe way: decode_request per item, batch() stacks, predict() runs one forward,
 unbatch() splits. One server per model (a LitServer per model so that an idle model's polling
 inference loop does not steal CPU from the measured one).

@@ -12,17 +12,17 @@ from ai_service.models.builtin.native import NativeResolutionModel, native_info
 
 TOLERANCE = 0.05  # YCbCr distance to the key that is surely background (≈ 13 levels: JPEG noise, slight shading)
 SOFTNESS = 0.08  # beyond TOLERANCE + SOFTNESS a pixel is surely subject
-EDGE_RADIUS = 3  # pixels next to background whose alpha is solved as a mix of key and nearby subject colour
+EDGE_RADIUS = 3  # pixels next to background whose alpha is solved as a mix of key and nearby subject color
 YCBCR = torch.tensor([[0.299, 0.587, 0.114], [-0.168736, -0.331264, 0.5], [0.5, -0.418688, -0.081312]])
 
 
-class ColourKeyMatte(nn.Module):
+class ColorKeyMatte(nn.Module):
     """(N, 4, H, W) RGBA → (N, 8, H, W): input RGBA, key-unmixed RGB, key alpha.
 
-    The key colour is the median of the opaque border pixels. Alpha ramps with the YCbCr distance to it;
+    The key color is the median of the opaque border pixels. Alpha ramps with the YCbCr distance to it;
     within EDGE_RADIUS of clear background it is solved as the mix ratio between the key and the most
-    distant colour nearby, and the colour is un-mixed from the key, so anti-aliased edges and hair keep
-    their real colour instead of a fringe of the old background.
+    distant color nearby, and the color is un-mixed from the key, so anti-aliased edges and hair keep
+    their real color instead of a fringe of the old background.
     """
 
     def __init__(self) -> None:
@@ -50,17 +50,17 @@ class ColourKeyMatte(nn.Module):
         def ring(t: torch.Tensor) -> torch.Tensor:
             return torch.cat([t[..., 0, :], t[..., -1, :], t[..., 1:-1, 0], t[..., 1:-1, -1]], dim=-1)
 
-        colours, opaque = ring(rgb), ring(alpha)[:, 0] > 0.5
+        colors, opaque = ring(rgb), ring(alpha)[:, 0] > 0.5
         keys = []
-        for image_colours, image_opaque in zip(colours, opaque):
-            chosen = image_colours[:, image_opaque] if bool(image_opaque.any()) else image_colours
+        for image_colors, image_opaque in zip(colors, opaque):
+            chosen = image_colors[:, image_opaque] if bool(image_opaque.any()) else image_colors
             keys.append(chosen.median(dim=1).values)
         return torch.stack(keys).view(-1, 3, 1, 1)
 
 
 def keep_border_connected(key_alpha: np.ndarray) -> np.ndarray:
     """True where a see-through pixel belongs to a region touching the image border (the background);
-    key-coloured areas enclosed by the subject (white eyes, shirt buttons) stay opaque."""
+    key-colored areas enclosed by the subject (white eyes, shirt buttons) stay opaque."""
     candidate = (key_alpha < 255).astype(np.uint8)
     count, labels = cv2.connectedComponents(candidate, connectivity=8)
     border = np.unique(np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]]))
@@ -74,11 +74,11 @@ class RemoveBackgroundModel(NativeResolutionModel):
     """Plain-background remover: RGBA output with soft, un-fringed edges; existing transparency is kept."""
 
     info = native_info(
-        "remove-bg", "Remove a plain background (studio white, green screen, product shots): the colour is "
+        "remove-bg", "Remove a plain background (studio white, green screen, product shots): the color is "
         "read from the border, edges are un-mixed from it, enclosed areas stay. Outputs RGBA.")
 
     def build(self) -> nn.Module:
-        return ColourKeyMatte()
+        return ColorKeyMatte()
 
     def output_image(self, output: torch.Tensor, mode: str) -> Image.Image:
         planes = output.permute(1, 2, 0).cpu().numpy()  # (h, w, 8) uint8

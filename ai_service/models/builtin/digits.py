@@ -61,7 +61,7 @@ def _median(values: np.ndarray) -> float:
 
 
 def normalize_digit(image: Image.Image) -> np.ndarray:
-    """Any upload → 28×28 floats in [0, 1]: white ink on black, fitted to 20 px, centred by mass.
+    """Any upload → 28×28 floats in [0, 1]: white ink on black, fitted to 20 px, centered by mass.
 
     Per-request hot path: plain ufuncs and slicing instead of np.clip/np.median/np.roll (same values,
     bit for bit, as the version the committed weights were trained with; tests/test_digits.py checks it)."""
@@ -104,7 +104,7 @@ def normalize_digit(image: Image.Image) -> np.ndarray:
 
 
 def to_input_tensor(arrays: Sequence[np.ndarray]) -> torch.Tensor:
-    """Stack normalised 28×28 arrays into the network's (N, 1, 28, 28) standardised input."""
+    """Stack normalized 28×28 arrays into the network's (N, 1, 28, 28) standardised input."""
     return torch.from_numpy((np.stack(arrays)[:, None] - MEAN) / STD)
 
 
@@ -115,7 +115,7 @@ class DigitsModel(ImageModel[None]):
         name="digits", version="1.0", task="classification", input_size=(28, 28), input_mode="L",
         labels=tuple(str(i) for i in range(10)), mean=(MEAN,), std=(STD,),
         description="Handwritten digit 0–9 (SimpleCNN trained on scikit-learn's digits). "
-                    "Any colours, alpha, either polarity, any size.",
+                    "Any colors, alpha, either polarity, any size.",
     )
 
     def __init__(self, weights_path: Path = WEIGHTS_PATH) -> None:

@@ -24,10 +24,10 @@ def gaussian_taps(sigma: float) -> torch.Tensor:
 
 
 class EdgeDetector(nn.Module):
-    """Thin edges with strength: Gaussian blur, per-channel Sobel (strongest channel wins, so colour-only
+    """Thin edges with strength: Gaussian blur, per-channel Sobel (strongest channel wins, so color-only
     edges count), non-maximum suppression along the gradient, then a soft LOW..HIGH ramp.
 
-    Colour is premultiplied by alpha first, so hidden colours under transparent pixels draw no edges
+    Color is premultiplied by alpha first, so hidden colors under transparent pixels draw no edges
     and the silhouette of a cut-out does. Output: (N, 2, H, W) = edge strength and the input alpha.
     """
 
@@ -77,7 +77,7 @@ class EdgesModel(NativeResolutionModel):
     """Edge map of any image: white lines of edge strength on black; transparency kept."""
 
     info = native_info(
-        "edges", "Edge map (Canny-style: Gaussian blur, colour Sobel, non-maximum suppression) as fixed "
+        "edges", "Edge map (Canny-style: Gaussian blur, color Sobel, non-maximum suppression) as fixed "
         "convolutions; white edges on black, alpha preserved. No downloaded weights.")
 
     def build(self) -> nn.Module:

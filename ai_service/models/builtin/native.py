@@ -86,7 +86,7 @@ class NativeResolutionModel(ImageModel[ImageShape]):
 
 
 def as_input_family(rgba: torch.Tensor, mode: str) -> Image.Image:
-    """(4, h, w) uint8 RGBA → an image in the input's family: L/LA stay grey, opaque inputs lose alpha."""
+    """(4, h, w) uint8 RGBA → an image in the input's family: L/LA stay gray, opaque inputs lose alpha."""
     image = tensor_to_pil(rgba if mode in ALPHA_MODES else rgba[:3])
     if mode in ("L", "LA"):
         return image.convert("LA" if mode == "LA" else "L")

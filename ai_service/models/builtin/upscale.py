@@ -17,12 +17,12 @@ def lanczos(x: np.ndarray, lobes: int = LOBES) -> np.ndarray:
 
 
 def phase_offsets(scale: int) -> np.ndarray:
-    """Where output pixel `i*scale + p` samples the input, relative to input pixel i (pixel-centre aligned)."""
+    """Where output pixel `i*scale + p` samples the input, relative to input pixel i (pixel-center aligned)."""
     return (np.arange(scale) + 0.5) / scale - 0.5
 
 
 def polyphase_kernels(scale: int) -> torch.Tensor:
-    """(scale, 2*LOBES+1) normalised Lanczos taps: row p filters input pixels i-3..i+3 for output phase p."""
+    """(scale, 2*LOBES+1) normalized Lanczos taps: row p filters input pixels i-3..i+3 for output phase p."""
     taps = np.arange(-LOBES, LOBES + 1)
     weights = lanczos(taps[None, :] - phase_offsets(scale)[:, None])
     return torch.from_numpy(weights / weights.sum(axis=1, keepdims=True)).float()
@@ -31,7 +31,7 @@ def polyphase_kernels(scale: int) -> torch.Tensor:
 class LanczosUpscaler(nn.Module):
     """Separable Lanczos-3 upsampling by an integer factor on premultiplied RGBA, clamped against ringing.
 
-    Premultiplying stops transparent pixels' hidden colour from bleeding into edges (no dark fringes);
+    Premultiplying stops transparent pixels' hidden color from bleeding into edges (no dark fringes);
     clamping each output to the range of the 2×2 input pixels around it removes the halos Lanczos
     otherwise draws next to hard edges, while keeping its sharpness.
     """
@@ -53,8 +53,8 @@ class LanczosUpscaler(nn.Module):
         low, high = self._neighbour_range(premultiplied)
         upscaled = torch.maximum(torch.minimum(upscaled, high), low).reshape(n, c, h * self.scale, w * self.scale)
         out_alpha = upscaled[:, 3:4]
-        colour = torch.where(out_alpha > 1e-6, upscaled[:, :3] / out_alpha.clamp_min(1e-6), torch.zeros_like(upscaled[:, :3]))
-        return torch.cat([colour.clamp_(0, 1), out_alpha.clamp(0, 1)], dim=1)
+        color = torch.where(out_alpha > 1e-6, upscaled[:, :3] / out_alpha.clamp_min(1e-6), torch.zeros_like(upscaled[:, :3]))
+        return torch.cat([color.clamp_(0, 1), out_alpha.clamp(0, 1)], dim=1)
 
     def _upsample(self, planes: torch.Tensor) -> torch.Tensor:
         """(P, 1, h, w) → (P, 1, h*s, w*s): one convolution per axis yields every phase, then interleave."""
@@ -86,7 +86,7 @@ class UpscaleModel(NativeResolutionModel):
         self.scale = scale
         self.info = native_info(
             f"upscale-{scale}x", f"Enlarge ×{scale}: Lanczos-3 on premultiplied alpha with anti-ringing clamp; "
-                                 "grey, colour and transparent images keep their mode. No downloaded weights.")
+                                 "gray, color and transparent images keep their mode. No downloaded weights.")
 
     def build(self) -> nn.Module:
         return LanczosUpscaler(self.scale)
