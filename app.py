@@ -9,9 +9,10 @@ if __name__ == "__main__":
     from ai_service.server.process import configure_process
     from ai_service.settings import load_settings
 
-    configure_process(load_settings())
+    settings = load_settings()
+    configure_process(settings)
     app = create_app()
-    host, _, port = app.config["SETTINGS"].server.bind.rpartition(":")
+    host, _, port = settings.server.bind.rpartition(":")
     app.run(host=host, port=int(port), debug=False)
 else:
     app = create_app()

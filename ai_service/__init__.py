@@ -27,16 +27,16 @@ def create_app(overrides: Mapping[str, Any] | None = None):
 
     app = Flask(__name__, template_folder=str(PROJECT_ROOT / "templates"),
                 static_folder=str(PROJECT_ROOT / "static"))
-    app.config.update(SETTINGS=settings, MAX_CONTENT_LENGTH=settings.limits.max_content_length,
+    app.config.update(MAX_CONTENT_LENGTH=settings.limits.max_content_length,
                       MAX_FORM_PARTS=settings.limits.max_files + 16)
     app.config.update({key: value for key, value in (overrides or {}).items() if key.isupper()})
 
     runtime = build_runtime(settings)
     context.init_app(app, runtime)
 
-    register_error_handlers(app)
+    register_error_handlers(app, settings.limits.max_upload_mb)
     install_request_logging(app)
-    install_request_metrics(app)
+    install_request_metrics(app, runtime.device)
     install_security(app, settings)
     app.register_blueprint(probes.bp)
     app.register_blueprint(api.bp)

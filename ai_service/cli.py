@@ -1,7 +1,7 @@
 """`ai-service` command line: maintenance tasks that run in-process, without the web server.
 
-`models list|load|unload` build the registry from the same settings as the server (AI_SERVICE_* env,
-AI_SERVICE_CONFIG, or --home); with --url they talk to a running server's admin endpoints instead.
+`models list|load|unload` build the server's runtime from the same settings (AI_SERVICE_* env, AI_SERVICE_CONFIG,
+or --home) and call the service layer, as the API does; with --url they talk to a running server's endpoints instead.
 """
 from __future__ import annotations
 
@@ -12,9 +12,12 @@ import sys
 import urllib.error
 import urllib.request
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ai_service.models.builtin.digits import WEIGHTS_PATH
+
+if TYPE_CHECKING:
+    from ai_service.service.runtime import Runtime
 
 
 def _train_digits(args: argparse.Namespace) -> int:
@@ -25,18 +28,17 @@ def _train_digits(args: argparse.Namespace) -> int:
     return 0
 
 
-def _local_registry(args: argparse.Namespace):
-    """The registry the server would build, in this process (nothing loaded yet), which it configures like a worker."""
-    from ai_service.settings import load_settings
-    from ai_service.devices import select_device
+def _local_runtime(args: argparse.Namespace) -> Runtime:
+    """What the server would build, in this process (nothing loaded yet), which it configures like a worker."""
     from ai_service.observability.logging import setup_logging
-    from ai_service.models.catalog import build_registry
     from ai_service.server.process import configure_process
+    from ai_service.service.runtime import build_runtime
+    from ai_service.settings import load_settings
 
     settings = load_settings({"home": args.home, "log_to_file": False} if args.home else {"log_to_file": False})
     setup_logging(settings)
     configure_process(settings)
-    return build_registry(settings, select_device(settings.compute.device, settings.compute.require_cuda))
+    return build_runtime(settings)
 
 
 def _remote(args: argparse.Namespace, method: str, path: str) -> Any:
@@ -72,7 +74,14 @@ def _print_table(statuses: list[dict[str, Any]]) -> None:
 
 
 def _models_list(args: argparse.Namespace) -> int:
-    statuses = _remote(args, "GET", "/api/v1/models")["models"] if args.url else _local_registry(args).statuses()
+    if args.url:
+        statuses = _remote(args, "GET", "/api/v1/models")["models"]
+    else:
+        from ai_service.service.describe import list_models
+
+        runtime = _local_runtime(args)
+        statuses = list_models(runtime)
+        runtime.close()
     if args.json:
         print(json.dumps(statuses, indent=2, default=str))
     else:
@@ -90,24 +99,25 @@ def _models_action(args: argparse.Namespace) -> int:
                   f"({model['bytes_on_device'] / 2**20:.1f} MiB on device)")
         return 0
     from ai_service.devices import memory_allocated
-    from ai_service.models.registry import ModelLoadError, UnknownModelError
+    from ai_service.errors import ServiceError
+    from ai_service.service.lifecycle import manage
 
-    registry = _local_registry(args)
-    status = 0
+    runtime = _local_runtime(args)
+    device, status = runtime.device, 0
     for name in args.names:
         try:
-            baseline = memory_allocated(registry.device)
-            entry = registry.load(name)
-            held = entry.device_bytes(registry.device)
-            print(f"{entry.info.key}: loaded on {registry.device} in {entry.load_seconds:.3f}s, "
-                  f"{entry.model.parameter_count():,} parameters, {held / 2**20:.1f} MiB")
+            baseline = memory_allocated(device)
+            model = manage(runtime, name, "load")["model"]
+            print(f"{model['key']}: loaded on {device} in {model['load_seconds']:.3f}s, "
+                  f"{model['parameters']:,} parameters, {model['bytes_on_device'] / 2**20:.1f} MiB")
             if args.action == "unload":
-                registry.unload(name)
-                print(f"{entry.info.key}: unloaded; device memory back to baseline: "
-                      f"{memory_allocated(registry.device) == baseline}")
-        except (UnknownModelError, ModelLoadError) as error:
-            print(f"{name}: {error}", file=sys.stderr)
+                manage(runtime, model["key"], "unload")
+                print(f"{model['key']}: unloaded; device memory back to baseline: "
+                      f"{memory_allocated(device) == baseline}")
+        except ServiceError as error:
+            print(f"{name}: {error.message}", file=sys.stderr)
             status = 1
+    runtime.close()
     return status
 
 

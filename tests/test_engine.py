@@ -16,7 +16,8 @@ from ai_service.settings import ConfigError, EngineSettings
 from ai_service.server import cores
 from ai_service.server.cores import CoreBudget
 from ai_service.engine.runner import ForwardRunner, bucket_sizes
-from ai_service.service.predict import Upload, predict
+from ai_service.service.predict import predict
+from ai_service.service.upload import Upload
 from ai_service.models.base import Batch, ImageModel, ModelInfo, ModelOptions
 from ai_service.models.pytree import merge_batches, split_batch
 from conftest import digit_variants, encode

@@ -64,7 +64,9 @@ def test_requests_are_counted_by_route_status_and_model(client):
 def test_metrics_can_be_switched_off(home):
     client = create_app({"TESTING": True, "home": str(home), "log_to_file": False, "metrics": False}).test_client()
     response = client.get("/metrics")
-    assert response.status_code == 404 and response.get_json()["error"]["message"]
+    assert response.status_code == 404 and response.mimetype == "application/json"
+    assert response.get_json() == {"error": {"code": "not_found",
+                                             "message": "Metrics are disabled (AI_SERVICE_METRICS=0)."}}
 
 
 WORKER = textwrap.dedent("""

@@ -15,8 +15,9 @@ from ai_service.service import describe
 from ai_service.service.convert import convert
 from ai_service.service.lifecycle import manage
 from ai_service.service.outputs import output_name
-from ai_service.service.predict import PredictOutcome, Upload, predict
+from ai_service.service.predict import PredictOutcome, predict
 from ai_service.service.runtime import Runtime, build_runtime
+from ai_service.service.upload import Upload
 from ai_service.settings import load_settings
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -108,6 +109,25 @@ def test_describe_models_system_and_health(runtime):
     report = describe.system_report(runtime)
     assert report["device"]["type"] == "cpu" and "digits" in {m["name"] for m in report["models"]}
     assert describe.health(runtime)["status"] == "ok"
+
+
+def test_readiness_waits_for_every_preloaded_model(home):
+    settings = load_settings({"home": str(home), "preload": "digits,edges,no-such-model,broken"})
+    runtime = build_runtime(settings)
+    try:
+        runtime.registry.register_failure("broken", "plugin:broken", "ImportError: nope")
+        manage(runtime, "digits", "load")
+        body = describe.readiness(runtime)
+        assert body["status"] == "not_ready" and isinstance(body["pid"], int)
+        assert body["models"] == {"digits": "loaded", "edges": "registered", "no-such-model": "unknown",
+                                  "broken": "failed"}
+        assert body["message"] == "Waiting for model(s) broken, edges, no-such-model to load."
+        ready = build_runtime(load_settings({"home": str(home), "preload": "digits"}))
+        manage(ready, "digits", "load")
+        assert describe.readiness(ready) == {"status": "ready", "pid": body["pid"], "models": {"digits": "loaded"}}
+        ready.close()
+    finally:
+        runtime.close()
 
 
 def test_lifecycle_without_flask(runtime):

@@ -1,6 +1,7 @@
 """JSON API under /api/v1: views only translate HTTP (parse the request, call ai_service.service, build the response).
 
-May import Flask, ai_service.http, ai_service.service and ai_service.schemas.
+May import Flask, ai_service.http, .service, .schemas, .errors, .imaging and .observability; never ai_service.web,
+models or engine. Only the app factory (ai_service/__init__.py) imports this package.
 """
 from flask import Blueprint
 

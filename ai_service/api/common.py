@@ -1,22 +1,23 @@
-"""Request parsing shared by the JSON API and the HTML form: uploads, options, validation (HTTP → service inputs)."""
+"""Parsing POST /api/v1/predict (multipart or JSON with base64 images) into service inputs; API-only.
+
+What the HTML pages parse too (validation, form uploads) lives in ai_service/http/inputs.py.
+"""
 from __future__ import annotations
 
 import base64
 import binascii
 import re
 from dataclasses import dataclass
-from typing import Any, TypeVar
 
 from flask import request
-from pydantic import BaseModel, ValidationError
 from werkzeug.exceptions import BadRequest
 
 from ai_service.errors import ServiceError
 from ai_service.http.context import runtime
-from ai_service.schemas import PredictJSON, PredictOptions, validation_details
-from ai_service.service.predict import Upload
+from ai_service.http.inputs import check_file_count, uploads_from_form, validate
+from ai_service.schemas import PredictJSON, PredictOptions
+from ai_service.service.upload import Upload
 
-Body = TypeVar("Body", bound=BaseModel)
 FORM_TYPES = ("multipart/form-data", "application/x-www-form-urlencoded")
 URL_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://|^(?:file|ftp|https?|s3|gs):", re.IGNORECASE)
 BASE64_TEXT = re.compile(r"^[A-Za-z0-9+/=_\s-]*$")
@@ -32,18 +33,6 @@ class PredictCall:
     items: list[Upload | ServiceError]
     options: PredictOptions
     batch: bool
-
-
-def validate(schema: type[Body], data: Any) -> Body:
-    """Validate a body against its pydantic model; failures become 422 `validation_error` naming each field."""
-    try:
-        return schema.model_validate(data)
-    except ValidationError as error:
-        issues = validation_details(error)
-        first = issues[0]
-        where = ".".join(str(part) for part in first["loc"]) or "body"
-        more = f" (and {len(issues) - 1} more problem(s))" if len(issues) > 1 else ""
-        raise ServiceError("validation_error", f"Invalid request: {where}: {first['msg']}{more}.", issues) from None
 
 
 def parse_predict_request() -> PredictCall:
@@ -113,21 +102,3 @@ def looks_like_url(text: str) -> bool:
     if text[:5].lower() == "data:":
         return False
     return bool(URL_SCHEME.match(text)) or (text.startswith("//") and not BASE64_TEXT.match(text))
-
-
-def check_file_count(count: int) -> None:
-    """Refuse more images per request than `max_files`."""
-    limit = runtime().settings.limits.max_files
-    if count > limit:
-        raise ServiceError("too_many_files", f"At most {limit} files per request; got {count}.", {"limit": limit})
-
-
-def uploads_from_form() -> list[Upload]:
-    """The `file` parts of a multipart request, with clear errors for the usual mistakes."""
-    files = [f for f in request.files.getlist("file")]
-    if not files:
-        other = sorted(request.files)
-        hint = f" (got file field(s) {other})" if other else ""
-        raise ServiceError("missing_file", f"Send the image as a multipart/form-data field named 'file'{hint}.")
-    check_file_count(len(files))
-    return [Upload(data=f.read(), filename=(f.filename or "")[:255]) for f in files]

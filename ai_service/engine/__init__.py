@@ -1,7 +1,9 @@
 """The inference engine: per-model adaptive batching, back-pressure, deadlines and a fast forward path.
 
-Names are imported on first use (PEP 562) so that gunicorn's master can import the light parts
-(`placement`, `cores`) without pulling in prometheus_client before its multiprocess folder is set.
+May import models (the contract and pytree), settings, devices, observability and server.cores (the core budget);
+never Flask/werkzeug, service, http, api or web.
+
+Names are imported on first use (PEP 562): importing the package loads neither torch nor prometheus_client.
 """
 from __future__ import annotations
 

@@ -1,5 +1,7 @@
-"""HTTP plumbing shared by every blueprint: error rendering, security (keys, limits, headers), the request-body
-deadline, fast multipart parsing, and the probes (/healthz, /readyz, /metrics).
+"""HTTP plumbing shared by both blueprints: the runtime accessor (context), error rendering, security, the
+request-body deadline, fast multipart parsing, request inputs, the OpenAPI document, and the probes (/healthz,
+/readyz, /metrics).
 
-May import Flask/werkzeug, `ai_service.errors`, `ai_service.settings` and `ai_service.observability`; never models or engine.
+May import Flask/werkzeug, ai_service.errors, .settings, .schemas, .observability and .service (the probes' views;
+`service.upload` elsewhere, which has no torch); never models, engine, api or web.
 """

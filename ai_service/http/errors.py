@@ -10,9 +10,13 @@ from werkzeug.exceptions import HTTPException
 from ai_service.errors import HTTP_STATUS_CODES, ServiceError
 
 
+#: Blueprints for machines (load balancers, scrapers) whose errors are JSON although they live outside /api/.
+JSON_BLUEPRINTS = frozenset({"probes"})
+
+
 def _wants_json() -> bool:
-    """API paths always get JSON; pages get HTML."""
-    return request.path.startswith("/api/")
+    """API paths and the probes always get JSON; pages get HTML."""
+    return request.path.startswith("/api/") or request.blueprint in JSON_BLUEPRINTS
 
 
 def render_error(code: str, message: str, status: int, details: Any = None,
@@ -28,8 +32,10 @@ def render_error(code: str, message: str, status: int, details: Any = None,
     return response, status, dict(headers or {})
 
 
-def register_error_handlers(app: Flask) -> None:
-    """Map every failure to the error shape; nothing a client sends may surface as a traceback."""
+def register_error_handlers(app: Flask, max_upload_mb: float) -> None:
+    """Map every failure to the error shape; nothing a client sends may surface as a traceback.
+
+    `max_upload_mb` is the limit a 413 names (werkzeug's message does not know it)."""
 
     @app.errorhandler(ServiceError)
     def handle_service_error(error: ServiceError):
@@ -40,8 +46,7 @@ def register_error_handlers(app: Flask) -> None:
         status = error.code or 500
         message = error.description or error.name
         if status == 413:
-            limit_mb = app.config["SETTINGS"].limits.max_upload_mb
-            message = f"The upload is larger than the {limit_mb:g} MB limit."
+            message = f"The upload is larger than the {max_upload_mb:g} MB limit."
         elif status == 429:
             message = f"Too many requests: this client may send {message}; retry after Retry-After seconds."
         headers = dict(error.get_headers()) if status == 405 else {}

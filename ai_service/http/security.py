@@ -15,6 +15,7 @@ import hashlib
 import hmac
 import math
 import time
+from functools import partial
 from typing import Iterable
 
 from flask import Flask, current_app, g, request
@@ -72,11 +73,10 @@ def accepted_keys(security: SecuritySettings) -> tuple[str, ...]:
     return security.api_keys + ((security.admin_token,) if security.api_keys and security.admin_token else ())
 
 
-def client_identity() -> str:
+def client_identity(security: SecuritySettings) -> str:
     """`key:<fingerprint>` for a request with a valid key, otherwise `ip:<address>`; cached per request."""
     if "client" not in g:
         key = presented_key()
-        security: SecuritySettings = current_app.config["SETTINGS"].security
         if key and security.api_keys and key_matches(key, accepted_keys(security)):
             g.client = "key:" + key_fingerprint(key)
         else:
@@ -84,9 +84,8 @@ def client_identity() -> str:
     return g.client
 
 
-def _require_api_key() -> None:
+def _require_api_key(security: SecuritySettings) -> None:
     """Refuse state-changing requests without a valid key when keys are configured."""
-    security: SecuritySettings = current_app.config["SETTINGS"].security
     if not security.api_keys or request.method in SAFE_METHODS:
         return
     challenge = {"WWW-Authenticate": 'Bearer realm="ai_service"'}
@@ -117,7 +116,7 @@ def install_rate_limits(app: Flask, security: SecuritySettings) -> None:
         raise ConfigError(f"setting rate_limit: {exc} (use e.g. '120/minute;2000/hour')") from None
     redis = bool(security.redis_url)
     limiter = Limiter(
-        client_identity, app=app, application_limits=[security.rate_limit],
+        partial(client_identity, security), app=app, application_limits=[security.rate_limit],
         application_limits_exempt_when=_exempt_from_limits, storage_uri=security.redis_url or "memory://",
         strategy="sliding-window-counter", headers_enabled=False, key_prefix="ai_service",
         swallow_errors=redis, in_memory_fallback_enabled=redis)
@@ -147,9 +146,8 @@ def _origin_allowed(origin: str, allowed: tuple[str, ...]) -> bool:
     return "*" in allowed or origin.rstrip("/") in {item.rstrip("/") for item in allowed}
 
 
-def _security_headers(response):
+def _security_headers(security: SecuritySettings, response):
     """Hardening headers on everything; CORS headers for allowed origins on /api/."""
-    security: SecuritySettings = current_app.config["SETTINGS"].security
     for name, value in COMMON_HEADERS.items():
         response.headers.setdefault(name, value)
     html = response.mimetype == "text/html"
@@ -170,12 +168,12 @@ def _security_headers(response):
 # --- wiring ----------------------------------------------------------------------------------------
 
 def install_security(app: Flask, settings: Settings) -> None:
-    """Proxy trust, body deadline, rate limits, API keys, then headers on the way out."""
+    """Proxy trust, body deadline, rate limits, API keys, then headers on the way out (hooks keep `settings`)."""
     if settings.security.trusted_proxies > 0:
         hops = settings.security.trusted_proxies
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops, x_port=hops)
     app.wsgi_app = BodyDeadlineMiddleware(app.wsgi_app, settings.limits.body_timeout)
     install_rate_limits(app, settings.security)
-    app.before_request(_require_api_key)
+    app.before_request(partial(_require_api_key, settings.security))
     app.after_request(_rate_limit_headers)
-    app.after_request(_security_headers)
+    app.after_request(partial(_security_headers, settings.security))

@@ -1,5 +1,7 @@
 """Image utilities shared by every endpoint and model: decoding, alpha, conversions, resizing, color spaces.
 
+Pure functions of their inputs: imports nothing of ai_service but ai_service.errors and itself (no Flask, no settings).
+
 Modules (import them directly; this package only re-exports the decoding entry points so that importing it
 stays cheap - torch is loaded by `convert` only):
 

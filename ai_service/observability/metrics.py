@@ -147,13 +147,11 @@ def _endpoint_label() -> str:
     return request.url_rule.rule if request.url_rule is not None else "unmatched"
 
 
-def install_request_metrics(app: "Flask") -> None:
-    """Count and time every request except scrapes of /metrics itself."""
+def install_request_metrics(app: Flask, device: torch.device | None) -> None:
+    """Count and time every request except scrapes of /metrics itself; `device` is whose memory the gauges sample."""
     from flask import g, request
 
     from ai_service.observability.logging import request_fields
-
-    device = app.extensions["ai_service"].device
 
     @app.before_request
     def _start_timer() -> None:

@@ -1,4 +1,4 @@
-"""What is served and whether it is up: the model list, one model by ref, the system report, the health body."""
+"""What is served and whether it is up: the model list, one model by ref, the system report, health, readiness."""
 from __future__ import annotations
 
 import os
@@ -58,3 +58,28 @@ def health(runtime: Runtime) -> dict[str, Any]:
     registry = runtime.registry
     return {"status": "ok", "version": __version__, "device": describe_device(registry.device),
             "loaded_models": registry.loaded_names(), "models": registry.names()}
+
+
+#: The state readiness reports for a required model whose ref fails to resolve, by the ServiceError's code.
+UNRESOLVED_STATES = {"unknown_model": "unknown", "model_unavailable": "failed"}
+
+
+def readiness(runtime: Runtime) -> dict[str, Any]:
+    """Whether this process may take traffic: every preloaded model is loaded (`status` ready or not_ready).
+
+    Each required model's state by name; one the registry does not know is 'unknown', one that failed to
+    register is 'failed'.
+    """
+    states = {}
+    for name in runtime.settings.models.preload:
+        try:
+            states[name] = runtime.resolve(name).state
+        except ServiceError as error:
+            if error.code not in UNRESOLVED_STATES:
+                raise
+            states[name] = UNRESOLVED_STATES[error.code]
+    waiting = sorted(name for name, state in states.items() if state != "loaded")
+    body: dict[str, Any] = {"status": "not_ready" if waiting else "ready", "pid": os.getpid(), "models": states}
+    if waiting:
+        body["message"] = f"Waiting for model(s) {', '.join(waiting)} to load."
+    return body

@@ -21,14 +21,7 @@ from ai_service.imaging.io import decode_image
 from ai_service.models.base import ImageModel, ModelOptions
 from ai_service.models.pytree import merge_batches
 from ai_service.service.runtime import Runtime, model_errors
-
-
-@dataclass
-class Upload:
-    """One uploaded image as received: its bytes and the client's name for it (display only)."""
-
-    data: bytes
-    filename: str = ""
+from ai_service.service.upload import Upload
 
 
 @dataclass

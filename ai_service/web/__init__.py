@@ -1,4 +1,8 @@
-"""HTML pages: the upload form and its server-rendered result (works without JavaScript)."""
+"""HTML pages (upload form and result, tools, status, API docs), server-rendered; they work without JavaScript.
+
+May import Flask, ai_service.http, .service, .schemas, .errors and .imaging; never ai_service.api (NAV names its
+endpoints only as strings), models or engine. Only the app factory (ai_service/__init__.py) imports this package.
+"""
 from flask import Blueprint
 
 bp = Blueprint("web", __name__)

@@ -5,11 +5,12 @@ from typing import Any, Mapping
 
 import re
 
-from flask import current_app, render_template
+from flask import render_template
 from markupsafe import Markup, escape
 
-from ai_service.api.openapi import openapi_document, request_base
 from ai_service.errors import ERRORS
+from ai_service.http.context import runtime
+from ai_service.http.openapi import openapi_document, request_base
 from ai_service.web import bp
 
 METHOD_ORDER = {"get": 0, "post": 1, "put": 2, "patch": 3, "delete": 4}
@@ -20,7 +21,7 @@ def docs():
     document = openapi_document(request_base())
     schemas = document["components"]["schemas"]
     return render_template("docs.html", info=document["info"], base=request_base(), schema_names=set(schemas),
-                           default_model=current_app.config["SETTINGS"].models.default_model,
+                           default_model=runtime().settings.models.default_model,
                            operations=list_operations(document), error_codes=ERRORS,
                            schemas=[{"name": name, "description": schema.get("description", ""),
                                      "fields": schema_fields(schema, schemas)} for name, schema in sorted(schemas.items())])

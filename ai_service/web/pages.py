@@ -13,15 +13,16 @@ from typing import Any
 from flask import render_template, request
 from PIL import Image
 
-from ai_service.api.common import uploads_from_form, validate
 from ai_service.errors import ServiceError
 from ai_service.http.context import runtime
+from ai_service.http.inputs import uploads_from_form, validate
 from ai_service.imaging.encode import preview_data_url
 from ai_service.imaging.errors import ImageDecodeError
 from ai_service.schemas import PredictOptions
 from ai_service.service.describe import list_models
 from ai_service.service.outputs import finish_timing, output_name, serialize
-from ai_service.service.predict import Upload, predict
+from ai_service.service.predict import predict
+from ai_service.service.upload import Upload
 from ai_service.web import bp
 
 FORM_OPTIONS = ("model", "top_k", "fit", "output_format", "quality")

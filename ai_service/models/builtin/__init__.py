@@ -1,4 +1,7 @@
-"""Models that ship with the service and need no downloaded weights."""
+"""Models that ship with the service and need no downloaded weights (digits, edges, upscale, remove-bg).
+
+They use the contract as any plugin would: may import ai_service.models and ai_service.imaging, nothing else of ours.
+"""
 from __future__ import annotations
 
 from ai_service.models.base import ImageModel
