@@ -87,8 +87,13 @@ def preprocess_groups(model: ImageModel, images: dict[int, Image.Image], options
     return groups, samples, failures
 
 
-def error_entry(code: str, message: str, status: int) -> dict[str, Any]:
-    return {"error": {"code": code, "message": message}, "status": status}
+def error_entry(error: ServiceError) -> dict[str, Any]:
+    """One input's failure as its `results` entry: the error envelope plus the status it would have alone."""
+    return {"error": error.body(), "status": error.status}
+
+
+#: The entry of an image whose forward or postprocess failed (the exception itself is logged).
+MODEL_FAILED = ServiceError("internal_error", "The model failed on this image; the error has been logged.")
 
 
 @dataclass
@@ -137,10 +142,7 @@ def predict(runtime: Runtime, model_ref: str | None, uploads: Sequence[Upload | 
 
 def item_error(error: ServiceError, index: int) -> dict[str, Any]:
     """An input rejected before decoding (bad base64, a URL) as its entry in `results`."""
-    body = {"code": error.code, "message": error.message}
-    if error.details is not None:
-        body["details"] = error.details
-    return {"index": index, "filename": "", "status": error.status, "error": body}
+    return {"index": index, "filename": "", **error_entry(error)}
 
 
 def _predict(runtime: Runtime, key: str, uploads: Sequence[Upload], options: ModelOptions) -> PredictOutcome:
@@ -185,7 +187,7 @@ def _outcome(result: dict[str, Any]) -> str:
     return "invalid" if result["status"] < 500 else "error"
 
 
-def _run(model: ImageModel, batcher: Batcher, uploads: Sequence[Upload], options: dict[str, Any], max_pixels: int,
+def _run(model: ImageModel, batcher: Batcher, uploads: Sequence[Upload], options: ModelOptions, max_pixels: int,
          deadline: float, timer: Timer, started: float) -> tuple[list[dict[str, Any]], int]:
     """decode → preprocess → batched forward → postprocess for one request, inside its batcher arrival."""
     per_item: dict[int, dict[str, Any]] = {}
@@ -195,14 +197,15 @@ def _run(model: ImageModel, batcher: Batcher, uploads: Sequence[Upload], options
         images = {i: item for i, item in enumerate(decoded) if isinstance(item, Image.Image)}
         for index, item in enumerate(decoded):
             if isinstance(item, ImageDecodeError):
-                per_item[index] = error_entry(item.code, item.message, item.status)
+                per_item[index] = error_entry(item)
         groups: list[Group] = []
         if images:
             groups, samples, failures = preprocess_groups(model, images, options)
             started = timer.add("preprocess", started)
             for index, error in failures.items():
                 logger.warning("model {} could not preprocess {}: {}", model.info.name, uploads[index].filename, error)
-                per_item[index] = error_entry("invalid_image", f"The model could not prepare this image: {error}", 422)
+                per_item[index] = error_entry(ServiceError("invalid_image",
+                                                            f"The model could not prepare this image: {error}"))
             if time.perf_counter() > deadline:
                 raise DeadlineExceeded("deadline passed while decoding")
             tickets = arrival.submit(samples, deadline, tags=[i for g in groups for i in g.indices])
@@ -241,8 +244,7 @@ def _postprocess(model: ImageModel, group: Group) -> dict[int, dict[str, Any]]:
         if ticket.error is None:
             good.append((index, item, ticket.output))
         else:
-            entries[index] = error_entry("internal_error", "The model failed on this image; the error has been "
-                                         "logged.", 500)
+            entries[index] = error_entry(MODEL_FAILED)
     if not good:
         return entries
     try:
@@ -252,8 +254,7 @@ def _postprocess(model: ImageModel, group: Group) -> dict[int, dict[str, Any]]:
             raise RuntimeError(f"postprocess returned {len(produced)} results for {len(good)} images")
     except Exception as error:  # noqa: BLE001 - a model bug becomes a logged 500 for these images only
         logger.opt(exception=error).error("model {} failed in postprocess", model.info.name)
-        produced = [error_entry("internal_error", "The model failed on this image; the error has been logged.",
-                                500)] * len(good)
+        produced = [error_entry(MODEL_FAILED)] * len(good)
     entries.update({index: result for (index, _, _), result in zip(good, produced)})
     return entries
 
