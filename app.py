@@ -3,6 +3,7 @@
 Under gunicorn, gunicorn.conf.py's post_fork configures each worker process before this module is imported;
 the development server owns its process, so it configures it here, before the app is built.
 """
+
 from ai_service import create_app
 
 if __name__ == "__main__":

@@ -21,6 +21,7 @@ Choices:
   its share, so workers × torch threads never exceeds the cores. With several GPUs each worker is
   pinned to one GPU through CUDA_VISIBLE_DEVICES (ai_service/server/placement.py).
 """
+
 from __future__ import annotations
 
 import logging
@@ -95,8 +96,12 @@ def pre_fork(server, worker) -> None:
 def post_fork(server, worker) -> None:
     """In the worker, before the app is built: join the core budget, pin this worker's GPU, configure the process."""
     gpu = placement.enter_worker(_core_slots, worker.ai_slot, _settings.compute.gpus)
-    server.log.info("worker %s: core budget slot %s%s", worker.pid, worker.ai_slot,
-                    f", pinned to GPU {gpu}" if gpu is not None else "")
+    server.log.info(
+        "worker %s: core budget slot %s%s",
+        worker.pid,
+        worker.ai_slot,
+        f", pinned to GPU {gpu}" if gpu is not None else "",
+    )
     configure_process(load_settings())  # read again: enter_worker narrowed AI_SERVICE_GPUS to the pinned GPU
 
 

@@ -1,4 +1,5 @@
 """Package metadata: `pip install -e .` gives the `ai_service` package and the `ai-service` command."""
+
 from pathlib import Path
 
 from setuptools import find_packages, setup

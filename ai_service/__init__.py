@@ -1,4 +1,5 @@
 """ai_service: PyTorch image models behind an upload page and a JSON API."""
+
 from __future__ import annotations
 
 from typing import Any, Mapping
@@ -25,10 +26,10 @@ def create_app(overrides: Mapping[str, Any] | None = None):
     settings.ensure_dirs()
     setup_logging(settings)
 
-    app = Flask(__name__, template_folder=str(PROJECT_ROOT / "templates"),
-                static_folder=str(PROJECT_ROOT / "static"))
-    app.config.update(MAX_CONTENT_LENGTH=settings.limits.max_content_length,
-                      MAX_FORM_PARTS=settings.limits.max_files + 16)
+    app = Flask(__name__, template_folder=str(PROJECT_ROOT / "templates"), static_folder=str(PROJECT_ROOT / "static"))
+    app.config.update(
+        MAX_CONTENT_LENGTH=settings.limits.max_content_length, MAX_FORM_PARTS=settings.limits.max_files + 16
+    )
     app.config.update({key: value for key, value in (overrides or {}).items() if key.isupper()})
 
     runtime = build_runtime(settings)
@@ -42,7 +43,12 @@ def create_app(overrides: Mapping[str, Any] | None = None):
     app.register_blueprint(api.bp)
     app.register_blueprint(web.bp)
 
-    logger.info("ai_service {} starting: home={} device={} models={}", __version__, settings.home, runtime.device,
-                runtime.registry.names())
+    logger.info(
+        "ai_service {} starting: home={} device={} models={}",
+        __version__,
+        settings.home,
+        runtime.device,
+        runtime.registry.names(),
+    )
     runtime.registry.preload(settings.models.preload)
     return app

@@ -3,6 +3,7 @@
 `models list|load|unload` build the server's runtime from the same settings (AI_SERVICE_* env, AI_SERVICE_CONFIG,
 or --home) and call the service layer, as the API does; with --url they talk to a running server's endpoints instead.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -44,8 +45,12 @@ def _local_runtime(args: argparse.Namespace) -> Runtime:
 def _remote(args: argparse.Namespace, method: str, path: str) -> Any:
     """Call a running server; the admin token comes from --token or AI_SERVICE_ADMIN_TOKEN."""
     token = args.token or os.environ.get("AI_SERVICE_ADMIN_TOKEN", "")
-    request = urllib.request.Request(args.url.rstrip("/") + path, method=method, data=b"" if method == "POST" else None,
-                                     headers={"Authorization": f"Bearer {token}"} if token else {})
+    request = urllib.request.Request(
+        args.url.rstrip("/") + path,
+        method=method,
+        data=b"" if method == "POST" else None,
+        headers={"Authorization": f"Bearer {token}"} if token else {},
+    )
     try:
         with urllib.request.urlopen(request, timeout=args.timeout) as response:
             return json.load(response)
@@ -63,8 +68,16 @@ def _print_table(statuses: list[dict[str, Any]]) -> None:
     rows = [("MODEL", "TASK", "STATE", "PARAMS", "MiB ON DEVICE", "SOURCE")]
     for s in statuses:
         default = "*" if s.get("default") else ""
-        rows.append((f"{s['name']}@{s['version']}{default}", s["task"], s["state"], f"{s.get('parameters', 0):,}",
-                     f"{s.get('bytes_on_device', 0) / 2**20:.1f}", s.get("source", "")))
+        rows.append(
+            (
+                f"{s['name']}@{s['version']}{default}",
+                s["task"],
+                s["state"],
+                f"{s.get('parameters', 0):,}",
+                f"{s.get('bytes_on_device', 0) / 2**20:.1f}",
+                s.get("source", ""),
+            )
+        )
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     for row in rows:
         print("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip())
@@ -95,8 +108,10 @@ def _models_action(args: argparse.Namespace) -> int:
         for name in args.names:
             reply = _remote(args, "POST", f"/api/v1/models/{name}/{args.action}")
             model = reply["model"]
-            print(f"{model['key']}: {model['state']} in {reply['seconds']:.3f}s "
-                  f"({model['bytes_on_device'] / 2**20:.1f} MiB on device)")
+            print(
+                f"{model['key']}: {model['state']} in {reply['seconds']:.3f}s "
+                f"({model['bytes_on_device'] / 2**20:.1f} MiB on device)"
+            )
         return 0
     from ai_service.devices import memory_allocated
     from ai_service.errors import ServiceError
@@ -108,12 +123,15 @@ def _models_action(args: argparse.Namespace) -> int:
         try:
             baseline = memory_allocated(device)
             model = manage(runtime, name, "load")["model"]
-            print(f"{model['key']}: loaded on {device} in {model['load_seconds']:.3f}s, "
-                  f"{model['parameters']:,} parameters, {model['bytes_on_device'] / 2**20:.1f} MiB")
+            print(
+                f"{model['key']}: loaded on {device} in {model['load_seconds']:.3f}s, "
+                f"{model['parameters']:,} parameters, {model['bytes_on_device'] / 2**20:.1f} MiB"
+            )
             if args.action == "unload":
                 manage(runtime, model["key"], "unload")
-                print(f"{model['key']}: unloaded; device memory back to baseline: "
-                      f"{memory_allocated(device) == baseline}")
+                print(
+                    f"{model['key']}: unloaded; device memory back to baseline: {memory_allocated(device) == baseline}"
+                )
         except ServiceError as error:
             print(f"{name}: {error.message}", file=sys.stderr)
             status = 1
@@ -133,18 +151,22 @@ def _export_example(args: argparse.Namespace) -> int:
         return 1
     print(json.dumps(report, indent=2))
     first = report["models"][0].split("@")[0]
-    print(f"\nNext: AI_SERVICE_HOME={home} make run   (or python app.py), then\n"
-          f"  curl -F file=@{report['sample_image']} -F model={first} http://127.0.0.1:8000/api/v1/predict\n"
-          f"  ai-service models list --home {home}")
+    print(
+        f"\nNext: AI_SERVICE_HOME={home} make run   (or python app.py), then\n"
+        f"  curl -F file=@{report['sample_image']} -F model={first} http://127.0.0.1:8000/api/v1/predict\n"
+        f"  ai-service models list --home {home}"
+    )
     return 0
 
 
 def _add_models_commands(commands: Any) -> None:
     models = commands.add_parser("models", help="list, load or unload models (in-process, or on a server with --url)")
     actions = models.add_subparsers(dest="action", required=True)
-    for action, text in (("list", "every registered model and its state"),
-                         ("load", "load models (locally: proves the files load; --url: on the server)"),
-                         ("unload", "unload models (locally: load then unload and check the memory came back)")):
+    for action, text in (
+        ("list", "every registered model and its state"),
+        ("load", "load models (locally: proves the files load; --url: on the server)"),
+        ("unload", "unload models (locally: load then unload and check the memory came back)"),
+    ):
         sub = actions.add_parser(action, help=text)
         if action != "list":
             sub.add_argument("names", nargs="+", help="name or name@version")
@@ -155,11 +177,14 @@ def _add_models_commands(commands: Any) -> None:
         sub.add_argument("--token", help="admin token for --url (default: $AI_SERVICE_ADMIN_TOKEN)")
         sub.add_argument("--timeout", type=float, default=120.0)
         sub.set_defaults(handler=_models_list if action == "list" else _models_action)
-    example = commands.add_parser("export-example", help="write example TorchScript/export/safetensors models "
-                                                         "and a models file under AI_SERVICE_HOME")
+    example = commands.add_parser(
+        "export-example",
+        help="write example TorchScript/export/safetensors models and a models file under AI_SERVICE_HOME",
+    )
     example.add_argument("--home", help="AI_SERVICE_HOME to write into (default: the settings)")
-    example.add_argument("--force", action="store_true",
-                         help="export again, replacing models/examples/ and models.yaml")
+    example.add_argument(
+        "--force", action="store_true", help="export again, replacing models/examples/ and models.yaml"
+    )
     example.set_defaults(handler=_export_example)
 
 

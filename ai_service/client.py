@@ -1,4 +1,5 @@
 """A small typed client for the JSON API: predict on paths, bytes or PIL images; failures raise ServiceError."""
+
 from __future__ import annotations
 
 import base64
@@ -31,8 +32,15 @@ class ServiceError(Exception):
 class Client:
     """One service at `base_url`; thread-safe (no shared connection state)."""
 
-    def __init__(self, base_url: str = "http://127.0.0.1:8000", *, api_key: str | None = None, timeout: float = 60.0,
-                 retries: int = 2, max_retry_wait: float = 10.0) -> None:
+    def __init__(
+        self,
+        base_url: str = "http://127.0.0.1:8000",
+        *,
+        api_key: str | None = None,
+        timeout: float = 60.0,
+        retries: int = 2,
+        max_retry_wait: float = 10.0,
+    ) -> None:
         self.base_url = base_url.rstrip("/")
         self.api_key, self.timeout = api_key, timeout
         self.retries, self.max_retry_wait = retries, max_retry_wait
@@ -41,13 +49,21 @@ class Client:
         """Run a model on one image; a bad image raises ServiceError (e.g. code `unsupported_format`)."""
         return PredictResponse.model_validate(self._predict([image], model, options))
 
-    def predict_many(self, images: Sequence[ImageInput], *, model: str | None = None,
-                     **options: Any) -> PredictResponse:
+    def predict_many(
+        self, images: Sequence[ImageInput], *, model: str | None = None, **options: Any
+    ) -> PredictResponse:
         """Run a model on several images in one request; a bad image gets an ItemError entry, the rest still run."""
         if len(images) == 1:
-            return PredictResponse.model_validate(self._request("POST", "/api/v1/predict", json_body={
-                "images": [base64.b64encode(image_bytes(images[0])[0]).decode("ascii")],
-                **self._options(model, options)}))
+            return PredictResponse.model_validate(
+                self._request(
+                    "POST",
+                    "/api/v1/predict",
+                    json_body={
+                        "images": [base64.b64encode(image_bytes(images[0])[0]).decode("ascii")],
+                        **self._options(model, options),
+                    },
+                )
+            )
         return PredictResponse.model_validate(self._predict(images, model, options))
 
     def predict_image(self, image: ImageInput, *, model: str, output_format: str = "png", **options: Any) -> bytes:
@@ -75,8 +91,15 @@ class Client:
         chosen = {"model": model, **options}
         return {key: value for key, value in chosen.items() if value is not None}
 
-    def _request(self, method: str, path: str, *, fields: dict[str, Any] | None = None,
-                 files: list[tuple[bytes, str]] | None = None, json_body: dict[str, Any] | None = None) -> Any:
+    def _request(
+        self,
+        method: str,
+        path: str,
+        *,
+        fields: dict[str, Any] | None = None,
+        files: list[tuple[bytes, str]] | None = None,
+        json_body: dict[str, Any] | None = None,
+    ) -> Any:
         """Send, retrying 429/503 after Retry-After (bounded); JSON bodies are parsed, images returned as bytes."""
         headers = {"Accept": "application/json, image/*"}
         if self.api_key:
@@ -127,8 +150,12 @@ def encode_multipart(fields: dict[str, Any], files: list[tuple[bytes, str]]) -> 
         parts.append(f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n{value}\r\n'.encode())
     for data, filename in files:
         safe = filename.replace('"', "_").replace("\r", "_").replace("\n", "_") or "image"
-        parts.append(f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="{safe}"\r\n'
-                     "Content-Type: application/octet-stream\r\n\r\n".encode() + data + b"\r\n")
+        parts.append(
+            f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="{safe}"\r\n'
+            "Content-Type: application/octet-stream\r\n\r\n".encode()
+            + data
+            + b"\r\n"
+        )
     parts.append(f"--{boundary}--\r\n".encode())
     return b"".join(parts), f"multipart/form-data; boundary={boundary}"
 

@@ -1,4 +1,5 @@
 """Device choice from settings, done once at startup, plus memory reports and cleanup."""
+
 from __future__ import annotations
 
 import gc
@@ -33,8 +34,13 @@ def apply_gpu_visibility(gpus: str, environ: dict[str, str] | None = None) -> No
     environ["CUDA_VISIBLE_DEVICES"] = ",".join(part.strip() for part in gpus.split(","))
 
 
-def select_device(requested: str = "auto", require_cuda: bool = False, *, cuda_available: bool | None = None,
-                  cuda_count: int | None = None) -> "torch.device":
+def select_device(
+    requested: str = "auto",
+    require_cuda: bool = False,
+    *,
+    cuda_available: bool | None = None,
+    cuda_count: int | None = None,
+) -> "torch.device":
     """Resolve auto|cpu|cuda|cuda:N to a usable torch.device, falling back to CPU with a warning."""
     import torch
 
@@ -101,8 +107,22 @@ def release_memory(device: "torch.device | None" = None) -> None:
         torch.cuda.empty_cache()
 
 
-MEMORY_UNITS = {"": 1, "b": 1, "k": 1000, "kb": 1000, "m": 1000**2, "mb": 1000**2, "g": 1000**3, "gb": 1000**3,
-                "t": 1000**4, "tb": 1000**4, "kib": 1024, "mib": 1024**2, "gib": 1024**3, "tib": 1024**4}
+MEMORY_UNITS = {
+    "": 1,
+    "b": 1,
+    "k": 1000,
+    "kb": 1000,
+    "m": 1000**2,
+    "mb": 1000**2,
+    "g": 1000**3,
+    "gb": 1000**3,
+    "t": 1000**4,
+    "tb": 1000**4,
+    "kib": 1024,
+    "mib": 1024**2,
+    "gib": 1024**3,
+    "tib": 1024**4,
+}
 
 
 def total_memory(device: "torch.device") -> int:

@@ -3,6 +3,7 @@
 Flask-free: the service layer raises `ServiceError`; `ai_service.http.errors` renders it as the
 `{"error": {code, message, details}}` envelope, and the OpenAPI document and /docs list `ERRORS`.
 """
+
 from __future__ import annotations
 
 from typing import Any, Final, Mapping, NamedTuple
@@ -17,7 +18,9 @@ class ErrorKind(NamedTuple):
 
 #: Every error code the service answers with. The handlers, the OpenAPI document and /docs read this table.
 ERRORS: Final[Mapping[str, ErrorKind]] = {
-    "validation_error": ErrorKind(422, "A field is missing, has the wrong type or is out of range; `details` names each field."),
+    "validation_error": ErrorKind(
+        422, "A field is missing, has the wrong type or is out of range; `details` names each field."
+    ),
     "invalid_json": ErrorKind(400, "The body is not valid JSON."),
     "unsupported_media_type": ErrorKind(415, "The request body is neither multipart/form-data nor application/json."),
     "missing_file": ErrorKind(400, "No image was sent (multipart field `file`, or JSON `image` / `images`)."),
@@ -29,7 +32,9 @@ ERRORS: Final[Mapping[str, ErrorKind]] = {
     "unsupported_format": ErrorKind(415, "The bytes are not an image format the service reads."),
     "corrupt_image": ErrorKind(422, "A known image format whose data is damaged or truncated."),
     "invalid_image": ErrorKind(422, "The bytes could not be decoded as an image."),
-    "unsafe_image": ErrorKind(422, "An image (SVG) that refers to the network or file system or expands without bound."),
+    "unsafe_image": ErrorKind(
+        422, "An image (SVG) that refers to the network or file system or expands without bound."
+    ),
     "image_too_large": ErrorKind(413, "An image has more pixels than the configured limit."),
     "unknown_model": ErrorKind(404, "No model of that name (or name@version) is registered."),
     "model_unavailable": ErrorKind(503, "The model is registered but failed to load; see GET /api/v1/models."),
@@ -41,7 +46,9 @@ ERRORS: Final[Mapping[str, ErrorKind]] = {
     "invalid_api_key": ErrorKind(401, "The API key is not one the server accepts."),
     "admin_disabled": ErrorKind(403, "Model management is off: the server has no AI_SERVICE_ADMIN_TOKEN."),
     "forbidden": ErrorKind(403, "The credentials are valid but not allowed to do this."),
-    "invalid_state": ErrorKind(409, "The lifecycle step does not fit the model's state (e.g. offloading an unloaded model)."),
+    "invalid_state": ErrorKind(
+        409, "The lifecycle step does not fit the model's state (e.g. offloading an unloaded model)."
+    ),
     "model_busy": ErrorKind(409, "Requests kept using the model, so it was not unloaded/offloaded; try again."),
     "rate_limited": ErrorKind(429, "Too many requests from this client; retry after the Retry-After header's seconds."),
     "not_found": ErrorKind(404, "No such endpoint."),
@@ -57,9 +64,19 @@ ERRORS: Final[Mapping[str, ErrorKind]] = {
 
 #: The code a bare HTTP status (werkzeug's 404, 405, 413, ...) is reported with.
 HTTP_STATUS_CODES: Final[Mapping[int, str]] = {
-    400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found", 405: "method_not_allowed",
-    408: "request_timeout", 413: "payload_too_large", 415: "unsupported_media_type", 422: "unprocessable",
-    429: "rate_limited", 500: "internal_error", 503: "unavailable", 504: "timeout",
+    400: "bad_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    408: "request_timeout",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+    422: "unprocessable",
+    429: "rate_limited",
+    500: "internal_error",
+    503: "unavailable",
+    504: "timeout",
 }
 
 

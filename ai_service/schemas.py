@@ -1,4 +1,5 @@
 """Pydantic models for every API request and response body: the views validate with them, OpenAPI is built from them."""
+
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Final, Literal, Optional, Union
@@ -16,7 +17,6 @@ ReturnKind = Literal["json", "image"]
 MODEL_NAME_PATTERN: Final = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}(@[A-Za-z0-9._-]{1,64})?$"
 
 
-
 class Schema(BaseModel):
     """Base for API bodies: unknown request fields are errors (typos never pass silently)."""
 
@@ -32,7 +32,7 @@ class ResponseSchema(BaseModel):
 class ValidationIssue(Schema):
     """One problem with one field of the request."""
 
-    loc: list[Union[str, int]] = Field(description="Path to the offending field, e.g. [\"top_k\"] or [\"images\", 2].")
+    loc: list[Union[str, int]] = Field(description='Path to the offending field, e.g. ["top_k"] or ["images", 2].')
     msg: str = Field(description="What is wrong with it, in words.")
     type: str = Field(description="pydantic's machine-readable error type, e.g. `greater_than_equal`.")
 
@@ -43,7 +43,8 @@ class ErrorBody(Schema):
     code: Literal[tuple(ERRORS)] = Field(description="Stable, machine-readable error code (see the table in the docs).")  # type: ignore[valid-type]
     message: str = Field(description="Human-readable explanation, written for the person who sent the request.")
     details: Optional[Union[list[ValidationIssue], dict[str, Any]]] = Field(
-        None, description="For `validation_error` a list of {loc, msg, type}; otherwise facts such as the limit.")
+        None, description="For `validation_error` a list of {loc, msg, type}; otherwise facts such as the limit."
+    )
 
 
 class ErrorResponse(Schema):
@@ -55,22 +56,38 @@ class ErrorResponse(Schema):
 class PredictOptions(Schema):
     """Options accepted by POST /api/v1/predict, as multipart form fields or JSON members."""
 
-    model: Optional[str] = Field(None, pattern=MODEL_NAME_PATTERN, examples=["digits"],
-                                 description="Model name, optionally `name@version`; default: the configured default model.")
-    top_k: Optional[int] = Field(None, ge=1, le=1000, description="Classification: how many labels to return (default 3).")
-    fit: Optional[FitPolicy] = Field(None, description="How the image is fitted to the model's input size: "
-                                     "`stretch` (ignore aspect ratio), `letterbox` (pad), `crop` (center crop). "
-                                     "Models that do their own fitting report what they did in `geometry`.")
+    model: Optional[str] = Field(
+        None,
+        pattern=MODEL_NAME_PATTERN,
+        examples=["digits"],
+        description="Model name, optionally `name@version`; default: the configured default model.",
+    )
+    top_k: Optional[int] = Field(
+        None, ge=1, le=1000, description="Classification: how many labels to return (default 3)."
+    )
+    fit: Optional[FitPolicy] = Field(
+        None,
+        description="How the image is fitted to the model's input size: "
+        "`stretch` (ignore aspect ratio), `letterbox` (pad), `crop` (center crop). "
+        "Models that do their own fitting report what they did in `geometry`.",
+    )
     resample: Optional[Resample] = Field(None, description="Resampling filter used when fitting (`box` = `area`).")
     score_threshold: Optional[float] = Field(None, ge=0, le=1, description="Detection: drop boxes scoring below this.")
-    background: Optional[str] = Field(None, max_length=64, examples=["#ffffff", "white"],
-                                      description="Color transparent pixels are flattened onto (CSS name or #rrggbb), "
-                                      "for models that need opaque input and for JPEG outputs.")
+    background: Optional[str] = Field(
+        None,
+        max_length=64,
+        examples=["#ffffff", "white"],
+        description="Color transparent pixels are flattened onto (CSS name or #rrggbb), "
+        "for models that need opaque input and for JPEG outputs.",
+    )
     output_format: OutputFormat = Field("png", description="Encoding of image outputs (image-to-image, masks).")
     quality: int = Field(90, ge=1, le=100, description="JPEG/WebP quality of image outputs (100 = lossless WebP).")
-    return_: ReturnKind = Field("json", alias="return",
-                                description="`json`: image outputs as base64 data URLs inside JSON; `image`: the "
-                                "response body is the encoded image itself (one input, models with an image output).")
+    return_: ReturnKind = Field(
+        "json",
+        alias="return",
+        description="`json`: image outputs as base64 data URLs inside JSON; `image`: the "
+        "response body is the encoded image itself (one input, models with an image output).",
+    )
 
     @field_validator("background")
     @classmethod
@@ -90,24 +107,40 @@ class PredictOptions(Schema):
         """The options handed to the model's preprocess/postprocess (imported here: schemas stay torch-free)."""
         from ai_service.models.base import ModelOptions
 
-        return ModelOptions(top_k=self.top_k or default_top_k, fit=self.fit, resample=self.resample,
-                            background=self.background, score_threshold=self.score_threshold)
+        return ModelOptions(
+            top_k=self.top_k or default_top_k,
+            fit=self.fit,
+            resample=self.resample,
+            background=self.background,
+            score_threshold=self.score_threshold,
+        )
 
 
 class PredictForm(PredictOptions):
     """multipart/form-data body of POST /api/v1/predict (documentation only: files arrive separately)."""
 
-    file: list[bytes] = Field(min_length=1, description="The image(s): repeat the part for a batch; any format "
-                              "the service reads (PNG, JPEG, WebP, GIF, BMP, TIFF, ICO, PSD, SVG).")
+    file: list[bytes] = Field(
+        min_length=1,
+        description="The image(s): repeat the part for a batch; any format "
+        "the service reads (PNG, JPEG, WebP, GIF, BMP, TIFF, ICO, PSD, SVG).",
+    )
 
 
 class PredictJSON(PredictOptions):
     """application/json body of POST /api/v1/predict: `image` (one) or `images` (a batch), base64 or data: URLs."""
 
-    image: Optional[str] = Field(None, min_length=1, description="One image as base64 or a `data:image/...;base64,` "
-                                 "URL. Remote URLs (http://, https://, ...) are refused, never fetched.")
-    images: Optional[list[str]] = Field(None, min_length=1, description="Several images (same encodings as `image`);"
-                                        " one result per image, in order; a bad item gets an error entry.")
+    image: Optional[str] = Field(
+        None,
+        min_length=1,
+        description="One image as base64 or a `data:image/...;base64,` "
+        "URL. Remote URLs (http://, https://, ...) are refused, never fetched.",
+    )
+    images: Optional[list[str]] = Field(
+        None,
+        min_length=1,
+        description="Several images (same encodings as `image`);"
+        " one result per image, in order; a bad item gets an error entry.",
+    )
 
     @model_validator(mode="after")
     def _exactly_one_source(self) -> "PredictJSON":
@@ -138,23 +171,37 @@ class Detection(ResponseSchema):
 class Geometry(ResponseSchema):
     """How the input was fitted to the model; boxes, keypoints and masks are already mapped back to the original."""
 
-    original_size: list[int] = Field(min_length=2, max_length=2,
-                                     description="[width, height] of the upright image, as the user sees it.")
+    original_size: list[int] = Field(
+        min_length=2, max_length=2, description="[width, height] of the upright image, as the user sees it."
+    )
     exif_orientation: int = Field(1, ge=1, le=8, description="EXIF orientation tag of the upload (1 = upright).")
-    exif_rotated: bool = Field(False, description="True when the pixels were rotated/flipped upright per EXIF "
-                               "(for orientations 5-8 the stored width and height are swapped).")
+    exif_rotated: bool = Field(
+        False,
+        description="True when the pixels were rotated/flipped upright per EXIF "
+        "(for orientations 5-8 the stored width and height are swapped).",
+    )
     fit: Optional[str] = Field(None, description="`stretch`, `letterbox`, `crop`, or the model's own policy.")
     resample: Optional[str] = Field(None, description="Resampling filter used when fitting.")
-    input_size: Optional[list[int]] = Field(None, min_length=2, max_length=2, description="[width, height] fed to the model.")
-    scale: Optional[list[float]] = Field(None, min_length=2, max_length=2,
-                                         description="[sx, sy]: model-input pixels per original pixel.")
-    padding: Optional[list[int]] = Field(None, min_length=4, max_length=4,
-                                         description="[left, top, right, bottom] padding added, in model-input pixels.")
-    crop: Optional[list[float]] = Field(None, min_length=4, max_length=4,
-                                        description="[x0, y0, x1, y1] region of the original image that was used.")
-    decoded_size: Optional[list[int]] = Field(None, min_length=2, max_length=2, description="Present when a large "
-                                              "JPEG was decoded at reduced size for speed; outputs are still "
-                                              "mapped to `original_size`.")
+    input_size: Optional[list[int]] = Field(
+        None, min_length=2, max_length=2, description="[width, height] fed to the model."
+    )
+    scale: Optional[list[float]] = Field(
+        None, min_length=2, max_length=2, description="[sx, sy]: model-input pixels per original pixel."
+    )
+    padding: Optional[list[int]] = Field(
+        None, min_length=4, max_length=4, description="[left, top, right, bottom] padding added, in model-input pixels."
+    )
+    crop: Optional[list[float]] = Field(
+        None, min_length=4, max_length=4, description="[x0, y0, x1, y1] region of the original image that was used."
+    )
+    decoded_size: Optional[list[int]] = Field(
+        None,
+        min_length=2,
+        max_length=2,
+        description="Present when a large "
+        "JPEG was decoded at reduced size for speed; outputs are still "
+        "mapped to `original_size`.",
+    )
 
 
 class ItemResult(ResponseSchema):
@@ -210,15 +257,19 @@ class ConvertForm(BaseModel):
     """multipart/form-data body of POST /api/v1/convert (other fields are ignored)."""
 
     file: bytes = Field(description="The image (one part).")
-    operations: Optional[str] = Field(None, examples=['[{"op": "resize", "width": 224, "fit": "letterbox"}]'],
-                                      description="JSON list of up to 20 operations applied in order: "
-                                      "`to_gray` {weights: bt601|bt709, keep_alpha}, `colorspace` {space}, "
-                                      "`flatten_alpha` {background}, `color_key` {color, tolerance, softness, metric}, "
-                                      "`resize` {width, height, fit: stretch|letterbox|crop, filter, pad_color}.")
+    operations: Optional[str] = Field(
+        None,
+        examples=['[{"op": "resize", "width": 224, "fit": "letterbox"}]'],
+        description="JSON list of up to 20 operations applied in order: "
+        "`to_gray` {weights: bt601|bt709, keep_alpha}, `colorspace` {space}, "
+        "`flatten_alpha` {background}, `color_key` {color, tolerance, softness, metric}, "
+        "`resize` {width, height, fit: stretch|letterbox|crop, filter, pad_color}.",
+    )
     format: Optional[Literal["png", "jpeg", "jpg", "webp"]] = Field(None, description="Output format (default png).")
     quality: Optional[int] = Field(None, ge=1, le=100, description="JPEG/WebP quality (default 90).")
-    response: Optional[Literal["image", "json"]] = Field(None, description="`image` (default, or by Accept header): "
-                                                         "the encoded image; `json`: facts plus a data URL.")
+    response: Optional[Literal["image", "json"]] = Field(
+        None, description="`image` (default, or by Accept header): the encoded image; `json`: facts plus a data URL."
+    )
     download: Optional[str] = Field(None, description="`1`: Content-Disposition attachment instead of inline.")
 
 

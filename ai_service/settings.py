@@ -5,6 +5,7 @@ setting also has a flat name, the one of the README's table: `AI_SERVICE_LOG_LEV
 `log_level` in the config file and in `create_app(overrides)`, `settings.log.level` in Python. A field's
 flat name is its alias where it has one, else its own name.
 """
+
 from __future__ import annotations
 
 import json
@@ -41,7 +42,7 @@ def _flag(value: Any) -> bool:
 
 
 def _comma_list(value: Any) -> tuple[str, ...]:
-    """"a, b" from the environment, or a list from a config file; blanks dropped."""
+    """ "a, b" from the environment, or a list from a config file; blanks dropped."""
     items = value.split(",") if isinstance(value, str) else list(value)
     return tuple(str(item).strip() for item in items if str(item).strip())
 
@@ -59,8 +60,9 @@ ResolvedPath = Annotated[Path, AfterValidator(lambda path: path.expanduser().res
 class Section(BaseModel):
     """A group of settings; fields are set by name or by their flat name (alias)."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid", validate_by_name=True, validate_by_alias=True,
-                              coerce_numbers_to_str=True)
+    model_config = ConfigDict(
+        frozen=True, extra="forbid", validate_by_name=True, validate_by_alias=True, coerce_numbers_to_str=True
+    )
 
 
 class ServerSettings(Section):
@@ -158,8 +160,9 @@ class EngineSettings(Section):
     torch_threads: Annotated[int, AfterValidator(lambda threads: max(0, threads))] = 0
     amp: Annotated[Literal["", "bf16", "fp16"], BeforeValidator(_word)] = ""
     compile: Flag = False
-    compile_mode: Annotated[Literal["default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"],
-                            BeforeValidator(_word)] = "default"
+    compile_mode: Annotated[
+        Literal["default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"], BeforeValidator(_word)
+    ] = "default"
     #: torch.compile backend ("eager" in tests: no compiler needed).
     compile_backend: str = "inductor"
     channels_last: Flag = True
@@ -224,9 +227,14 @@ class Settings(BaseSettings):
             folder.mkdir(parents=True, exist_ok=True)
 
     @classmethod
-    def settings_customise_sources(cls, settings_cls: type[BaseSettings], init_settings: Any, env_settings: Any,
-                                   dotenv_settings: Any, file_secret_settings: Any
-                                   ) -> tuple[PydanticBaseSettingsSource, ...]:
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: Any,
+        env_settings: Any,
+        dotenv_settings: Any,
+        file_secret_settings: Any,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
         """Highest first: overrides, the environment, the config file (all by flat name); no .env or secrets files."""
         return init_settings, EnvironmentSource(settings_cls), ConfigFileSource(settings_cls)
 
@@ -279,8 +287,13 @@ class EnvironmentSource(PydanticBaseSettingsSource):
         return None, field_name, False  # everything is read at once by __call__
 
     def __call__(self) -> dict[str, Any]:
-        return nest({key[len(ENV_PREFIX):]: value for key, value in os.environ.items()
-                     if key.startswith(ENV_PREFIX) and key != ENV_PREFIX + "CONFIG"})
+        return nest(
+            {
+                key[len(ENV_PREFIX) :]: value
+                for key, value in os.environ.items()
+                if key.startswith(ENV_PREFIX) and key != ENV_PREFIX + "CONFIG"
+            }
+        )
 
 
 class ConfigFileSource(PydanticBaseSettingsSource):

@@ -9,6 +9,7 @@ RAM) and the reload time from there versus a cold load, and LRU eviction under a
 Without CUDA it says so and exits 0; `--device cpu` runs the same sequence on the CPU (weights are
 then checked with weak references, as memory_allocated is a CUDA counter).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -31,7 +32,7 @@ from ai_service.models.declarative import register_declarative  # noqa: E402
 from ai_service.models.registry import ModelRegistry  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results" / "gpu_registry_check.md"
-MiB = 2 ** 20
+MiB = 2**20
 
 
 def write_models(home: Path, architecture: str) -> None:
@@ -41,8 +42,16 @@ def write_models(home: Path, architecture: str) -> None:
     (home / "models").mkdir(parents=True)
     network = torchvision.models.get_model(architecture, weights=None, num_classes=1000)
     torch.save(network.state_dict(), home / "models" / f"{architecture}.pt")
-    entries = [{"name": name, "kind": "state_dict", "architecture": architecture, "num_classes": 1000,
-                "weights": f"{architecture}.pt"} for name in ("first", "second")]
+    entries = [
+        {
+            "name": name,
+            "kind": "state_dict",
+            "architecture": architecture,
+            "num_classes": 1000,
+            "weights": f"{architecture}.pt",
+        }
+        for name in ("first", "second")
+    ]
     (home / "models.yaml").write_text(yaml.safe_dump({"models": entries}))
 
 
@@ -75,7 +84,9 @@ def run(device: torch.device, architecture: str, batch: int) -> list[tuple[str, 
 
     cold = timed(lambda: registry.load("first"))
     weights = registry.resolve("first").device_bytes(device)
-    rows.append(("cold load (read file, build, copy to device)", f"{cold * 1000:.0f} ms, weights {weights / MiB:.1f} MiB"))
+    rows.append(
+        ("cold load (read file, build, copy to device)", f"{cold * 1000:.0f} ms, weights {weights / MiB:.1f} MiB")
+    )
     rows.append(("memory_allocated after load", f"{(memory_allocated(device) - baseline) / MiB:+.1f} MiB"))
     forward_s = timed(lambda: forward(registry, "first", batch))
     rows.append((f"first forward, batch {batch}", f"{forward_s * 1000:.0f} ms"))
@@ -90,9 +101,14 @@ def run(device: torch.device, architecture: str, batch: int) -> list[tuple[str, 
     unload = timed(lambda: registry.unload("first"))
     back = memory_allocated(device) - baseline
     gc.collect()
-    rows.append(("unload", f"{unload * 1000:.0f} ms; memory_allocated {back} bytes vs baseline "
-                           f"({'OK, exactly back' if back == 0 else 'NOT back to baseline'}); "
-                           f"network object freed: {network() is None}"))
+    rows.append(
+        (
+            "unload",
+            f"{unload * 1000:.0f} ms; memory_allocated {back} bytes vs baseline "
+            f"({'OK, exactly back' if back == 0 else 'NOT back to baseline'}); "
+            f"network object freed: {network() is None}",
+        )
+    )
 
     budget = int(weights * 1.5)
     lru = ModelRegistry(device, memory_budget=budget, eviction="offload")
@@ -101,14 +117,25 @@ def run(device: torch.device, architecture: str, batch: int) -> list[tuple[str, 
     lru.load("second")
     states = {key: lru.resolve(key).state for key in ("first", "second")}
     on_device = memory_allocated(device) - baseline
-    rows.append((f"budget {budget / MiB:.0f} MiB: load first, then second",
-                 f"states {states}; memory_allocated {on_device / MiB:+.1f} MiB (one model's weights)"))
+    rows.append(
+        (
+            f"budget {budget / MiB:.0f} MiB: load first, then second",
+            f"states {states}; memory_allocated {on_device / MiB:+.1f} MiB (one model's weights)",
+        )
+    )
     again = timed(lambda: forward(lru, "first", batch))
-    rows.append(("request for the evicted model", f"{again * 1000:.0f} ms incl. transparent reload; states "
-                 f"{ {key: lru.resolve(key).state for key in ('first', 'second')} }"))
+    rows.append(
+        (
+            "request for the evicted model",
+            f"{again * 1000:.0f} ms incl. transparent reload; states "
+            f"{ {key: lru.resolve(key).state for key in ('first', 'second')} }",
+        )
+    )
     for key in ("first", "second"):
         lru.unload(key)
-    rows.append(("after unloading everything", f"memory_allocated {memory_allocated(device) - baseline} bytes vs baseline"))
+    rows.append(
+        ("after unloading everything", f"memory_allocated {memory_allocated(device) - baseline} bytes vs baseline")
+    )
     return rows
 
 
@@ -119,8 +146,10 @@ def main() -> int:
     parser.add_argument("--batch", type=int, default=16)
     args = parser.parse_args()
     if not args.device:
-        print("CUDA is not available on this machine (torch.cuda.is_available() is False): nothing to check.\n"
-              "Run this on a GPU host, or pass --device cpu to exercise the same sequence on the CPU.")
+        print(
+            "CUDA is not available on this machine (torch.cuda.is_available() is False): nothing to check.\n"
+            "Run this on a GPU host, or pass --device cpu to exercise the same sequence on the CPU."
+        )
         return 0
     device = torch.device(args.device)
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"
@@ -132,8 +161,11 @@ def main() -> int:
     if device.type == "cuda":
         table = "\n".join(f"| {step} | {result} |" for step, result in rows)
         RESULTS.parent.mkdir(parents=True, exist_ok=True)
-        RESULTS.write_text(f"# Registry memory check\n\n{name}, {args.architecture}, torch {torch.__version__}\n\n"
-                           f"| step | result |\n|---|---|\n{table}\n", encoding="utf-8")
+        RESULTS.write_text(
+            f"# Registry memory check\n\n{name}, {args.architecture}, torch {torch.__version__}\n\n"
+            f"| step | result |\n|---|---|\n{table}\n",
+            encoding="utf-8",
+        )
         print(f"written to {RESULTS}")
     return 0
 

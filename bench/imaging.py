@@ -4,6 +4,7 @@ Usage: python bench/imaging.py [--quick]   (prints a table and writes bench/resu
 
 Each case times ours and the baseline interleaved (same warm caches, same load) and reports the best time.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -67,8 +68,9 @@ def timeit(fn: Callable[[], Any], repeat: int) -> list[float]:
     return times
 
 
-def compare(ours: Callable[[], Any], base: Callable[[], Any], repeat: int, rounds: int = 3,
-            base_repeat: int | None = None) -> tuple[float, float]:
+def compare(
+    ours: Callable[[], Any], base: Callable[[], Any], repeat: int, rounds: int = 3, base_repeat: int | None = None
+) -> tuple[float, float]:
     """Interleave rounds of ours/baseline after a warm-up call each; return the best (minimum) time of each.
 
     The minimum is the least noisy estimate of intrinsic cost on a shared machine (as `timeit` advises);
@@ -146,20 +148,41 @@ def run(quick: bool) -> list[Row]:
     key_im = Image.fromarray(rgba)
     ours_key = color_key(key_im, (255, 255, 255), tolerance=8)
     assert np.array_equal(np.asarray(ours_key), np.asarray(classic_color_key(key_im, (255, 255, 255), 8)))
-    o, b = compare(lambda: color_key(key_im, (255, 255, 255), tolerance=8),
-                   lambda: classic_color_key(key_im, (255, 255, 255), 8), repeat=10, base_repeat=1,
-                   rounds=2 if quick else 4)
-    rows.append(Row("color key, 1024x1024 RGBA (PIL in/out)", o, b, "getdata()/putdata() loop", ">= 100x faster", lambda s: s >= 100))
+    o, b = compare(
+        lambda: color_key(key_im, (255, 255, 255), tolerance=8),
+        lambda: classic_color_key(key_im, (255, 255, 255), 8),
+        repeat=10,
+        base_repeat=1,
+        rounds=2 if quick else 4,
+    )
+    rows.append(
+        Row(
+            "color key, 1024x1024 RGBA (PIL in/out)",
+            o,
+            b,
+            "getdata()/putdata() loop",
+            ">= 100x faster",
+            lambda s: s >= 100,
+        )
+    )
     o2 = min(timeit(lambda: color_key_array(rgba, (255, 255, 255), 8), 30))
     rows.append(Row("color key, 1024x1024 RGBA (NumPy in/out)", o2, b, "getdata()/putdata() loop", "comparison", None))
 
     rgb_im = Image.fromarray(photo(1024, 1024))
     t = pils_to_batch([rgb_im])[0]
     for name, ours, base, label in [
-        ("PIL -> tensor (1CHW float), 1024x1024", lambda: pils_to_batch([rgb_im]), lambda: bare_pil_to_tensor(rgb_im),
-         "torch.from_numpy(np.array(im)).permute().float()/255"),
-        ("tensor -> PIL, 1024x1024", lambda: tensor_to_pil(t), lambda: bare_tensor_to_pil(t),
-         "Image.fromarray((t.permute().numpy()*255).round().astype(uint8))"),
+        (
+            "PIL -> tensor (1CHW float), 1024x1024",
+            lambda: pils_to_batch([rgb_im]),
+            lambda: bare_pil_to_tensor(rgb_im),
+            "torch.from_numpy(np.array(im)).permute().float()/255",
+        ),
+        (
+            "tensor -> PIL, 1024x1024",
+            lambda: tensor_to_pil(t),
+            lambda: bare_tensor_to_pil(t),
+            "Image.fromarray((t.permute().numpy()*255).round().astype(uint8))",
+        ),
     ]:
         o, b = compare(ours, base, repeat=rep * 4)
         rows.append(Row(name, o, b, label, "<= 1.5x their time", lambda s: s >= 1 / 1.5))
@@ -168,8 +191,19 @@ def run(quick: bool) -> list[Row]:
     Image.fromarray(photo(3000, 4000)).save(jpeg_buf, "JPEG", quality=90)
     jpeg = jpeg_buf.getvalue()
     assert reduced_decode_resize(jpeg, (224, 224)).size == (224, 224)
-    o, b = compare(lambda: reduced_decode_resize(jpeg, (224, 224)), lambda: full_decode_resize(jpeg, (224, 224)), repeat=rep)
-    rows.append(Row(f"4000x3000 JPEG ({len(jpeg) // 1024} KB) -> 224x224", o, b, "full decode + resize", ">= 3x faster", lambda s: s >= 3))
+    o, b = compare(
+        lambda: reduced_decode_resize(jpeg, (224, 224)), lambda: full_decode_resize(jpeg, (224, 224)), repeat=rep
+    )
+    rows.append(
+        Row(
+            f"4000x3000 JPEG ({len(jpeg) // 1024} KB) -> 224x224",
+            o,
+            b,
+            "full decode + resize",
+            ">= 3x faster",
+            lambda s: s >= 3,
+        )
+    )
     return rows
 
 
@@ -180,15 +214,19 @@ def table(rows: list[Row]) -> str:
         "|---|---:|---:|---|---:|---|---|",
     ]
     for r in rows:
-        lines.append(f"| {r.name} | {r.ours_ms:.2f} | {r.base_ms:.2f} | {r.baseline} | {r.speedup:.1f}x | {r.target} | {r.verdict} |")
+        lines.append(
+            f"| {r.name} | {r.ours_ms:.2f} | {r.base_ms:.2f} | {r.baseline} | {r.speedup:.1f}x | {r.target} | {r.verdict} |"
+        )
     return "\n".join(lines)
 
 
 def environment() -> str:
     """One line describing where the numbers came from."""
-    return (f"Python {platform.python_version()}, torch {torch.__version__} ({torch.get_num_threads()} threads), "
-            f"OpenCV {cv2.__version__} ({cv2.getNumThreads()} threads), Pillow {Image.__version__}, NumPy {np.__version__}; "
-            f"{os.cpu_count()} CPUs ({platform.machine()}), CUDA {'yes' if torch.cuda.is_available() else 'no'}.")
+    return (
+        f"Python {platform.python_version()}, torch {torch.__version__} ({torch.get_num_threads()} threads), "
+        f"OpenCV {cv2.__version__} ({cv2.getNumThreads()} threads), Pillow {Image.__version__}, NumPy {np.__version__}; "
+        f"{os.cpu_count()} CPUs ({platform.machine()}), CUDA {'yes' if torch.cuda.is_available() else 'no'}."
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -196,8 +234,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer repeats (smoke run)")
     parser.add_argument("--out", type=Path, default=RESULTS, help="markdown file to write")
-    parser.add_argument("--threads", type=int, default=1,
-                        help="torch and OpenCV threads (default 1: like-for-like with single-threaded baselines)")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch and OpenCV threads (default 1: like-for-like with single-threaded baselines)",
+    )
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     cv2.setNumThreads(args.threads)

@@ -11,6 +11,7 @@ Every request carries a new random multipart boundary, as browsers, requests and
     python bench/loadgen.py --url http://127.0.0.1:8000/api/v1/predict --file photo.jpg \
         --field model=resnet18-demo --concurrency 16 --duration 10 --warmup 2
 """
+
 from __future__ import annotations
 
 import argparse
@@ -30,10 +31,16 @@ from urllib.parse import urlsplit
 def multipart_body(file_path: Path, fields: dict[str, str], boundary: str) -> tuple[bytes, str]:
     """The request body every client sends (built once), and its content type."""
     mime = mimetypes.guess_type(file_path.name)[0] or "application/octet-stream"
-    parts = [f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n{value}\r\n'.encode()
-             for name, value in fields.items()]
-    parts.append(f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="{file_path.name}"\r\n'
-                 f"Content-Type: {mime}\r\n\r\n".encode() + file_path.read_bytes() + b"\r\n")
+    parts = [
+        f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n{value}\r\n'.encode()
+        for name, value in fields.items()
+    ]
+    parts.append(
+        f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="{file_path.name}"\r\n'
+        f"Content-Type: {mime}\r\n\r\n".encode()
+        + file_path.read_bytes()
+        + b"\r\n"
+    )
     parts.append(f"--{boundary}--\r\n".encode())
     return b"".join(parts), f"multipart/form-data; boundary={boundary}"
 
@@ -47,8 +54,15 @@ class ClientLog:
     batch_sizes: list[int] = field(default_factory=list)
 
 
-def run_client(url: str, body: bytes, content_type: str, window: tuple[float, float], max_requests: int,
-               log: ClientLog, fresh_boundary: bool = True) -> None:
+def run_client(
+    url: str,
+    body: bytes,
+    content_type: str,
+    window: tuple[float, float],
+    max_requests: int,
+    log: ClientLog,
+    fresh_boundary: bool = True,
+) -> None:
     """Send requests back to back until the window closes or the request budget is spent.
 
     Like browsers, requests and curl, each request gets a new random multipart boundary (the body is
@@ -130,14 +144,27 @@ def percentile(sorted_values: list[float], fraction: float) -> float:
 PLACEHOLDER = b"b0undaryb0undaryb0undaryb0undary"
 
 
-def run(url: str, file_path: Path, fields: dict[str, str], concurrency: int, duration: float, warmup: float,
-        max_requests: int, watch_pgid: int | None = None, fresh_boundary: bool = True) -> dict:
+def run(
+    url: str,
+    file_path: Path,
+    fields: dict[str, str],
+    concurrency: int,
+    duration: float,
+    warmup: float,
+    max_requests: int,
+    watch_pgid: int | None = None,
+    fresh_boundary: bool = True,
+) -> dict:
     body, content_type = multipart_body(file_path, fields, PLACEHOLDER.decode())
     began = time.perf_counter()
     window = (began + warmup, began + warmup + duration)
     logs = [ClientLog() for _ in range(concurrency)]
-    threads = [threading.Thread(target=run_client, args=(url, body, content_type, window, max_requests, log,
-                                                         fresh_boundary), daemon=True) for log in logs]
+    threads = [
+        threading.Thread(
+            target=run_client, args=(url, body, content_type, window, max_requests, log, fresh_boundary), daemon=True
+        )
+        for log in logs
+    ]
     for thread in threads:
         thread.start()
     time.sleep(max(0.0, window[0] - time.perf_counter()))
@@ -155,16 +182,26 @@ def run(url: str, file_path: Path, fields: dict[str, str], concurrency: int, dur
     batches = [size for log in logs for size in log.batch_sizes]
     server_cpu, client_cpu, busy = (b - a for a, b in zip(before, after))
     counted = max(1, len(latencies) + sum(errors.values()))
-    cpu = {"server_cpu_ms": round(1000 * server_cpu / counted, 2) if watch_pgid else None,
-           "loadgen_cpu_ms": round(1000 * client_cpu / counted, 2),
-           "other_cpu_pct": round(100 * max(0.0, busy - server_cpu - client_cpu) / (elapsed * os.cpu_count()), 1)
-           if watch_pgid else None}
-    return {"concurrency": concurrency, "ok": len(latencies), "errors": errors, **cpu,
-            "seconds": round(elapsed, 3), "rps": round(len(latencies) / elapsed, 2) if elapsed > 0 else 0.0,
-            "p50_ms": round(percentile(latencies, 0.50), 2), "p95_ms": round(percentile(latencies, 0.95), 2),
-            "p99_ms": round(percentile(latencies, 0.99), 2),
-            "mean_ms": round(statistics.fmean(latencies), 2) if latencies else float("nan"),
-            "mean_batch_size": round(statistics.fmean(batches), 2) if batches else None}
+    cpu = {
+        "server_cpu_ms": round(1000 * server_cpu / counted, 2) if watch_pgid else None,
+        "loadgen_cpu_ms": round(1000 * client_cpu / counted, 2),
+        "other_cpu_pct": round(100 * max(0.0, busy - server_cpu - client_cpu) / (elapsed * os.cpu_count()), 1)
+        if watch_pgid
+        else None,
+    }
+    return {
+        "concurrency": concurrency,
+        "ok": len(latencies),
+        "errors": errors,
+        **cpu,
+        "seconds": round(elapsed, 3),
+        "rps": round(len(latencies) / elapsed, 2) if elapsed > 0 else 0.0,
+        "p50_ms": round(percentile(latencies, 0.50), 2),
+        "p95_ms": round(percentile(latencies, 0.95), 2),
+        "p99_ms": round(percentile(latencies, 0.99), 2),
+        "mean_ms": round(statistics.fmean(latencies), 2) if latencies else float("nan"),
+        "mean_batch_size": round(statistics.fmean(batches), 2) if batches else None,
+    }
 
 
 def main() -> None:
@@ -177,12 +214,28 @@ def main() -> None:
     parser.add_argument("--warmup", type=float, default=2.0, help="seconds of uncounted requests first")
     parser.add_argument("--requests", type=int, default=100_000, help="at most this many counted per client")
     parser.add_argument("--watch-pgid", type=int, help="report this process group's CPU per request (the server)")
-    parser.add_argument("--fixed-boundary", action="store_true",
-                        help="one multipart boundary for every request (real clients send a new one each time)")
+    parser.add_argument(
+        "--fixed-boundary",
+        action="store_true",
+        help="one multipart boundary for every request (real clients send a new one each time)",
+    )
     args = parser.parse_args()
     fields = dict(item.split("=", 1) for item in args.field)
-    print(json.dumps(run(args.url, args.file, fields, args.concurrency, args.duration, args.warmup, args.requests,
-                         args.watch_pgid, fresh_boundary=not args.fixed_boundary)))
+    print(
+        json.dumps(
+            run(
+                args.url,
+                args.file,
+                fields,
+                args.concurrency,
+                args.duration,
+                args.warmup,
+                args.requests,
+                args.watch_pgid,
+                fresh_boundary=not args.fixed_boundary,
+            )
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -13,6 +13,7 @@
    16 (twice): one point can be off by ±10% on a shared machine.
 4. Prints the tables and writes bench/results/serving.md (text below ANALYSIS_MARKER is kept).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -64,6 +65,7 @@ def cores() -> int:
 
 # ---- set-up ---------------------------------------------------------------------------------------
 
+
 def prepare_home(home: Path) -> None:
     """resnet18 with random fixed-seed weights (timing only) declared in models.yaml, and the payloads."""
     import numpy as np
@@ -90,7 +92,8 @@ def prepare_home(home: Path) -> None:
         "    mean: [0.485, 0.456, 0.406]\n"
         "    std: [0.229, 0.224, 0.225]\n"
         "    labels_file: labels.txt\n"
-        "    description: resnet18 with random weights (benchmark, timing only)\n")
+        "    description: resnet18 with random weights (benchmark, timing only)\n"
+    )
     rng = np.random.default_rng(0)
     y, x = np.mgrid[0:480, 0:640].astype(np.float32)
     base = np.stack([x / 640 * 255, y / 480 * 255, (x + y) / 1120 * 255], axis=-1)
@@ -98,14 +101,17 @@ def prepare_home(home: Path) -> None:
     draw = ImageDraw.Draw(photo)
     for _ in range(40):
         x0, y0 = int(rng.integers(0, 600)), int(rng.integers(0, 440))
-        draw.ellipse((x0, y0, x0 + int(rng.integers(20, 200)), y0 + int(rng.integers(20, 200))),
-                     fill=tuple(int(v) for v in rng.integers(0, 255, 3)))
+        draw.ellipse(
+            (x0, y0, x0 + int(rng.integers(20, 200)), y0 + int(rng.integers(20, 200))),
+            fill=tuple(int(v) for v in rng.integers(0, 255, 3)),
+        )
     photo.filter(ImageFilter.GaussianBlur(1)).save(home / "photo.jpg", quality=90)
     split = load_digits_split()
     render_digit(split.test_images[0], 64).save(home / "digit.png")
 
 
 # ---- the in-process limit -------------------------------------------------------------------------
+
 
 def best_rate(step, seconds: float, windows: int = 4) -> float:
     """Items per second of `step` (returns how many items it did) in the best of several windows: the
@@ -135,8 +141,12 @@ def measure_limit(home: Path, seconds: float = 2.0) -> dict:
         model = registry.get(name)
         data = (home / PAYLOAD[name]).read_bytes()
         torch.set_num_threads(1)
-        prepare = lambda: model.preprocess([decode_image(data, target_size=model.decode_size())],  # noqa: E731
-                                           ModelOptions()).tensor
+        prepare = lambda: (
+            model.preprocess(
+                [decode_image(data, target_size=model.decode_size())],  # noqa: E731
+                ModelOptions(),
+            ).tensor
+        )
         sample = prepare()
         preprocess_ms = 1000.0 / best_rate(lambda: (prepare(), 1)[1], seconds)
         torch.set_num_threads(cores())
@@ -149,13 +159,17 @@ def measure_limit(home: Path, seconds: float = 2.0) -> dict:
                 forward[size] = best_rate(lambda: (network(batch), size)[1], seconds)
         best = max(forward, key=forward.get)
         limit = 1.0 / (preprocess_ms / 1000.0 + 1.0 / forward[best])
-        report[name] = {"preprocess_ms": round(preprocess_ms, 3), "forward_ips": {k: round(v, 1) for k, v in
-                                                                                  forward.items()},
-                        "best_batch": best, "limit_ips": round(limit, 1)}
+        report[name] = {
+            "preprocess_ms": round(preprocess_ms, 3),
+            "forward_ips": {k: round(v, 1) for k, v in forward.items()},
+            "best_batch": best,
+            "limit_ips": round(limit, 1),
+        }
     return report
 
 
 # ---- servers --------------------------------------------------------------------------------------
+
 
 def free_port() -> int:
     with socket.socket() as sock:
@@ -182,8 +196,14 @@ class Server:
 
     def start(self, log_path: Path, timeout: float = 180.0) -> None:
         log = log_path.open("ab")
-        self.process = subprocess.Popen(self.command, cwd=ROOT, env={**os.environ, **self.env}, stdout=log,
-                                        stderr=subprocess.STDOUT, start_new_session=True)
+        self.process = subprocess.Popen(
+            self.command,
+            cwd=ROOT,
+            env={**os.environ, **self.env},
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
@@ -239,37 +259,94 @@ def servers(home: Path, litserve: bool) -> list[Server]:
     gunicorn = str(Path(PY).with_name("gunicorn"))
     naive_workers = 2 * n + 1
     found = [
-        Server("naive", [gunicorn, "-k", "sync", "-w", str(naive_workers), "-b", "127.0.0.1:{port}", "--timeout",
-                         str(PAUSED_TIMEOUT), "--chdir",
-                         str(ROOT / "bench" / "baselines"), "--pythonpath", str(ROOT), "--log-level", "warning",
-                         "naive_flask:app"],
-               {"BENCH_RESNET_WEIGHTS": weights}, 0, {m: "/predict" for m in MODELS}, "/health",
-               f"Flask + gunicorn sync, {naive_workers} workers (gunicorn's 2×cores+1), default torch threads"),
-        Server("ai_service", [gunicorn, "-c", str(ROOT / "gunicorn.conf.py"), "app:app"],
-               {"AI_SERVICE_HOME": str(home), "AI_SERVICE_WORKERS": "0", "AI_SERVICE_THREADS": str(THREADS),
-                "AI_SERVICE_PRELOAD": ",".join(MODELS), "AI_SERVICE_LOG_LEVEL": "INFO",
-                "AI_SERVICE_TIMEOUT": str(PAUSED_TIMEOUT), "AI_SERVICE_MAX_REQUESTS": "0"}, 0,
-               {m: "/api/v1/predict" for m in MODELS}, "/api/v1/health",
-               f"gunicorn gthread (ai_service/server/worker.py), {n} workers (one per core) × {THREADS} threads, "
-               "adaptive torch threads "
-               "(core budget), batch ≤ 8, delay ≤ 5 ms, INFO access logging to console and file, metrics on; "
-               "worker recycling off (AI_SERVICE_MAX_REQUESTS=0: at these rates the default 50000 would restart "
-               "each worker, and reload its models, every few minutes, maybe inside a measured point)"),
+        Server(
+            "naive",
+            [
+                gunicorn,
+                "-k",
+                "sync",
+                "-w",
+                str(naive_workers),
+                "-b",
+                "127.0.0.1:{port}",
+                "--timeout",
+                str(PAUSED_TIMEOUT),
+                "--chdir",
+                str(ROOT / "bench" / "baselines"),
+                "--pythonpath",
+                str(ROOT),
+                "--log-level",
+                "warning",
+                "naive_flask:app",
+            ],
+            {"BENCH_RESNET_WEIGHTS": weights},
+            0,
+            {m: "/predict" for m in MODELS},
+            "/health",
+            f"Flask + gunicorn sync, {naive_workers} workers (gunicorn's 2×cores+1), default torch threads",
+        ),
+        Server(
+            "ai_service",
+            [gunicorn, "-c", str(ROOT / "gunicorn.conf.py"), "app:app"],
+            {
+                "AI_SERVICE_HOME": str(home),
+                "AI_SERVICE_WORKERS": "0",
+                "AI_SERVICE_THREADS": str(THREADS),
+                "AI_SERVICE_PRELOAD": ",".join(MODELS),
+                "AI_SERVICE_LOG_LEVEL": "INFO",
+                "AI_SERVICE_TIMEOUT": str(PAUSED_TIMEOUT),
+                "AI_SERVICE_MAX_REQUESTS": "0",
+            },
+            0,
+            {m: "/api/v1/predict" for m in MODELS},
+            "/api/v1/health",
+            f"gunicorn gthread (ai_service/server/worker.py), {n} workers (one per core) × {THREADS} threads, "
+            "adaptive torch threads "
+            "(core budget), batch ≤ 8, delay ≤ 5 ms, INFO access logging to console and file, metrics on; "
+            "worker recycling off (AI_SERVICE_MAX_REQUESTS=0: at these rates the default 50000 would restart "
+            "each worker, and reload its models, every few minutes, maybe inside a measured point)",
+        ),
     ]
     bf16 = ai_service_bf16(found[1], home)
     if bf16 is not None:
         found.append(bf16)
-    found.append(Server(f"{found[1].name}/{PREVIOUS_THREADS} threads", found[1].command,
-                        {**found[1].env, "AI_SERVICE_THREADS": str(PREVIOUS_THREADS)}, 0, found[1].paths,
-                        found[1].health, f"the same with AI_SERVICE_THREADS={PREVIOUS_THREADS} (the previous "
-                        f"default: measured side by side to show what {THREADS} threads buy)", levels=(16,)))
+    found.append(
+        Server(
+            f"{found[1].name}/{PREVIOUS_THREADS} threads",
+            found[1].command,
+            {**found[1].env, "AI_SERVICE_THREADS": str(PREVIOUS_THREADS)},
+            0,
+            found[1].paths,
+            found[1].health,
+            f"the same with AI_SERVICE_THREADS={PREVIOUS_THREADS} (the previous "
+            f"default: measured side by side to show what {THREADS} threads buy)",
+            levels=(16,),
+        )
+    )
     if litserve:
         for model in MODELS:
-            found.append(Server(
-                f"litserve:{model}", [PY, str(ROOT / "bench" / "baselines" / "litserve_server.py"), "--model", model,
-                                      "--port", "{port}", "--workers", str(n), "--threads", "1"],
-                {"BENCH_RESNET_WEIGHTS": weights}, 0, {model: "/predict"}, "/health",
-                f"LitServe, {n} inference workers × 1 torch thread, max_batch_size 8, batch_timeout 5 ms"))
+            found.append(
+                Server(
+                    f"litserve:{model}",
+                    [
+                        PY,
+                        str(ROOT / "bench" / "baselines" / "litserve_server.py"),
+                        "--model",
+                        model,
+                        "--port",
+                        "{port}",
+                        "--workers",
+                        str(n),
+                        "--threads",
+                        "1",
+                    ],
+                    {"BENCH_RESNET_WEIGHTS": weights},
+                    0,
+                    {model: "/predict"},
+                    "/health",
+                    f"LitServe, {n} inference workers × 1 torch thread, max_batch_size 8, batch_timeout 5 ms",
+                )
+            )
     for server in found:
         server.port = free_port()
         server.command = [part.replace("{port}", str(server.port)) for part in server.command]
@@ -285,11 +362,17 @@ def ai_service_bf16(production: Server, home: Path) -> Server | None:
     flags = Path("/proc/cpuinfo").read_text()
     if "amx_bf16" not in flags and "avx512_bf16" not in flags:
         return None
-    return Server("ai_service+bf16", production.command, {**production.env, "AI_SERVICE_AMP": "bf16",
-                                                          "AI_SERVICE_PRELOAD": "resnet18-demo"}, 0,
-                  {"resnet18-demo": "/api/v1/predict"}, production.health,
-                  production.config + ", plus AI_SERVICE_AMP=bf16 (this CPU has native bf16; numerics differ "
-                  "slightly, so it is information, not part of the targets)", levels=(1, 16))
+    return Server(
+        "ai_service+bf16",
+        production.command,
+        {**production.env, "AI_SERVICE_AMP": "bf16", "AI_SERVICE_PRELOAD": "resnet18-demo"},
+        0,
+        {"resnet18-demo": "/api/v1/predict"},
+        production.health,
+        production.config + ", plus AI_SERVICE_AMP=bf16 (this CPU has native bf16; numerics differ "
+        "slightly, so it is information, not part of the targets)",
+        levels=(1, 16),
+    )
 
 
 def litserve_status() -> tuple[bool, str]:
@@ -302,11 +385,27 @@ def litserve_status() -> tuple[bool, str]:
 
 # ---- load -----------------------------------------------------------------------------------------
 
+
 def load_point(server: Server, model: str, concurrency: int, home: Path, duration: float, warmup: float) -> dict:
     """One closed-loop measurement from a separate loadgen process."""
-    command = [PY, str(ROOT / "bench" / "loadgen.py"), "--url", server.url(model), "--file",
-               str(home / PAYLOAD[model]), "--field", f"model={model}", "--concurrency", str(concurrency),
-               "--duration", str(duration), "--warmup", str(warmup), "--watch-pgid", str(server.process.pid)]
+    command = [
+        PY,
+        str(ROOT / "bench" / "loadgen.py"),
+        "--url",
+        server.url(model),
+        "--file",
+        str(home / PAYLOAD[model]),
+        "--field",
+        f"model={model}",
+        "--concurrency",
+        str(concurrency),
+        "--duration",
+        str(duration),
+        "--warmup",
+        str(warmup),
+        "--watch-pgid",
+        str(server.process.pid),
+    ]
     output = subprocess.run(command, check=True, capture_output=True, text=True, timeout=duration + warmup + 180)
     result = json.loads(output.stdout)
     return result
@@ -328,15 +427,26 @@ def schedule(contenders: list[Server], points: tuple[int, ...], repeated: tuple[
     for rep, levels in enumerate((points, *repeated), start=1):
         for model in MODELS:
             for concurrency in levels:
-                serving = [server for server in contenders if model in server.paths
-                           and (not server.levels or (rep == 1 and concurrency in server.levels))]
+                serving = [
+                    server
+                    for server in contenders
+                    if model in server.paths and (not server.levels or (rep == 1 and concurrency in server.levels))
+                ]
                 turn = len(order) % len(serving) if serving else 0
                 order += [(rep, model, concurrency, server) for server in serving[turn:] + serving[:turn]]
     return order
 
 
-def run_all(contenders: list[Server], home: Path, points: tuple[int, ...], repeated: tuple[tuple[int, ...], ...],
-            durations: dict[str, float], warmup: float, log_path: Path, profiles: dict) -> list[dict]:
+def run_all(
+    contenders: list[Server],
+    home: Path,
+    points: tuple[int, ...],
+    repeated: tuple[tuple[int, ...], ...],
+    durations: dict[str, float],
+    warmup: float,
+    log_path: Path,
+    profiles: dict,
+) -> list[dict]:
     """Start every server, keep all but the measured one paused (SIGSTOP), measure every point, then
     profile ai_service (into `profiles`)."""
     results = []
@@ -357,16 +467,22 @@ def run_all(contenders: list[Server], home: Path, points: tuple[int, ...], repea
                 if attempts[-1]["other_cpu_pct"] <= BUSY_PCT or retries == 0 or len(attempts) > 2:
                     break
                 retries -= 1
-                print(f"   ({server.name} {model} c={concurrency}: {attempts[-1]['other_cpu_pct']}% of the CPU was "
-                      "used by other work; measuring again)", flush=True)
+                print(
+                    f"   ({server.name} {model} c={concurrency}: {attempts[-1]['other_cpu_pct']}% of the CPU was "
+                    "used by other work; measuring again)",
+                    flush=True,
+                )
                 time.sleep(5)
             point = min(attempts, key=lambda attempt: attempt["other_cpu_pct"])
             point.update(server=server.name.split(":")[0], model=model, rep=rep, attempts=len(attempts))
             results.append(point)
-            print(f"   {server.name:22s} {model:14s} c={concurrency:<3d} {point['rps']:8.1f} req/s  "
-                  f"p50 {point['p50_ms']:7.1f}  p99 {point['p99_ms']:7.1f} ms  errors {point['errors']}  "
-                  f"batch {point['mean_batch_size']}  server {point['server_cpu_ms']} ms CPU/req  "
-                  f"other work {point['other_cpu_pct']}%", flush=True)
+            print(
+                f"   {server.name:22s} {model:14s} c={concurrency:<3d} {point['rps']:8.1f} req/s  "
+                f"p50 {point['p50_ms']:7.1f}  p99 {point['p99_ms']:7.1f} ms  errors {point['errors']}  "
+                f"batch {point['mean_batch_size']}  server {point['server_cpu_ms']} ms CPU/req  "
+                f"other work {point['other_cpu_pct']}%",
+                flush=True,
+            )
         ours = next((server for server in contenders if server.name == "ai_service"), None)
         if ours is not None and PROFILE:
             for model in MODELS:
@@ -402,8 +518,22 @@ PROFILE_CATEGORIES = (
 #: (os.read, or its sleep between batches; its real work is one file write per batch) and idle gunicorn
 #: pool threads (`_worker` waiting in SimpleQueue.get for the next request, `_next_request_ready` in
 #: poll for the same client's next one) and gunicorn's `chunk` (socket recv: a body still arriving).
-WAITING = ("wait", "select", "poll", "get", "acquire", "sleep", "accept", "_recv_into", "recv_into", "readinto",
-           "_read_loop", "_worker", "_next_request_ready", "chunk")
+WAITING = (
+    "wait",
+    "select",
+    "poll",
+    "get",
+    "acquire",
+    "sleep",
+    "accept",
+    "_recv_into",
+    "recv_into",
+    "readinto",
+    "_read_loop",
+    "_worker",
+    "_next_request_ready",
+    "chunk",
+)
 
 
 def categorise(stack: str) -> str | None:
@@ -423,16 +553,47 @@ def profile(server: Server, model: str, home: Path, seconds: float = 8.0) -> dic
     spy = Path(PY).with_name("py-spy")
     if not spy.exists():
         return None
-    command = [PY, str(ROOT / "bench" / "loadgen.py"), "--url", server.url(model), "--file", str(home / PAYLOAD[model]),
-               "--field", f"model={model}", "--concurrency", "16", "--duration", str(seconds + 4), "--warmup", "1"]
+    command = [
+        PY,
+        str(ROOT / "bench" / "loadgen.py"),
+        "--url",
+        server.url(model),
+        "--file",
+        str(home / PAYLOAD[model]),
+        "--field",
+        f"model={model}",
+        "--concurrency",
+        "16",
+        "--duration",
+        str(seconds + 4),
+        "--warmup",
+        "1",
+    ]
     with tempfile.NamedTemporaryFile(suffix=".txt") as raw:
         server.resume()
         try:
             load = subprocess.Popen(command, stdout=subprocess.DEVNULL)
             time.sleep(2)
-            subprocess.run([str(spy), "record", "--pid", str(server.process.pid), "--subprocesses", "--nonblocking",
-                            "--format", "raw", "--rate", "200", "--duration", str(int(seconds)), "-o", raw.name],
-                           capture_output=True, timeout=seconds + 60)
+            subprocess.run(
+                [
+                    str(spy),
+                    "record",
+                    "--pid",
+                    str(server.process.pid),
+                    "--subprocesses",
+                    "--nonblocking",
+                    "--format",
+                    "raw",
+                    "--rate",
+                    "200",
+                    "--duration",
+                    str(int(seconds)),
+                    "-o",
+                    raw.name,
+                ],
+                capture_output=True,
+                timeout=seconds + 60,
+            )
             load.wait(seconds + 120)
         finally:
             server.pause()
@@ -445,11 +606,13 @@ def profile(server: Server, model: str, home: Path, seconds: float = 8.0) -> dic
             if category is not None:
                 counts[category] = counts.get(category, 0) + int(count)
     total = sum(counts.values())
-    return {name: 100.0 * count / total for name, count in sorted(counts.items(), key=lambda i: -i[1])} if total \
-        else None
+    return (
+        {name: 100.0 * count / total for name, count in sorted(counts.items(), key=lambda i: -i[1])} if total else None
+    )
 
 
 # ---- report ---------------------------------------------------------------------------------------
+
 
 def points_for(results: list[dict], server: str, model: str, concurrency: int) -> list[dict]:
     return [r for r in results if r["server"] == server and r["model"] == model and r["concurrency"] == concurrency]
@@ -468,13 +631,20 @@ def evaluate(results: list[dict], limits: dict) -> list[tuple[str, str, float | 
         x, y = mean_of(results, a, model, 16, "rps"), mean_of(results, b, model, 16, "rps")
         return x / y if x and y else None
 
-    checks = [("resnet18 c=16: ai_service ≥ 1.2 × naive", ratio("resnet18-demo", "ai_service", "naive"), 1.2),
-              ("resnet18 c=16: ai_service ≥ 1.0 × LitServe", ratio("resnet18-demo", "ai_service", "litserve"), 1.0),
-              ("digits c=16: ai_service ≥ 0.9 × naive", ratio("digits", "ai_service", "naive"), 0.9),
-              ("digits c=16: ai_service ≥ 1.0 × LitServe", ratio("digits", "ai_service", "litserve"), 1.0)]
+    checks = [
+        ("resnet18 c=16: ai_service ≥ 1.2 × naive", ratio("resnet18-demo", "ai_service", "naive"), 1.2),
+        ("resnet18 c=16: ai_service ≥ 1.0 × LitServe", ratio("resnet18-demo", "ai_service", "litserve"), 1.0),
+        ("digits c=16: ai_service ≥ 0.9 × naive", ratio("digits", "ai_service", "naive"), 0.9),
+        ("digits c=16: ai_service ≥ 1.0 × LitServe", ratio("digits", "ai_service", "litserve"), 1.0),
+    ]
     ai = mean_of(results, "ai_service", "resnet18-demo", 16, "rps")
-    checks.append(("resnet18 c=16: ai_service ≥ 85% of the in-process limit",
-                   ai / limits["resnet18-demo"]["limit_ips"] if ai else None, 0.85))
+    checks.append(
+        (
+            "resnet18 c=16: ai_service ≥ 85% of the in-process limit",
+            ai / limits["resnet18-demo"]["limit_ips"] if ai else None,
+            0.85,
+        )
+    )
     for name, value, floor in checks:
         places = 3 if value is not None and abs(value - floor) < 0.01 else 2  # 0.996 must not read "1.00× MISS"
         verdict = "n/a" if value is None else ("PASS" if value >= floor else f"MISS by {floor - value:.{places}f}")
@@ -483,46 +653,80 @@ def evaluate(results: list[dict], limits: dict) -> list[tuple[str, str, float | 
         ours, naive = (mean_of(results, s, model, 1, "p50_ms") for s in ("ai_service", "naive"))
         if ours is not None and naive is not None:
             delta = ours - naive
-            rows.append((f"{model} c=1: p50 ≤ naive + 3 ms", f"{ours:.1f} vs {naive:.1f} ms ({delta:+.1f} ms)",
-                         "PASS" if delta <= 3.0 else f"MISS by {delta - 3.0:.1f} ms"))
+            rows.append(
+                (
+                    f"{model} c=1: p50 ≤ naive + 3 ms",
+                    f"{ours:.1f} vs {naive:.1f} ms ({delta:+.1f} ms)",
+                    "PASS" if delta <= 3.0 else f"MISS by {delta - 3.0:.1f} ms",
+                )
+            )
     errors = sum(sum(r["errors"].values()) for r in results)
     rows.append(("zero errors at every point", f"{errors} errors", "PASS" if errors == 0 else "MISS"))
     return rows
 
 
-def render(results: list[dict], limits: dict, meta: dict, configs: dict[str, str],
-           profiles: dict[str, dict[str, float] | None]) -> str:
-    lines = ["# Serving benchmark", "",
-             f"Generated by `make bench-serving` (bench/serving.py) on {meta['date']}. "
-             f"Machine: {meta['cpu']}, {meta['cores']} cores, {meta['memory_gb']} GiB; Python {meta['python']}, "
-             f"torch {meta['torch']}. Device: **CPU only** — {meta['gpu']}", "",
-             "resnet18 weights are random (seed 0): **timing only**, the predictions mean nothing. Payloads: a "
-             "640×480 JPEG photo (resnet18, 224×224 input) and a 64×64 PNG digit (digits). Every point is a "
-             f"closed loop of C clients from a separate load-generator process on loopback, "
-             f"{meta['warmup']:g} s warm-up then {meta['durations']}; {repetitions_text()} so the noise is visible. All servers run at once but only the measured one is "
-             "awake (the others are paused with SIGSTOP), and the servers take turns at every point, so drift in the "
-             "machine's load hits all of them alike.", "",
-             "## Servers", ""]
+def render(
+    results: list[dict], limits: dict, meta: dict, configs: dict[str, str], profiles: dict[str, dict[str, float] | None]
+) -> str:
+    lines = [
+        "# Serving benchmark",
+        "",
+        f"Generated by `make bench-serving` (bench/serving.py) on {meta['date']}. "
+        f"Machine: {meta['cpu']}, {meta['cores']} cores, {meta['memory_gb']} GiB; Python {meta['python']}, "
+        f"torch {meta['torch']}. Device: **CPU only** — {meta['gpu']}",
+        "",
+        "resnet18 weights are random (seed 0): **timing only**, the predictions mean nothing. Payloads: a "
+        "640×480 JPEG photo (resnet18, 224×224 input) and a 64×64 PNG digit (digits). Every point is a "
+        f"closed loop of C clients from a separate load-generator process on loopback, "
+        f"{meta['warmup']:g} s warm-up then {meta['durations']}; {repetitions_text()} so the noise is visible. All servers run at once but only the measured one is "
+        "awake (the others are paused with SIGSTOP), and the servers take turns at every point, so drift in the "
+        "machine's load hits all of them alike.",
+        "",
+        "## Servers",
+        "",
+    ]
     lines += [f"- **{name}**: {text}" for name, text in configs.items()]
-    lines += ["", f"LitServe: {meta['litserve']}", "", "## The in-process limit (same machine, same cores)", "",
-              "| model | decode+preprocess ms/image (1 core) | " + " | ".join(f"forward img/s @ {b}" for b in BATCHES)
-              + " | limit img/s (best batch) |", "|---|---|" + "---|" * len(BATCHES) + "---|"]
+    lines += [
+        "",
+        f"LitServe: {meta['litserve']}",
+        "",
+        "## The in-process limit (same machine, same cores)",
+        "",
+        "| model | decode+preprocess ms/image (1 core) | "
+        + " | ".join(f"forward img/s @ {b}" for b in BATCHES)
+        + " | limit img/s (best batch) |",
+        "|---|---|" + "---|" * len(BATCHES) + "---|",
+    ]
     for model in MODELS:
         limit = limits[model]
-        lines.append(f"| {model} | {limit['preprocess_ms']:.2f} | "
-                     + " | ".join(f"{limit['forward_ips'][b]:.1f}" for b in BATCHES)
-                     + f" | **{limit['limit_ips']:.1f}** (batch {limit['best_batch']}) |")
-    lines += ["", "limit = 1 / (decode+preprocess time + 1 / forward rate at the best batch size).", "",
-              "## Results", "", "req/s: mean of the repetitions (each repetition in brackets); latency of the "
-              "first repetition; % limit = req/s ÷ the model's in-process limit; server CPU = CPU time of all the "
-              "server's processes per answered request (mean of the repetitions; independent of how busy the "
-              "machine was); other work = CPU used by processes outside the benchmark during the point, in % of "
-              "the machine (first repetition).", ""]
+        lines.append(
+            f"| {model} | {limit['preprocess_ms']:.2f} | "
+            + " | ".join(f"{limit['forward_ips'][b]:.1f}" for b in BATCHES)
+            + f" | **{limit['limit_ips']:.1f}** (batch {limit['best_batch']}) |"
+        )
+    lines += [
+        "",
+        "limit = 1 / (decode+preprocess time + 1 / forward rate at the best batch size).",
+        "",
+        "## Results",
+        "",
+        "req/s: mean of the repetitions (each repetition in brackets); latency of the "
+        "first repetition; % limit = req/s ÷ the model's in-process limit; server CPU = CPU time of all the "
+        "server's processes per answered request (mean of the repetitions; independent of how busy the "
+        "machine was); other work = CPU used by processes outside the benchmark during the point, in % of "
+        "the machine (first repetition).",
+        "",
+    ]
     contenders = ("naive", "ai_service", "litserve")
     variants = [name for name in dict.fromkeys(r["server"] for r in results) if name not in contenders]
     for model in MODELS:
-        lines += [f"### {model}", "", "| c | server | req/s | % limit | p50 ms | p95 ms | p99 ms | errors | "
-                  "mean batch | server CPU ms/req | other work |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+        lines += [
+            f"### {model}",
+            "",
+            "| c | server | req/s | % limit | p50 ms | p95 ms | p99 ms | errors | "
+            "mean batch | server CPU ms/req | other work |",
+            "|---|---|---|---|---|---|---|---|---|---|---|",
+        ]
         for concurrency in CONCURRENCY:
             for server in (*contenders, *variants):  # variants: bf16, another thread count
                 runs = points_for(results, server, model, concurrency)
@@ -534,11 +738,13 @@ def render(results: list[dict], limits: dict, meta: dict, configs: dict[str, str
                 first = runs[0]
                 errors = sum(sum(r["errors"].values()) for r in runs)
                 cpu = fmean(r["server_cpu_ms"] for r in runs)
-                lines.append(f"| {concurrency} | {server} | {rps:.1f}{reps} | "
-                             f"{100 * rps / limits[model]['limit_ips']:.0f}% | {first['p50_ms']:.1f} | "
-                             f"{first['p95_ms']:.1f} | {first['p99_ms']:.1f} | {errors} | "
-                             f"{first['mean_batch_size'] if first['mean_batch_size'] is not None else '—'} | "
-                             f"{cpu:.2f} | {first['other_cpu_pct']:.0f}% |")
+                lines.append(
+                    f"| {concurrency} | {server} | {rps:.1f}{reps} | "
+                    f"{100 * rps / limits[model]['limit_ips']:.0f}% | {first['p50_ms']:.1f} | "
+                    f"{first['p95_ms']:.1f} | {first['p99_ms']:.1f} | {errors} | "
+                    f"{first['mean_batch_size'] if first['mean_batch_size'] is not None else '—'} | "
+                    f"{cpu:.2f} | {first['other_cpu_pct']:.0f}% |"
+                )
         lines.append("")
     lines += ["## Targets", "", "| target | measured | verdict |", "|---|---|---|"]
     lines += [f"| {name} | {value} | {verdict} |" for name, value, verdict in evaluate(results, limits)]
@@ -546,10 +752,14 @@ def render(results: list[dict], limits: dict, meta: dict, configs: dict[str, str
     other = [r["other_cpu_pct"] for r in results]
     busy = sum(value > BUSY_PCT for value in other)
     again = sum(r["attempts"] > 1 for r in results)
-    lines += ["", f"Other work on the machine during the points: {min(other):.0f}% to {max(other):.0f}% of its CPU "
-              f"(mean {fmean(other):.0f}%). {again} point(s) were measured again because other processes used more "
-              f"than {BUSY_PCT:g}% of the machine during them (the quietest attempt is kept)"
-              + (f"; {busy} point(s) stayed above that, so their req/s are noisier." if busy else "."), ""]
+    lines += [
+        "",
+        f"Other work on the machine during the points: {min(other):.0f}% to {max(other):.0f}% of its CPU "
+        f"(mean {fmean(other):.0f}%). {again} point(s) were measured again because other processes used more "
+        f"than {BUSY_PCT:g}% of the machine during them (the quietest attempt is kept)"
+        + (f"; {busy} point(s) stayed above that, so their req/s are noisier." if busy else "."),
+        "",
+    ]
     return "\n".join(lines)
 
 
@@ -557,12 +767,17 @@ def profile_table(results: list[dict], profiles: dict[str, dict[str, float] | No
     """Where ai_service's worker CPU goes at concurrency 16, in % of samples and ms per request."""
     if not any(profiles.values()):
         return ["", "No profile: --no-profile was given, or py-spy is not installed (`pip install py-spy`).", ""]
-    lines = ["", "## Where ai_service's time goes (py-spy, concurrency 16)", "",
-             "Samples of every thread of every worker that was running (threads waiting on a lock, queue or "
-             "socket are left out), by the innermost part of the request they were in; ms/request = share × "
-             "the server CPU per request measured at c=16.", "",
-             "| part | " + " | ".join(f"{model} %" + f" | {model} ms/req" for model in profiles) + " |",
-             "|---|" + "---|---|" * len(profiles)]
+    lines = [
+        "",
+        "## Where ai_service's time goes (py-spy, concurrency 16)",
+        "",
+        "Samples of every thread of every worker that was running (threads waiting on a lock, queue or "
+        "socket are left out), by the innermost part of the request they were in; ms/request = share × "
+        "the server CPU per request measured at c=16.",
+        "",
+        "| part | " + " | ".join(f"{model} %" + f" | {model} ms/req" for model in profiles) + " |",
+        "|---|" + "---|---|" * len(profiles),
+    ]
     names = [name for name, _ in PROFILE_CATEGORIES] + ["other"]
     cpu = {model: mean_of(results, "ai_service", model, 16, "server_cpu_ms") or 0.0 for model in profiles}
     for name in names:
@@ -585,15 +800,32 @@ def write_results(text: str) -> None:
 def machine(durations: dict[str, float], warmup: float, litserve: str) -> dict:
     import torch
 
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), platform.processor())
+    cpu = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        ),
+        platform.processor(),
+    )
     memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
-    gpu = ("a CUDA GPU is visible but this run measured the CPU" if torch.cuda.is_available() else
-           "no GPU was lent to this run, so nothing here measures CUDA (batching buys far more on a GPU)")
-    return {"date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), "cpu": cpu, "cores": cores(),
-            "memory_gb": round(memory), "python": platform.python_version(), "torch": torch.__version__, "gpu": gpu,
-            "warmup": warmup, "litserve": litserve,
-            "durations": ", ".join(f"{seconds:g} s ({model})" for model, seconds in durations.items())}
+    gpu = (
+        "a CUDA GPU is visible but this run measured the CPU"
+        if torch.cuda.is_available()
+        else "no GPU was lent to this run, so nothing here measures CUDA (batching buys far more on a GPU)"
+    )
+    return {
+        "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "cpu": cpu,
+        "cores": cores(),
+        "memory_gb": round(memory),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "gpu": gpu,
+        "warmup": warmup,
+        "litserve": litserve,
+        "durations": ", ".join(f"{seconds:g} s ({model})" for model, seconds in durations.items()),
+    }
 
 
 def main() -> None:
@@ -602,8 +834,13 @@ def main() -> None:
     parser.add_argument("--only", help="comma-separated servers to run (naive, ai_service, litserve)")
     parser.add_argument("--no-write", action="store_true", help="print only; leave bench/results/serving.md")
     parser.add_argument("--concurrency", help="comma-separated concurrency levels instead of 1,4,16,32 (no write)")
-    parser.add_argument("--set", action="append", default=[], metavar="AI_SERVICE_X=VALUE",
-                        help="try another ai_service configuration (implies --no-write)")
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="AI_SERVICE_X=VALUE",
+        help="try another ai_service configuration (implies --no-write)",
+    )
     parser.add_argument("--models", help="comma-separated models instead of all (no write)")
     parser.add_argument("--no-profile", action="store_true", help="skip the py-spy profile of ai_service")
     parser.add_argument("--measure-limit", type=Path, help=argparse.SUPPRESS)
@@ -623,8 +860,11 @@ def main() -> None:
         home = Path(workdir) / "home"
         prepare_home(home)
         print("-- measuring the in-process limit", flush=True)
-        limits = json.loads(subprocess.run([PY, __file__, "--measure-limit", str(home)], check=True,
-                                           capture_output=True, text=True).stdout)
+        limits = json.loads(
+            subprocess.run(
+                [PY, __file__, "--measure-limit", str(home)], check=True, capture_output=True, text=True
+            ).stdout
+        )
         for limit in limits.values():
             limit["forward_ips"] = {int(size): rate for size, rate in limit["forward_ips"].items()}
         for model, limit in limits.items():
@@ -642,8 +882,9 @@ def main() -> None:
         log_path = Path(workdir) / "servers.log"
         try:
             profiles: dict[str, dict[str, float] | None] = {}
-            results = run_all(contenders, home, points, () if args.concurrency else REPEATED, durations, warmup,
-                              log_path, profiles)
+            results = run_all(
+                contenders, home, points, () if args.concurrency else REPEATED, durations, warmup, log_path, profiles
+            )
         except Exception:
             print(log_path.read_text()[-4000:] if log_path.exists() else "", file=sys.stderr)
             raise

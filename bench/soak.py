@@ -12,6 +12,7 @@ percentiles, outcomes by class, RSS growth and whether the targets hold:
   - RSS growth of the workers that lived through the run under 10%.
 Traffic goes only to 127.0.0.1; every loop is bounded by the duration.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -43,11 +44,11 @@ RSS_GROWTH_LIMIT = 0.10
 
 @dataclass
 class Outcome:
-    kind: str          # valid | invalid | read
+    kind: str  # valid | invalid | read
     name: str
     started: float
     ended: float
-    status: int        # 0 = connection error
+    status: int  # 0 = connection error
     correct: bool = True
 
 
@@ -82,23 +83,88 @@ def build_payloads() -> list[Payload]:
         def right(response: requests.Response, label: str = label) -> bool:
             return _first(response.json())["predictions"][0]["label"] == label
 
-        payloads.append(Payload("valid", f"png-{label}", lambda s, base, data=png.getvalue(): s.post(
-            base + "/api/v1/predict", files={"file": ("d.png", data, "image/png")}, timeout=60), right, 3.0))
-        payloads.append(Payload("valid", f"jpeg-{label}", lambda s, base, data=jpeg.getvalue(): s.post(
-            base + "/api/v1/predict", files={"file": ("d.jpg", data, "image/jpeg")}, timeout=60), right, 2.0))
-        payloads.append(Payload("valid", f"json-{label}", lambda s, base, data=png.getvalue(): s.post(
-            base + "/api/v1/predict", json={"image": base64.b64encode(data).decode()}, timeout=60), right, 1.0))
+        payloads.append(
+            Payload(
+                "valid",
+                f"png-{label}",
+                lambda s, base, data=png.getvalue(): s.post(
+                    base + "/api/v1/predict", files={"file": ("d.png", data, "image/png")}, timeout=60
+                ),
+                right,
+                3.0,
+            )
+        )
+        payloads.append(
+            Payload(
+                "valid",
+                f"jpeg-{label}",
+                lambda s, base, data=jpeg.getvalue(): s.post(
+                    base + "/api/v1/predict", files={"file": ("d.jpg", data, "image/jpeg")}, timeout=60
+                ),
+                right,
+                2.0,
+            )
+        )
+        payloads.append(
+            Payload(
+                "valid",
+                f"json-{label}",
+                lambda s, base, data=png.getvalue(): s.post(
+                    base + "/api/v1/predict", json={"image": base64.b64encode(data).decode()}, timeout=60
+                ),
+                right,
+                1.0,
+            )
+        )
     bad = imaging_samples.bad_inputs()
-    for name in ("zero_bytes", "text_named_png", "truncated_png", "png_bad_crc", "truncated_jpeg", "header_bomb_png",
-                 "huge_dimension_gif", "svg_xxe", "svg_entity_bomb", "psd_bad_header"):
-        payloads.append(Payload("invalid", name, lambda s, base, data=bad[name][0]: s.post(
-            base + "/api/v1/predict", files={"file": ("x.png", data)}, timeout=60), weight=0.4))
-    payloads.append(Payload("invalid", "wrong_field", lambda s, base: s.post(
-        base + "/api/v1/predict", files={"image": ("x.png", b"abc")}, timeout=60), weight=0.4))
-    payloads.append(Payload("invalid", "bad_base64", lambda s, base: s.post(
-        base + "/api/v1/predict", json={"image": "@@not-base64@@"}, timeout=60), weight=0.4))
-    payloads.append(Payload("invalid", "unknown_model", lambda s, base: s.post(
-        base + "/api/v1/predict", files={"file": ("x.png", b"abc")}, data={"model": "nope"}, timeout=60), weight=0.4))
+    for name in (
+        "zero_bytes",
+        "text_named_png",
+        "truncated_png",
+        "png_bad_crc",
+        "truncated_jpeg",
+        "header_bomb_png",
+        "huge_dimension_gif",
+        "svg_xxe",
+        "svg_entity_bomb",
+        "psd_bad_header",
+    ):
+        payloads.append(
+            Payload(
+                "invalid",
+                name,
+                lambda s, base, data=bad[name][0]: s.post(
+                    base + "/api/v1/predict", files={"file": ("x.png", data)}, timeout=60
+                ),
+                weight=0.4,
+            )
+        )
+    payloads.append(
+        Payload(
+            "invalid",
+            "wrong_field",
+            lambda s, base: s.post(base + "/api/v1/predict", files={"image": ("x.png", b"abc")}, timeout=60),
+            weight=0.4,
+        )
+    )
+    payloads.append(
+        Payload(
+            "invalid",
+            "bad_base64",
+            lambda s, base: s.post(base + "/api/v1/predict", json={"image": "@@not-base64@@"}, timeout=60),
+            weight=0.4,
+        )
+    )
+    payloads.append(
+        Payload(
+            "invalid",
+            "unknown_model",
+            lambda s, base: s.post(
+                base + "/api/v1/predict", files={"file": ("x.png", b"abc")}, data={"model": "nope"}, timeout=60
+            ),
+            weight=0.4,
+        )
+    )
     payloads.append(Payload("read", "models", lambda s, base: s.get(base + "/api/v1/models", timeout=60), weight=1.0))
     payloads.append(Payload("read", "healthz", lambda s, base: s.get(base + "/healthz", timeout=60), weight=1.0))
     return payloads
@@ -147,9 +213,17 @@ def status_class(status: int) -> str:
 
 def run(args: argparse.Namespace) -> tuple[str, bool]:
     payloads = build_payloads()
-    with tempfile.TemporaryDirectory(prefix="soak-") as workdir, running_gunicorn(
-            Path(workdir), workers=args.workers, threads=args.threads, preload="digits",
-            max_requests=args.max_requests, max_requests_jitter=0) as server:
+    with (
+        tempfile.TemporaryDirectory(prefix="soak-") as workdir,
+        running_gunicorn(
+            Path(workdir),
+            workers=args.workers,
+            threads=args.threads,
+            preload="digits",
+            max_requests=args.max_requests,
+            max_requests_jitter=0,
+        ) as server,
+    ):
         warm = Load(server.base, payloads, time.monotonic() + args.warmup)
         threads = [threading.Thread(target=warm.client, args=(i,)) for i in range(args.concurrency)]
         [t.start() for t in threads]
@@ -175,8 +249,22 @@ def run(args: argparse.Namespace) -> tuple[str, bool]:
         master_rss_end = rss_bytes(server.process.pid)
         scraped = requests.get(server.base + "/metrics", timeout=30).text
         exit_code = server.stop()
-    return report(args, load.outcomes, elapsed, kill_time - started, victim, replaced_after, start_workers,
-                  end_workers, master_rss_start, master_rss_end, scraped, exit_code, set(replacement), trajectory)
+    return report(
+        args,
+        load.outcomes,
+        elapsed,
+        kill_time - started,
+        victim,
+        replaced_after,
+        start_workers,
+        end_workers,
+        master_rss_start,
+        master_rss_end,
+        scraped,
+        exit_code,
+        set(replacement),
+        trajectory,
+    )
 
 
 def sample_rss_until(server, trajectory: list, started: float, until: float, every: float = 30.0) -> None:
@@ -186,10 +274,22 @@ def sample_rss_until(server, trajectory: list, started: float, until: float, eve
         trajectory.append((time.monotonic() - started, {pid: rss_bytes(pid) for pid in server.workers()}))
 
 
-def report(args, outcomes: list[Outcome], elapsed: float, kill_offset: float, victim: int, replaced_after: float,
-           start_workers: dict[int, int], end_workers: dict[int, int], master_start: int, master_end: int,
-           scraped: str, exit_code: int, new_workers: set[int],
-           trajectory: list[tuple[float, dict[int, int]]]) -> tuple[str, bool]:
+def report(
+    args,
+    outcomes: list[Outcome],
+    elapsed: float,
+    kill_offset: float,
+    victim: int,
+    replaced_after: float,
+    start_workers: dict[int, int],
+    end_workers: dict[int, int],
+    master_start: int,
+    master_end: int,
+    scraped: str,
+    exit_code: int,
+    new_workers: set[int],
+    trajectory: list[tuple[float, dict[int, int]]],
+) -> tuple[str, bool]:
     base = min(o.started for o in outcomes)
     kill_at = base + kill_offset
 
@@ -208,8 +308,9 @@ def report(args, outcomes: list[Outcome], elapsed: float, kill_offset: float, vi
     survivors = sorted(set(start_workers) & set(end_workers))
     growth = {pid: end_workers[pid] / start_workers[pid] - 1 for pid in survivors if start_workers[pid]}
     worst_growth = max(growth.values(), default=0.0)
-    served_total = sum(float(line.rsplit(" ", 1)[1]) for line in scraped.splitlines()
-                       if line.startswith("ai_service_requests_total{"))
+    served_total = sum(
+        float(line.rsplit(" ", 1)[1]) for line in scraped.splitlines() if line.startswith("ai_service_requests_total{")
+    )
     checks = {
         "no 5xx/connection error on valid requests outside the kill": not unexplained,
         "no wrong answers": not wrong,
@@ -218,7 +319,7 @@ def report(args, outcomes: list[Outcome], elapsed: float, kill_offset: float, vi
         "killed worker replaced": bool(new_workers - set(start_workers)),
         "graceful stop (SIGTERM) exit code 0": exit_code == 0,
     }
-    mib = 2 ** 20
+    mib = 2**20
     lines = [
         "# Soak test",
         "",
@@ -252,30 +353,48 @@ def report(args, outcomes: list[Outcome], elapsed: float, kill_offset: float, vi
     for pid in sorted(set(start_workers) | set(end_workers)):
         start, end = start_workers.get(pid), end_workers.get(pid)
         note = f"{growth[pid]:+.1%}" if pid in growth else ("killed" if pid == victim else "replacement")
-        lines.append(f"| {pid} | {f'{start / mib:.1f} MiB' if start else '—'} | "
-                     f"{f'{end / mib:.1f} MiB' if end else '—'} | {note} |")
-    lines += ["", "RSS (MiB) every 30 s, per worker: " + "; ".join(
-        f"t={at:.0f}s " + ", ".join(f"{pid}: {rss / mib:.0f}" for pid, rss in sorted(sizes.items()))
-        for at, sizes in trajectory)]
+        lines.append(
+            f"| {pid} | {f'{start / mib:.1f} MiB' if start else '—'} | "
+            f"{f'{end / mib:.1f} MiB' if end else '—'} | {note} |"
+        )
+    lines += [
+        "",
+        "RSS (MiB) every 30 s, per worker: "
+        + "; ".join(
+            f"t={at:.0f}s " + ", ".join(f"{pid}: {rss / mib:.0f}" for pid, rss in sorted(sizes.items()))
+            for at, sizes in trajectory
+        ),
+    ]
     lines += ["", "| target | met |", "|---|---|"]
     lines += [f"| {name} | {'yes' if ok else '**NO**'} |" for name, ok in checks.items()]
     if unexplained:
-        lines += ["", "Unexplained failures (first 10): " + ", ".join(
-            f"{o.name}@{o.started - base:.1f}s→{o.status}" for o in unexplained[:10])]
+        lines += [
+            "",
+            "Unexplained failures (first 10): "
+            + ", ".join(f"{o.name}@{o.started - base:.1f}s→{o.status}" for o in unexplained[:10]),
+        ]
     return "\n".join(lines) + "\n", all(checks.values())
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--duration", type=float, default=300.0, help="seconds of measured load (default 300)")
-    parser.add_argument("--warmup", type=float, default=30.0,
-                        help="seconds of load before the RSS baseline (allocator arenas and caches fill up first)")
+    parser.add_argument(
+        "--warmup",
+        type=float,
+        default=30.0,
+        help="seconds of load before the RSS baseline (allocator arenas and caches fill up first)",
+    )
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--threads", type=int, default=4)
     parser.add_argument("--kill-at", type=float, default=0.5, help="fraction of the run at which a worker is killed")
-    parser.add_argument("--max-requests", type=int, default=0,
-                        help="gunicorn max_requests during the soak (0: off, so RSS is compared on the same workers)")
+    parser.add_argument(
+        "--max-requests",
+        type=int,
+        default=0,
+        help="gunicorn max_requests during the soak (0: off, so RSS is compared on the same workers)",
+    )
     parser.add_argument("--output", default=str(ROOT / "bench" / "results" / "soak.md"))
     args = parser.parse_args(argv)
     text, ok = run(args)

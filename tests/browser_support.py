@@ -1,4 +1,5 @@
 """One way to start Debian's chromium for every browser test: a failure under CI=true, a skip elsewhere."""
+
 from __future__ import annotations
 
 import os
@@ -8,8 +9,14 @@ from pathlib import Path
 import pytest
 
 CHROMIUM = Path("/usr/bin/chromium")
-LAUNCH_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-               "--disable-sync", "--no-first-run"]
+LAUNCH_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
 
 
 def _unavailable(reason: str) -> None:

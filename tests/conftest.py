@@ -1,4 +1,5 @@
 """Shared fixtures in the flaskr style: an app on a temporary home, its test client, digit images."""
+
 from __future__ import annotations
 
 import io
@@ -65,6 +66,8 @@ def digit_variants(pixels: np.ndarray) -> dict[str, tuple[bytes, str]]:
         "inverted.png": (encode(inverted), "image/png"),
         "color.jpg": (encode(color, "JPEG", quality=90), "image/jpeg"),
         "alpha.png": (encode(ink_on_clear), "image/png"),
-        "large-inverted.jpg": (encode(Image.eval(large, lambda v: 255 - v).convert("RGB"), "JPEG", quality=85),
-                               "image/jpeg"),
+        "large-inverted.jpg": (
+            encode(Image.eval(large, lambda v: 255 - v).convert("RGB"), "JPEG", quality=85),
+            "image/jpeg",
+        ),
     }

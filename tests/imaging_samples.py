@@ -1,4 +1,5 @@
 """Test inputs for the imaging tests: generated images, scikit-image photos, hand-built files and bad inputs."""
+
 from __future__ import annotations
 
 import io
@@ -99,7 +100,12 @@ def png_chunk(ctype: bytes, payload: bytes) -> bytes:
 def png_from_rows(width: int, height: int, raw: bytes, *, bit_depth: int = 8, color_type: int = 0) -> bytes:
     """A PNG from already filtered scanlines."""
     ihdr = struct.pack(">IIBBBBB", width, height, bit_depth, color_type, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + png_chunk(b"IHDR", ihdr) + png_chunk(b"IDAT", zlib.compress(raw, 9)) + png_chunk(b"IEND", b"")
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + png_chunk(b"IHDR", ihdr)
+        + png_chunk(b"IDAT", zlib.compress(raw, 9))
+        + png_chunk(b"IEND", b"")
+    )
 
 
 def png_bomb(side: int = 7000) -> bytes:
@@ -114,9 +120,12 @@ def png_bomb(side: int = 7000) -> bytes:
 
 def png_header_only_bomb(width: int = 100_000, height: int = 100_000) -> bytes:
     """A PNG claiming a gigantic canvas with almost no data."""
-    return png_from_rows(1, 1, b"\x00\x00")[:8] + png_chunk(
-        b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    ) + png_chunk(b"IDAT", zlib.compress(b"\x00" * 100)) + png_chunk(b"IEND", b"")
+    return (
+        png_from_rows(1, 1, b"\x00\x00")[:8]
+        + png_chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0))
+        + png_chunk(b"IDAT", zlib.compress(b"\x00" * 100))
+        + png_chunk(b"IEND", b"")
+    )
 
 
 def png_bad_crc() -> bytes:
@@ -131,7 +140,12 @@ def png_bad_crc() -> bytes:
 def png_bad_data() -> bytes:
     """A PNG whose IDAT holds non-zlib garbage but correct CRCs (damage before the CRC was computed)."""
     ihdr = struct.pack(">IIBBBBB", 16, 16, 8, 2, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + png_chunk(b"IHDR", ihdr) + png_chunk(b"IDAT", b"not zlib at all" * 4) + png_chunk(b"IEND", b"")
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + png_chunk(b"IHDR", ihdr)
+        + png_chunk(b"IDAT", b"not zlib at all" * 4)
+        + png_chunk(b"IEND", b"")
+    )
 
 
 def gif_huge_dimensions() -> bytes:
@@ -210,14 +224,22 @@ SVG_XXE = f"""<?xml version="1.0"?>
 SVG_ENTITY_BOMB = (
     '<?xml version="1.0"?>\n<!DOCTYPE svg [\n<!ENTITY a0 "lol">\n'
     + "".join(f'<!ENTITY a{i} "{("&a" + str(i - 1) + ";") * 10}">\n' for i in range(1, 10))
-    + f"]>\n<svg {SVG_NS} width=\"10\" height=\"10\"><text>&a9;</text></svg>"
+    + f']>\n<svg {SVG_NS} width="10" height="10"><text>&a9;</text></svg>'
 ).encode()
 
 SVG_EXTERNAL_HTTP = f'<svg {SVG_NS} width="10" height="10"><image xlink:href="http://169.254.169.254/latest/meta-data" width="10" height="10"/></svg>'.encode()
-SVG_EXTERNAL_FILE = f'<svg {SVG_NS} width="10" height="10"><image href="file:///etc/passwd" width="10" height="10"/></svg>'.encode()
-SVG_EXTERNAL_RELATIVE = f'<svg {SVG_NS} width="10" height="10"><image href="../../secret.png" width="10" height="10"/></svg>'.encode()
-SVG_EXTERNAL_CSS = f'<svg {SVG_NS} width="10" height="10"><style>@import url(http://example.com/a.css);</style></svg>'.encode()
-SVG_EXTERNAL_USE = f'<svg {SVG_NS} width="10" height="10"><use xlink:href="http://example.com/sprite.svg#a"/></svg>'.encode()
+SVG_EXTERNAL_FILE = (
+    f'<svg {SVG_NS} width="10" height="10"><image href="file:///etc/passwd" width="10" height="10"/></svg>'.encode()
+)
+SVG_EXTERNAL_RELATIVE = (
+    f'<svg {SVG_NS} width="10" height="10"><image href="../../secret.png" width="10" height="10"/></svg>'.encode()
+)
+SVG_EXTERNAL_CSS = (
+    f'<svg {SVG_NS} width="10" height="10"><style>@import url(http://example.com/a.css);</style></svg>'.encode()
+)
+SVG_EXTERNAL_USE = (
+    f'<svg {SVG_NS} width="10" height="10"><use xlink:href="http://example.com/sprite.svg#a"/></svg>'.encode()
+)
 SVG_EXTERNAL_FILL = f'<svg {SVG_NS} width="10" height="10"><rect width="10" height="10" fill="url(http://example.com/p.svg#g)"/></svg>'.encode()
 SVG_STYLESHEET_PI = f'<?xml-stylesheet href="http://example.com/x.css"?><svg {SVG_NS} width="10" height="10"/>'.encode()
 SVG_SCRIPT = f'<svg {SVG_NS} width="10" height="10"><script>fetch("http://example.com")</script></svg>'.encode()
@@ -289,8 +311,14 @@ def bad_inputs() -> dict[str, tuple[bytes, str]]:
         "psd_bad_header": (b"8BPS\x00\x07" + b"\x00" * 40, "CorruptImageError"),
         "psd_truncated_header": (b"8BPS\x00\x01\x00\x00", "CorruptImageError"),
         "psd_truncated_body": (psd_flat(random_rgb(16, 16))[:60], "CorruptImageError"),
-        "psd_huge_canvas": (b"8BPS" + struct.pack(">H6sHIIHH", 1, b"\x00" * 6, 3, 30000, 30000, 8, 3) + b"\x00" * 14, "ImageTooLargeError"),
-        "ico_truncated": (b"\x00\x00\x01\x00\x01\x00" + b"\x10\x10\x00\x00\x01\x00\x20\x00" + struct.pack("<II", 1000, 22), "CorruptImageError"),
+        "psd_huge_canvas": (
+            b"8BPS" + struct.pack(">H6sHIIHH", 1, b"\x00" * 6, 3, 30000, 30000, 8, 3) + b"\x00" * 14,
+            "ImageTooLargeError",
+        ),
+        "ico_truncated": (
+            b"\x00\x00\x01\x00\x01\x00" + b"\x10\x10\x00\x00\x01\x00\x20\x00" + struct.pack("<II", 1000, 22),
+            "CorruptImageError",
+        ),
     }
 
 
@@ -304,6 +332,7 @@ def _s15f16(v: float) -> bytes:
 
 def adobe_rgb_icc() -> bytes:
     """A hand-built ICC v2 matrix/TRC display profile with Adobe RGB (1998) primaries and gamma 2.2."""
+
     def xyz(x: float, y: float, z: float) -> bytes:
         return b"XYZ \x00\x00\x00\x00" + _s15f16(x) + _s15f16(y) + _s15f16(z)
 
@@ -333,9 +362,24 @@ def adobe_rgb_icc() -> bytes:
         body += payload
     total = 128 + table_size + len(body)
     header = (
-        struct.pack(">I", total) + b"lcms" + struct.pack(">I", 0x02100000) + b"mntrRGB XYZ "
-        + struct.pack(">6H", 2024, 1, 1, 0, 0, 0) + b"acsp" + b"APPL" + b"\x00" * 4 + b"none" + b"none"
-        + b"\x00" * 8 + struct.pack(">I", 0) + _s15f16(0.9642) + _s15f16(1.0) + _s15f16(0.8249) + b"test" + b"\x00" * 16 + b"\x00" * 28
+        struct.pack(">I", total)
+        + b"lcms"
+        + struct.pack(">I", 0x02100000)
+        + b"mntrRGB XYZ "
+        + struct.pack(">6H", 2024, 1, 1, 0, 0, 0)
+        + b"acsp"
+        + b"APPL"
+        + b"\x00" * 4
+        + b"none"
+        + b"none"
+        + b"\x00" * 8
+        + struct.pack(">I", 0)
+        + _s15f16(0.9642)
+        + _s15f16(1.0)
+        + _s15f16(0.8249)
+        + b"test"
+        + b"\x00" * 16
+        + b"\x00" * 28
     )
     assert len(header) == 128
     return header + table + body

@@ -1,4 +1,5 @@
 """Start the production gunicorn config on a free loopback port for hostile, lifecycle and metrics tests."""
+
 from __future__ import annotations
 
 import os
@@ -78,23 +79,37 @@ class LiveServer:
 
 
 @contextmanager
-def running_gunicorn(workdir: Path, workers: int = 2, threads: int = 4, gunicorn_args: tuple[str, ...] = (),
-                     **settings: object) -> Iterator[LiveServer]:
+def running_gunicorn(
+    workdir: Path, workers: int = 2, threads: int = 4, gunicorn_args: tuple[str, ...] = (), **settings: object
+) -> Iterator[LiveServer]:
     """gunicorn -c gunicorn.conf.py [gunicorn_args] app:app with AI_SERVICE_* settings; stopped (SIGTERM) at exit."""
     workdir.mkdir(parents=True, exist_ok=True)
     port = free_port()
-    env = {key: value for key, value in os.environ.items()
-           if not key.startswith("AI_SERVICE_") and key != "PROMETHEUS_MULTIPROC_DIR"}
-    env.update({"AI_SERVICE_HOME": str(workdir / "home"), "AI_SERVICE_BIND": f"127.0.0.1:{port}",
-                "AI_SERVICE_WORKERS": str(workers), "AI_SERVICE_THREADS": str(threads),
-                "AI_SERVICE_LOG_TO_FILE": "0"})
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith("AI_SERVICE_") and key != "PROMETHEUS_MULTIPROC_DIR"
+    }
+    env.update(
+        {
+            "AI_SERVICE_HOME": str(workdir / "home"),
+            "AI_SERVICE_BIND": f"127.0.0.1:{port}",
+            "AI_SERVICE_WORKERS": str(workers),
+            "AI_SERVICE_THREADS": str(threads),
+            "AI_SERVICE_LOG_TO_FILE": "0",
+        }
+    )
     env.update({f"AI_SERVICE_{key.upper()}": str(value) for key, value in settings.items()})
     log_path = workdir / "gunicorn.out"
     gunicorn = Path(sys.executable).with_name("gunicorn")
     with open(log_path, "wb") as log:
-        process = subprocess.Popen([str(gunicorn), "-c", str(ROOT / "gunicorn.conf.py"), "--pythonpath", str(ROOT),
-                                    *gunicorn_args, "app:app"], cwd=workdir, env=env, stdout=log,
-                                   stderr=subprocess.STDOUT)
+        process = subprocess.Popen(
+            [str(gunicorn), "-c", str(ROOT / "gunicorn.conf.py"), "--pythonpath", str(ROOT), *gunicorn_args, "app:app"],
+            cwd=workdir,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
     server = LiveServer(f"http://127.0.0.1:{port}", port, process, workdir / "home", log_path)
     try:
         deadline = time.monotonic() + START_SECONDS

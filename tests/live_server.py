@@ -1,4 +1,5 @@
 """A real HTTP server for one app on a free loopback port, in a thread; stops itself when the block ends."""
+
 from __future__ import annotations
 
 import threading

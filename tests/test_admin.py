@@ -1,4 +1,5 @@
 """Management endpoints (load/unload/offload) behind AI_SERVICE_ADMIN_TOKEN, and the /system report."""
+
 import io
 
 import pytest
@@ -28,8 +29,9 @@ def test_without_a_configured_token_management_is_disabled(client, action):
     assert client.application.extensions["ai_service"].registry.resolve("digits").state == "registered"
 
 
-@pytest.mark.parametrize("token, scheme", [(None, "Bearer"), ("wrong", "Bearer"), (TOKEN, "Basic"),
-                                           (TOKEN + "x", "Bearer"), ("", "Bearer")])
+@pytest.mark.parametrize(
+    "token, scheme", [(None, "Bearer"), ("wrong", "Bearer"), (TOKEN, "Basic"), (TOKEN + "x", "Bearer"), ("", "Bearer")]
+)
 def test_a_missing_or_wrong_token_is_refused(admin, token, scheme):
     response = call(admin, "digits/load", token=token, scheme=scheme)
     assert response.status_code == 401 and response.get_json()["error"]["code"] == "unauthorized"
@@ -45,8 +47,9 @@ def test_load_offload_predict_unload_cycle(admin):
     assert body["model"]["parameters"] == 21840 and body["model"]["bytes_on_device"] > 80_000
     offloaded = call(admin, "digits@1.0/offload").get_json()["model"]
     assert offloaded["state"] == "offloaded" and offloaded["bytes_offloaded"] == body["model"]["bytes_on_device"]
-    predicted = admin.post("/api/v1/predict", data={"model": "digits", "file": (io.BytesIO(encode(Image.new(
-        "L", (28, 28)))), "blank.png")})
+    predicted = admin.post(
+        "/api/v1/predict", data={"model": "digits", "file": (io.BytesIO(encode(Image.new("L", (28, 28)))), "blank.png")}
+    )
     assert predicted.status_code == 200
     assert admin.get("/api/v1/models/digits").get_json()["state"] == "loaded"
     unloaded = call(admin, "digits/unload").get_json()["model"]
@@ -81,8 +84,16 @@ def test_model_detail_and_unknown_model(client):
 
 
 def test_memory_settings_reach_the_registry(home):
-    app = create_app({"home": str(home), "log_to_file": False, "max_loaded_models": 1, "gpu_memory_budget": "50%",
-                      "eviction": "offload", "warmup": True})
+    app = create_app(
+        {
+            "home": str(home),
+            "log_to_file": False,
+            "max_loaded_models": 1,
+            "gpu_memory_budget": "50%",
+            "eviction": "offload",
+            "warmup": True,
+        }
+    )
     registry = app.extensions["ai_service"].registry
     assert registry.max_loaded == 1 and registry.eviction == "offload" and registry.warmup
     assert 0 < registry.memory_budget
@@ -91,8 +102,15 @@ def test_memory_settings_reach_the_registry(home):
     assert registry.loaded_names() == ["edges"] and registry.resolve("digits").state == "offloaded"
 
 
-@pytest.mark.parametrize("overrides", [{"eviction": "sometimes"}, {"gpu_memory_budget": "lots"},
-                                       {"gpu_memory_budget": "150%"}, {"max_loaded_models": -1}])
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        {"eviction": "sometimes"},
+        {"gpu_memory_budget": "lots"},
+        {"gpu_memory_budget": "150%"},
+        {"max_loaded_models": -1},
+    ],
+)
 def test_bad_memory_settings_stop_the_start(home, overrides):
     from ai_service.settings import ConfigError
 

@@ -7,8 +7,9 @@ from conftest import digit_variants, encode
 
 
 def post_file(client, data: bytes, filename: str = "digit.png", **form):
-    return client.post("/api/v1/predict", data={"file": (io.BytesIO(data), filename), **form},
-                       content_type="multipart/form-data")
+    return client.post(
+        "/api/v1/predict", data={"file": (io.BytesIO(data), filename), **form}, content_type="multipart/form-data"
+    )
 
 
 @pytest.fixture
@@ -37,8 +38,10 @@ def test_predict_real_uploads(client, seven, variant):
 
 
 def test_several_files_give_one_result_each_in_order(client, seven):
-    response = client.post("/api/v1/predict", data={"file": [(io.BytesIO(seven["gray.png"][0]), "a.png"),
-                                                             (io.BytesIO(b"not an image"), "b.png")]})
+    response = client.post(
+        "/api/v1/predict",
+        data={"file": [(io.BytesIO(seven["gray.png"][0]), "a.png"), (io.BytesIO(b"not an image"), "b.png")]},
+    )
     assert response.status_code == 200
     first, second = response.get_json()["results"]
     assert first["predictions"][0]["label"] == "7" and second["error"]["code"] == "unsupported_format"
@@ -54,8 +57,9 @@ def assert_error(response, status: int, code: str):
 
 def test_missing_file(client):
     assert_error(client.post("/api/v1/predict", data={"model": "digits"}), 400, "missing_file")
-    body = assert_error(client.post("/api/v1/predict", data={"image": (io.BytesIO(b"x"), "a.png")}), 400,
-                        "missing_file")
+    body = assert_error(
+        client.post("/api/v1/predict", data={"image": (io.BytesIO(b"x"), "a.png")}), 400, "missing_file"
+    )
     assert "image" in body["error"]["message"]
 
 

@@ -1,4 +1,5 @@
 """The predict contract: both body kinds, batches with per-item errors, validation, limits, outputs, geometry."""
+
 from __future__ import annotations
 
 import base64
@@ -26,8 +27,9 @@ SQUARE = (120, 20, 160, 60)  # where the white square sits in the 200×100 test 
 class SquareFinder(ImageModel):
     """A test detector: fits the image (per-request fit/resample), finds the white square in model-input pixels."""
 
-    info = ModelInfo(name="squares", version="1", task="detection", input_size=(64, 64), input_mode="L",
-                     labels=("square",))
+    info = ModelInfo(
+        name="squares", version="1", task="detection", input_size=(64, 64), input_mode="L", labels=("square",)
+    )
 
     def load(self, device: torch.device) -> None:
         self.network, self.device = torch.nn.Identity(), device
@@ -35,8 +37,10 @@ class SquareFinder(ImageModel):
     def preprocess(self, images, options):
         fit, resample = options.fit or "letterbox", options.resample or "nearest"
         fitted = [fit_image(image.convert("L"), self.info.input_size, fit, resample) for image in images]
-        return Batch(torch.stack([torch.from_numpy(np.asarray(image, dtype=np.float32)) for image, _ in fitted]),
-                     [geometry for _, geometry in fitted])
+        return Batch(
+            torch.stack([torch.from_numpy(np.asarray(image, dtype=np.float32)) for image, _ in fitted]),
+            [geometry for _, geometry in fitted],
+        )
 
     def postprocess(self, outputs, items, options):
         results = []
@@ -45,8 +49,13 @@ class SquareFinder(ImageModel):
             box = [int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1]
             center = [(box[0] + box[2]) / 2, (box[1] + box[3]) / 2, 0.9]
             mask = Image.fromarray(((plane > 127).numpy() * 255).astype(np.uint8), "L")
-            results.append({"detections": [{"label": "square", "score": 1.0, "box": box, "keypoints": [center]}],
-                            "mask": mask, "geometry": geometry})
+            results.append(
+                {
+                    "detections": [{"label": "square", "score": 1.0, "box": box, "keypoints": [center]}],
+                    "mask": mask,
+                    "geometry": geometry,
+                }
+            )
         return results
 
 
@@ -93,6 +102,7 @@ def decode_data_url(url: str, mime: str) -> Image.Image:
 
 # --- requests: multipart and JSON give the same answer ---------------------------------------------------------
 
+
 def test_single_multipart_file_has_one_result_and_all_timing_stages(client, seven):
     response = post_files(client, [("seven.png", seven)], top_k="2", model="digits")
     assert response.status_code == 200
@@ -110,9 +120,12 @@ def test_single_multipart_file_has_one_result_and_all_timing_stages(client, seve
 
 @pytest.mark.parametrize("encoding", ["base64", "data-url", "urlsafe-unpadded", "wrapped"])
 def test_json_image_encodings(client, seven, encoding):
-    text = {"base64": b64(seven), "data-url": "data:image/png;base64," + b64(seven),
-            "urlsafe-unpadded": base64.urlsafe_b64encode(seven).decode().rstrip("="),
-            "wrapped": "\n".join(re.findall(".{1,76}", b64(seven)))}[encoding]
+    text = {
+        "base64": b64(seven),
+        "data-url": "data:image/png;base64," + b64(seven),
+        "urlsafe-unpadded": base64.urlsafe_b64encode(seven).decode().rstrip("="),
+        "wrapped": "\n".join(re.findall(".{1,76}", b64(seven))),
+    }[encoding]
     response = client.post(PREDICT, json={"image": text, "model": "digits", "top_k": 1})
     assert response.status_code == 200, response.get_json()
     [result] = response.get_json()["results"]
@@ -131,8 +144,13 @@ def test_multipart_batch_keeps_order_and_isolates_the_bad_item(client, seven):
 
 
 def test_json_batch_with_bad_items(client, seven):
-    images = [b64(seven), "https://example.com/seven.png", "%%% not base64 %%%", b64(seven[:80]),
-              "data:image/png," + "x" * 10]
+    images = [
+        b64(seven),
+        "https://example.com/seven.png",
+        "%%% not base64 %%%",
+        b64(seven[:80]),
+        "data:image/png," + "x" * 10,
+    ]
     response = client.post(PREDICT, json={"images": images, "top_k": 1})
     assert response.status_code == 200
     first, url, garbage, broken, plain_data_url = response.get_json()["results"]
@@ -148,9 +166,18 @@ def test_a_json_list_of_one_is_still_a_batch(client):
     assert response.status_code == 200 and response.get_json()["results"][0]["error"]["code"] == "unsupported_format"
 
 
-@pytest.mark.parametrize("url", ["http://169.254.169.254/latest/meta-data", "https://example.com/a.png",
-                                 "//example.com/a.png", "file:///etc/passwd", "ftp://example.com/a.png",
-                                 "HTTPS://EXAMPLE.COM/A.PNG", "  http://127.0.0.1:8000/x"])
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://169.254.169.254/latest/meta-data",
+        "https://example.com/a.png",
+        "//example.com/a.png",
+        "file:///etc/passwd",
+        "ftp://example.com/a.png",
+        "HTTPS://EXAMPLE.COM/A.PNG",
+        "  http://127.0.0.1:8000/x",
+    ],
+)
 def test_remote_urls_are_refused_without_any_connection(client, monkeypatch, url):
     attempts = []
     monkeypatch.setattr(socket.socket, "connect", lambda self, address: attempts.append(address))
@@ -162,24 +189,28 @@ def test_remote_urls_are_refused_without_any_connection(client, monkeypatch, url
 
 # --- validation --------------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("body, loc", [
-    ({"image": "AAAA", "top_k": 0}, ["top_k"]),
-    ({"image": "AAAA", "top_k": "many"}, ["top_k"]),
-    ({"image": "AAAA", "fit": "squash"}, ["fit"]),
-    ({"image": "AAAA", "resample": "hamming"}, ["resample"]),
-    ({"image": "AAAA", "output_format": "gif"}, ["output_format"]),
-    ({"image": "AAAA", "return": "xml"}, ["return"]),
-    ({"image": "AAAA", "background": "not-a-color"}, ["background"]),
-    ({"image": "AAAA", "quality": 101}, ["quality"]),
-    ({"image": "AAAA", "model": "../etc/passwd"}, ["model"]),
-    ({"image": "AAAA", "topk": 3}, ["topk"]),
-    ({"image": 42}, ["image"]),
-    ({"images": []}, ["images"]),
-    ({"images": ["AAAA", 7]}, ["images", 1]),
-    ({"image": "AAAA", "images": ["AAAA"]}, []),
-    ({}, []),
-    ([1, 2], []),
-])
+
+@pytest.mark.parametrize(
+    "body, loc",
+    [
+        ({"image": "AAAA", "top_k": 0}, ["top_k"]),
+        ({"image": "AAAA", "top_k": "many"}, ["top_k"]),
+        ({"image": "AAAA", "fit": "squash"}, ["fit"]),
+        ({"image": "AAAA", "resample": "hamming"}, ["resample"]),
+        ({"image": "AAAA", "output_format": "gif"}, ["output_format"]),
+        ({"image": "AAAA", "return": "xml"}, ["return"]),
+        ({"image": "AAAA", "background": "not-a-color"}, ["background"]),
+        ({"image": "AAAA", "quality": 101}, ["quality"]),
+        ({"image": "AAAA", "model": "../etc/passwd"}, ["model"]),
+        ({"image": "AAAA", "topk": 3}, ["topk"]),
+        ({"image": 42}, ["image"]),
+        ({"images": []}, ["images"]),
+        ({"images": ["AAAA", 7]}, ["images", 1]),
+        ({"image": "AAAA", "images": ["AAAA"]}, []),
+        ({}, []),
+        ([1, 2], []),
+    ],
+)
 def test_json_validation_errors_name_the_field(client, body, loc):
     error = error_of(client.post(PREDICT, json=body), 422, "validation_error")
     assert loc in [issue["loc"] for issue in error["details"]], error
@@ -208,6 +239,7 @@ def test_model_addressing(client, seven):
 
 # --- limits ------------------------------------------------------------------------------------------------
 
+
 def test_too_many_files_names_the_limit(client, seven):
     error = error_of(post_files(client, [("a.png", seven)] * 6), 413, "too_many_files")
     assert "At most 5" in error["message"] and error["details"]["limit"] == 5
@@ -230,6 +262,7 @@ def test_pixel_limit_names_the_limit(home):
 
 
 # --- image outputs -----------------------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("fmt, mime", [("png", "image/png"), ("webp", "image/webp"), ("jpeg", "image/jpeg")])
 def test_image_outputs_as_data_urls(client, fmt, mime):
@@ -272,6 +305,7 @@ def test_background_flattens_transparent_outputs(client):
 
 # --- geometry: outputs in the coordinates of the image as the user sees it ---------------------------------
 
+
 @pytest.mark.parametrize("fit", ["letterbox", "stretch", "crop"])
 def test_boxes_keypoints_and_masks_come_back_in_original_pixels(client, fit):
     response = post_files(client, [("sq.png", encode(square_image()))], model="squares", fit=fit)
@@ -292,8 +326,9 @@ def test_boxes_keypoints_and_masks_come_back_in_original_pixels(client, fit):
 
 
 def test_letterbox_geometry_reports_scale_and_padding(client):
-    result = post_files(client, [("sq.png", encode(square_image()))], model="squares", fit="letterbox",
-                        resample="bicubic").get_json()["results"][0]
+    result = post_files(
+        client, [("sq.png", encode(square_image()))], model="squares", fit="letterbox", resample="bicubic"
+    ).get_json()["results"][0]
     geometry = result["geometry"]
     assert geometry["scale"] == pytest.approx([0.32, 0.32]) and geometry["padding"] == [0, 16, 0, 16]
     assert geometry["crop"] == [0, 0, 200, 100] and geometry["resample"] == "bicubic"

@@ -3,6 +3,7 @@
 Imports inside functions count; only `if TYPE_CHECKING:` blocks are exempt (they never run). A failure names the
 module, the line and the rule: move the code to the package it belongs to rather than exempting it here.
 """
+
 from __future__ import annotations
 
 import ast
@@ -20,32 +21,64 @@ FLASK = ("flask", "werkzeug")
 
 #: (package, imports its modules must not make, why). A name is inside a prefix when equal to it or below it.
 FORBIDDEN: list[tuple[str, tuple[str, ...], str]] = [
-    ("ai_service.service", (*FLASK, "ai_service.http", "ai_service.api", "ai_service.web"),
-     "the service layer is Flask-free: the API, the pages, the CLI and jobs all call it"),
-    ("ai_service.models", (*FLASK, "ai_service.engine", "ai_service.service", "ai_service.http", "ai_service.api",
-                           "ai_service.web"),
-     "models are the contract and the registry; the engine and the service layer use them, not the reverse"),
-    ("ai_service.engine", (*FLASK, "ai_service.service", "ai_service.http", "ai_service.api", "ai_service.web"),
-     "the engine batches forwards for the service layer and knows nothing of requests"),
+    (
+        "ai_service.service",
+        (*FLASK, "ai_service.http", "ai_service.api", "ai_service.web"),
+        "the service layer is Flask-free: the API, the pages, the CLI and jobs all call it",
+    ),
+    (
+        "ai_service.models",
+        (*FLASK, "ai_service.engine", "ai_service.service", "ai_service.http", "ai_service.api", "ai_service.web"),
+        "models are the contract and the registry; the engine and the service layer use them, not the reverse",
+    ),
+    (
+        "ai_service.engine",
+        (*FLASK, "ai_service.service", "ai_service.http", "ai_service.api", "ai_service.web"),
+        "the engine batches forwards for the service layer and knows nothing of requests",
+    ),
     ("ai_service.imaging", FLASK, "image functions are pure"),
-    ("ai_service.http", ("ai_service.models", "ai_service.engine", "ai_service.api", "ai_service.web"),
-     "HTTP plumbing reaches models only through the service layer"),
-    ("ai_service.api", ("ai_service.web", "ai_service.models", "ai_service.engine"),
-     "API views only translate HTTP to service calls; what the pages share with them lives in ai_service.http"),
-    ("ai_service.web", ("ai_service.api", "ai_service.models", "ai_service.engine"),
-     "pages only translate HTTP to service calls; what they share with the API lives in ai_service.http"),
-    ("ai_service.server", ("flask", "ai_service.service", "ai_service.api", "ai_service.web"),
-     "gunicorn's master imports this package before any app exists"),
-    ("ai_service.observability", ("ai_service.http", "ai_service.service", "ai_service.api", "ai_service.web",
-                                  "ai_service.models", "ai_service.engine"),
-     "everything reports through observability, so it depends on none of them; hooks get what they need at install"),
+    (
+        "ai_service.http",
+        ("ai_service.models", "ai_service.engine", "ai_service.api", "ai_service.web"),
+        "HTTP plumbing reaches models only through the service layer",
+    ),
+    (
+        "ai_service.api",
+        ("ai_service.web", "ai_service.models", "ai_service.engine"),
+        "API views only translate HTTP to service calls; what the pages share with them lives in ai_service.http",
+    ),
+    (
+        "ai_service.web",
+        ("ai_service.api", "ai_service.models", "ai_service.engine"),
+        "pages only translate HTTP to service calls; what they share with the API lives in ai_service.http",
+    ),
+    (
+        "ai_service.server",
+        ("flask", "ai_service.service", "ai_service.api", "ai_service.web"),
+        "gunicorn's master imports this package before any app exists",
+    ),
+    (
+        "ai_service.observability",
+        (
+            "ai_service.http",
+            "ai_service.service",
+            "ai_service.api",
+            "ai_service.web",
+            "ai_service.models",
+            "ai_service.engine",
+        ),
+        "everything reports through observability, so it depends on none of them; hooks get what they need at install",
+    ),
 ]
 
 #: (package, the only ai_service packages it may import, why).
 ALLOWED: list[tuple[str, tuple[str, ...], str]] = [
     ("ai_service.imaging", ("ai_service.errors", "ai_service.imaging"), "image functions are pure"),
-    ("ai_service.models.builtin", ("ai_service.models", "ai_service.imaging"),
-     "built-in models use the public contract as any plugin would"),
+    (
+        "ai_service.models.builtin",
+        ("ai_service.models", "ai_service.imaging"),
+        "built-in models use the public contract as any plugin would",
+    ),
 ]
 
 
@@ -73,7 +106,8 @@ def module_name(path: Path) -> str:
 
 def is_type_checking(test: ast.expr) -> bool:
     return (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or (
-        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING")
+        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING"
+    )
 
 
 class ImportCollector(ast.NodeVisitor):
@@ -106,7 +140,7 @@ class ImportCollector(ast.NodeVisitor):
         base = node.module or ""
         if node.level:  # relative: resolve against this module's package
             package = self.module.split(".") if self.is_package else self.module.split(".")[:-1]
-            package = package[:len(package) - (node.level - 1)]
+            package = package[: len(package) - (node.level - 1)]
             base = ".".join(package + ([node.module] if node.module else []))
         for alias in node.names:
             self.found.append(Import(self.module, f"{base}.{alias.name}", node.lineno, self.depth > 0))
@@ -134,8 +168,9 @@ def test_the_scanner_sees_imports_at_every_depth():
     names = {(found.module, found.name, found.in_function) for found in IMPORTS}
     assert ("ai_service.api.predict", "ai_service.service.predict.predict", False) in names
     assert ("ai_service", "ai_service.api", True) in names  # create_app imports the blueprints inside the factory
-    assert not any(found.module == "ai_service.http.context" and found.within(("ai_service.service",))
-                   for found in IMPORTS)  # only under TYPE_CHECKING
+    assert not any(
+        found.module == "ai_service.http.context" and found.within(("ai_service.service",)) for found in IMPORTS
+    )  # only under TYPE_CHECKING
     tree = ImportCollector("pkg.sub.mod", False)
     tree.visit(ast.parse("from ..other import thing\nif TYPE_CHECKING:\n    import hidden\nelse:\n    import shown\n"))
     assert [found.name for found in tree.found] == ["pkg.other.thing", "shown"]
@@ -149,25 +184,35 @@ def test_packages_never_import_what_their_rule_forbids(package, forbidden, why):
 
 @pytest.mark.parametrize(("package", "allowed", "why"), ALLOWED, ids=[rule[0] for rule in ALLOWED])
 def test_packages_import_only_what_their_rule_allows(package, allowed, why):
-    offending = [str(found) for found in IMPORTS if in_package(found.module, package)
-                 and found.within(("ai_service",)) and not found.within(allowed)]
+    offending = [
+        str(found)
+        for found in IMPORTS
+        if in_package(found.module, package) and found.within(("ai_service",)) and not found.within(allowed)
+    ]
     assert not offending, f"{package} may import only {', '.join(allowed)} of ai_service ({why}):\n" + "\n".join(
-        offending)
+        offending
+    )
 
 
 @pytest.mark.parametrize("blueprint", ["ai_service.api", "ai_service.web"])
 def test_only_the_app_factory_imports_the_blueprints(blueprint):
     """Everything else (service, CLI, bench, gunicorn.conf.py) works without the HTTP views."""
     everything = IMPORTS + [found for path in ENTRY_POINTS for found in imports_of(path)]
-    offending = [str(found) for found in everything if found.within((blueprint,))
-                 and found.module != FACTORY and not in_package(found.module, blueprint)]
+    offending = [
+        str(found)
+        for found in everything
+        if found.within((blueprint,)) and found.module != FACTORY and not in_package(found.module, blueprint)
+    ]
     assert not offending, f"only {FACTORY}.create_app may import {blueprint}:\n" + "\n".join(offending)
 
 
 def test_observability_imports_flask_only_inside_its_request_hooks():
     """Models and the engine record metrics and logs: importing observability must not need Flask."""
-    offending = [str(found) for found in IMPORTS if in_package(found.module, "ai_service.observability")
-                 and found.within(FLASK) and not found.in_function]
+    offending = [
+        str(found)
+        for found in IMPORTS
+        if in_package(found.module, "ai_service.observability") and found.within(FLASK) and not found.in_function
+    ]
     assert not offending, "\n".join(offending)
 
 
@@ -176,9 +221,12 @@ def test_http_plumbing_loads_no_torch():
     (the probes' views call the service layer, which does)."""
     light = sorted(path.stem for path in (PACKAGE / "http").glob("*.py") if path.stem not in ("__init__", "probes"))
     assert {"context", "errors", "inputs", "openapi", "security"} <= set(light)
-    code = ("import sys\n" + "".join(f"import ai_service.http.{name}\n" for name in light)
-            + "heavy = sorted(m for m in ('torch', 'ai_service.models', 'ai_service.engine') if m in sys.modules)\n"
-            + "print(','.join(heavy))\n")
+    code = (
+        "import sys\n"
+        + "".join(f"import ai_service.http.{name}\n" for name in light)
+        + "heavy = sorted(m for m in ('torch', 'ai_service.models', 'ai_service.engine') if m in sys.modules)\n"
+        + "print(','.join(heavy))\n"
+    )
     done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "", f"importing ai_service.http's plumbing loaded {done.stdout.strip()}"

@@ -2,6 +2,7 @@
 
 A fake forward blocks on a gate so that the tests decide exactly what is queued while a batch runs.
 """
+
 from __future__ import annotations
 
 import threading

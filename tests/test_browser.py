@@ -4,6 +4,7 @@ Screenshots land in test-artifacts/screenshots/. Without /usr/bin/chromium (or P
 locally and fails under CI=true. Every page is checked for console errors, so a Content-Security-Policy
 violation (inline script or style) fails the test that caused it.
 """
+
 from __future__ import annotations
 
 import base64
@@ -21,6 +22,7 @@ from live_server import serve
 from web_doubles import register_doubles
 
 from browser_support import launch_chromium
+
 SCREENSHOTS = Path(__file__).resolve().parent.parent / "test-artifacts" / "screenshots"
 MAX_UPLOAD_MB = 2
 MAX_FILES = 2  # small, so three files exercise the page's splitting into several requests
@@ -37,16 +39,26 @@ def browser():
 def live_server(tmp_path_factory):
     """The real app (plus test-double models) on a free 127.0.0.1 port, served from a thread."""
     home = tmp_path_factory.mktemp("browser") / "home"
-    app = create_app({"home": str(home), "log_level": "WARNING", "log_to_file": False, "max_upload_mb": MAX_UPLOAD_MB,
-                      "max_files": MAX_FILES})
+    app = create_app(
+        {
+            "home": str(home),
+            "log_level": "WARNING",
+            "log_to_file": False,
+            "max_upload_mb": MAX_UPLOAD_MB,
+            "max_files": MAX_FILES,
+        }
+    )
     register_doubles(app)
     with serve(app) as base:
         yield base
 
 
 def _open(browser, base: str, **context_options):
-    context = browser.new_context(viewport=context_options.pop("viewport", {"width": 1280, "height": 900}),
-                                  accept_downloads=True, **context_options)
+    context = browser.new_context(
+        viewport=context_options.pop("viewport", {"width": 1280, "height": 900}),
+        accept_downloads=True,
+        **context_options,
+    )
     context.set_default_timeout(TIMEOUT_MS)
     page = context.new_page()
     errors: list[str] = []
@@ -94,7 +106,7 @@ def cutout_png() -> bytes:
     """A red disc on a transparent canvas: alpha that a checkerboard makes visible."""
     image = Image.new("RGBA", (120, 90), (0, 0, 0, 0))
     yy, xx = np.mgrid[0:90, 0:120]
-    inside = (xx - 60) ** 2 + (yy - 45) ** 2 < 35 ** 2
+    inside = (xx - 60) ** 2 + (yy - 45) ** 2 < 35**2
     pixels = np.zeros((90, 120, 4), np.uint8)
     pixels[inside] = (220, 40, 40, 255)
     return encode(Image.fromarray(pixels, "RGBA"))
@@ -136,12 +148,15 @@ def test_progress_is_shown_while_a_request_runs(page, seven):
 
 def test_drag_and_drop_adds_files_and_predicts(page, seven):
     payload = base64.b64encode(seven["gray.png"][0]).decode()
-    transfer = page.evaluate_handle("""(b64) => {
+    transfer = page.evaluate_handle(
+        """(b64) => {
         const bytes = Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
         const transfer = new DataTransfer();
         transfer.items.add(new File([bytes], "dropped-seven.png", { type: "image/png" }));
         return transfer;
-    }""", payload)
+    }""",
+        payload,
+    )
     page.dispatch_event("#dropzone", "dragenter", {"dataTransfer": transfer})
     page.dispatch_event("#dropzone", "dragover", {"dataTransfer": transfer})
     assert "dragging" in page.get_attribute("#dropzone", "class")
@@ -154,23 +169,36 @@ def test_drag_and_drop_adds_files_and_predicts(page, seven):
 
 def test_paste_from_clipboard_and_several_files_at_once(page, seven):
     payload = base64.b64encode(seven["color.jpg"][0]).decode()
-    page.evaluate("""(b64) => {
+    page.evaluate(
+        """(b64) => {
         const bytes = Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
         const transfer = new DataTransfer();
         transfer.items.add(new File([bytes], "image.jpg", { type: "image/jpeg" }));
         document.dispatchEvent(new ClipboardEvent("paste", { clipboardData: transfer, bubbles: true }));
-    }""", payload)
+    }""",
+        payload,
+    )
     page.locator(".file-card", has_text="pasted-1.jpg").wait_for()
-    page.set_input_files("#file", files=[file_payload("gray.png", seven["gray.png"][0], "image/png"),
-                                         file_payload("inverted.png", seven["inverted.png"][0], "image/png")])
+    page.set_input_files(
+        "#file",
+        files=[
+            file_payload("gray.png", seven["gray.png"][0], "image/png"),
+            file_payload("inverted.png", seven["inverted.png"][0], "image/png"),
+        ],
+    )
     page.locator(".file-card").nth(2).wait_for()
     assert page.inner_text("#run") == "Run on 3 images"
     run_and_wait(page, 3)
     labels = page.locator("#results .result-item .bars li.top .label").all_inner_texts()
     assert labels == ["7", "7", "7"]
-    assert page.locator("#results details summary").all_inner_texts() == ["Request 1 of 2: details (2 images)", "Request 2 of 2: details"]
-    request_ids = {re.search(r"Request id\s*([0-9a-f]{32})", text).group(1)
-                   for text in page.locator("#results details").all_text_contents()}
+    assert page.locator("#results details summary").all_inner_texts() == [
+        "Request 1 of 2: details (2 images)",
+        "Request 2 of 2: details",
+    ]
+    request_ids = {
+        re.search(r"Request id\s*([0-9a-f]{32})", text).group(1)
+        for text in page.locator("#results details").all_text_contents()
+    }
     assert len(request_ids) == 2, "three files at max_files=2 go out as two requests"
     shot(page, "several-files")
 
@@ -295,7 +323,9 @@ def test_detection_boxes_and_masks_drawn_over_the_input(page):
     run_and_wait(page)
     page.locator("#results img.mask-overlay").wait_for()
     page.fill("#results input[type=range]", "90")
-    assert page.locator("#results .overlay-frame").evaluate("el => el.style.getPropertyValue('--mask-opacity')") == "0.9"
+    assert (
+        page.locator("#results .overlay-frame").evaluate("el => el.style.getPropertyValue('--mask-opacity')") == "0.9"
+    )
 
 
 def test_form_works_without_javascript(browser, live_server, seven):
@@ -367,16 +397,23 @@ def test_phone_width_keyboard_and_focus(browser, live_server, seven):
 
 def test_status_page_shows_device_and_model_memory(browser, live_server, seven):
     context, page = _open(browser, live_server)
-    page.request.post(live_server + "/api/v1/predict", multipart={
-        "file": {"name": "seven.png", "mimeType": "image/png", "buffer": seven["gray.png"][0]}, "model": "digits"})
+    page.request.post(
+        live_server + "/api/v1/predict",
+        multipart={
+            "file": {"name": "seven.png", "mimeType": "image/png", "buffer": seven["gray.png"][0]},
+            "model": "digits",
+        },
+    )
     page.goto(live_server + "/status")
     assert "cpu" in page.inner_text(".stat-grid")
     row = page.locator("tr", has=page.locator("th", has_text="digits"))
     assert "loaded" in row.inner_text() and "KiB" in row.inner_text()
     shot(page, "status")
     assert "loaded" not in page.locator("tr", has=page.locator("th", has_text="edges")).inner_text()
-    page.request.post(live_server + "/api/v1/predict", multipart={
-        "file": {"name": "disc.png", "mimeType": "image/png", "buffer": cutout_png()}, "model": "edges"})
+    page.request.post(
+        live_server + "/api/v1/predict",
+        multipart={"file": {"name": "disc.png", "mimeType": "image/png", "buffer": cutout_png()}, "model": "edges"},
+    )
     page.uncheck("#auto-refresh")
     page.check("#auto-refresh")  # refreshes at once, without waiting for the 5 s tick
     page.locator("tr", has=page.locator("th", has_text="edges")).locator(".state-loaded").wait_for()
@@ -409,12 +446,44 @@ CONTRAST_SCRIPT = """(selectors) => {
 
 def test_text_contrast_meets_wcag_aa(page, seven):
     """Every kind of text on the page (muted hints, badges, buttons, links, bars, alerts) reaches 4.5:1."""
-    page.set_input_files("#file", files=[file_payload("seven.png", seven["alpha.png"][0], "image/png"),
-                                         file_payload("notes.txt", b"text", "text/plain")])
+    page.set_input_files(
+        "#file",
+        files=[
+            file_payload("seven.png", seven["alpha.png"][0], "image/png"),
+            file_payload("notes.txt", b"text", "text/plain"),
+        ],
+    )
     page.locator(".file-card").nth(1).wait_for()
     run_and_wait(page)
     page.click("#results details summary")
-    selectors = ["body", "h1", "h2", "h3", "p", "label", "legend", "a", "button", ".muted", ".hint", ".badge", ".state",
-                 ".alert", ".file-meta", ".file-error", ".bars .label", ".bars .score", ".detail-list dt", ".detail-list dd",
-                 ".site-header a", ".site-footer", ".dropzone-text", "kbd", "time", "option", "select", "input"]
+    selectors = [
+        "body",
+        "h1",
+        "h2",
+        "h3",
+        "p",
+        "label",
+        "legend",
+        "a",
+        "button",
+        ".muted",
+        ".hint",
+        ".badge",
+        ".state",
+        ".alert",
+        ".file-meta",
+        ".file-error",
+        ".bars .label",
+        ".bars .score",
+        ".detail-list dt",
+        ".detail-list dd",
+        ".site-header a",
+        ".site-footer",
+        ".dropzone-text",
+        "kbd",
+        "time",
+        "option",
+        "select",
+        "input",
+    ]
     assert page.evaluate(CONTRAST_SCRIPT, selectors) == []

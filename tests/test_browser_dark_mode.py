@@ -4,6 +4,7 @@ Playwright emulates the visitor's system setting (new_context(color_scheme=...))
 getComputedStyle, the background under each text is composited up the ancestor chain, and the WCAG 2 contrast
 ratio is computed here. Without /usr/bin/chromium the module skips locally and fails under CI=true.
 """
+
 from __future__ import annotations
 
 from collections.abc import Iterator
@@ -49,7 +50,10 @@ const colorPair = (element) => {
 
 # Every visible element that directly holds text, with its colors; skips what WCAG exempts (disabled controls)
 # and what has no single background color (text over images or gradients, or under a translucent ancestor).
-TEXT_COLORS_JS = "() => {" + COLOR_PAIR_JS + """
+TEXT_COLORS_JS = (
+    "() => {"
+    + COLOR_PAIR_JS
+    + """
   const found = [];
   for (const element of document.body.querySelectorAll("*")) {
     const text = [...element.childNodes].filter((n) => n.nodeType === Node.TEXT_NODE).map((n) => n.textContent).join("").trim();
@@ -70,12 +74,16 @@ TEXT_COLORS_JS = "() => {" + COLOR_PAIR_JS + """
   }
   return found;
 }"""
+)
+
 
 def luminance(rgb) -> float:
     """WCAG 2 relative luminance of an sRGB color (0-255 channels)."""
+
     def linear(channel: float) -> float:
         c = channel / 255
         return c / 12.92 if c <= 0.04045 else ((c + 0.055) / 1.055) ** 2.4
+
     r, g, b = (linear(c) for c in rgb[:3])
     return 0.2126 * r + 0.7152 * g + 0.0722 * b
 
@@ -188,8 +196,11 @@ def test_every_visible_text_reaches_wcag_aa(browser, live_server, scheme, path):
         found = page.evaluate(TEXT_COLORS_JS)
     finally:
         context.close()
-    low = [f"{item['label']}: {contrast(item['text'], item['background']):.2f}" for item in found
-           if contrast(item["text"], item["background"]) < (AA_LARGE_TEXT if item["large"] else AA_TEXT)]
+    low = [
+        f"{item['label']}: {contrast(item['text'], item['background']):.2f}"
+        for item in found
+        if contrast(item["text"], item["background"]) < (AA_LARGE_TEXT if item["large"] else AA_TEXT)
+    ]
     assert len(found) > 20, found
     assert not low, f"{scheme} {path}: text below WCAG AA: {low}"
 
@@ -216,5 +227,5 @@ def test_canvas_and_checkerboard_keep_dark_ink_visible(browser, live_server, sch
         context.close()
     assert tuple(round(c) for c in canvas_background[:3]) == (255, 255, 255)
     for color in checker:
-        rgb = [int(part) for part in color[color.index("(") + 1:color.index(")")].split(",")[:3]]
+        rgb = [int(part) for part in color[color.index("(") + 1 : color.index(")")].split(",")[:3]]
         assert contrast(INK, rgb) >= AA_TEXT, (scheme, color)

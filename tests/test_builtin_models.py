@@ -1,4 +1,5 @@
 """Built-in image-to-image networks: edges, upscale-2x/4x, remove-bg — behavior checked on synthetic images."""
+
 import base64
 import io
 
@@ -140,8 +141,9 @@ def test_native_models_batch_images_of_different_sizes(models):
 
 
 def test_upscale_through_the_api(client):
-    response = client.post("/api/v1/predict", data={"model": "upscale-2x", "file": (io.BytesIO(encode(square("RGBA",
-                           size=10))), "s.png")})
+    response = client.post(
+        "/api/v1/predict", data={"model": "upscale-2x", "file": (io.BytesIO(encode(square("RGBA", size=10))), "s.png")}
+    )
     body = response.get_json()
     assert response.status_code == 200 and body["task"] == "image-to-image"
     image = Image.open(io.BytesIO(base64.b64decode(body["results"][0]["image"].split(",", 1)[1])))

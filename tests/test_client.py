@@ -1,4 +1,5 @@
 """End to end through ai_service.client.Client against a live server on a free loopback port."""
+
 from __future__ import annotations
 
 import io
@@ -20,8 +21,14 @@ from live_server import serve
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    app = create_app({"TESTING": True, "home": str(tmp_path_factory.mktemp("client") / "home"),
-                      "log_level": "WARNING", "log_to_file": False})
+    app = create_app(
+        {
+            "TESTING": True,
+            "home": str(tmp_path_factory.mktemp("client") / "home"),
+            "log_level": "WARNING",
+            "log_to_file": False,
+        }
+    )
     with serve(app) as base:
         yield app, base
 
@@ -44,8 +51,13 @@ def label_of(result) -> str:
 def test_predict_accepts_a_path_bytes_a_file_and_a_pil_image(client, sevens, tmp_path):
     path = tmp_path / "seven.png"
     path.write_bytes(sevens["gray.png"])
-    inputs = [path, str(path), sevens["color.jpg"], io.BytesIO(sevens["alpha.png"]),
-              Image.open(io.BytesIO(sevens["inverted.png"]))]
+    inputs = [
+        path,
+        str(path),
+        sevens["color.jpg"],
+        io.BytesIO(sevens["alpha.png"]),
+        Image.open(io.BytesIO(sevens["inverted.png"])),
+    ]
     for image in inputs:
         response = client.predict(image, model="digits", top_k=2)
         [result] = response.results
@@ -55,8 +67,9 @@ def test_predict_accepts_a_path_bytes_a_file_and_a_pil_image(client, sevens, tmp
 
 
 def test_options_reach_the_server(client, sevens):
-    response = client.predict(sevens["large-inverted.jpg"], model="digits@1.0", top_k=1, fit="letterbox",
-                              resample="bicubic")
+    response = client.predict(
+        sevens["large-inverted.jpg"], model="digits@1.0", top_k=1, fit="letterbox", resample="bicubic"
+    )
     assert response.version == "1.0" and label_of(response.results[0]) == "7"
     assert response.results[0].geometry.original_size == [1200, 1200]
 

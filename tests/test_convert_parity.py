@@ -1,4 +1,5 @@
 """The Tools page and POST /api/v1/convert run one pipeline: the same inputs give byte-identical images."""
+
 from __future__ import annotations
 
 import base64
@@ -14,8 +15,10 @@ SVG_STRETCH = [{"op": "resize", "width": 40, "height": 40, "fit": "stretch"}]
 OPERATIONS = {
     "stretch": SVG_STRETCH,
     "letterbox-gray": [{"op": "resize", "width": 24, "height": 32, "fit": "letterbox"}, {"op": "to_gray"}],
-    "key-flatten": [{"op": "color_key", "color": "#ff0000", "tolerance": 10},
-                    {"op": "flatten_alpha", "background": "#00ff00"}],
+    "key-flatten": [
+        {"op": "color_key", "color": "#ff0000", "tolerance": 10},
+        {"op": "flatten_alpha", "background": "#00ff00"},
+    ],
     "none": [],
 }
 
@@ -31,16 +34,20 @@ def inputs() -> dict[str, tuple[bytes, str]]:
 
 
 def via_api(client, data: bytes, filename: str, operations: list, fmt: str) -> bytes:
-    response = client.post("/api/v1/convert", content_type="multipart/form-data", data={
-        "file": (io.BytesIO(data), filename), "operations": json.dumps(operations), "format": fmt})
+    response = client.post(
+        "/api/v1/convert",
+        content_type="multipart/form-data",
+        data={"file": (io.BytesIO(data), filename), "operations": json.dumps(operations), "format": fmt},
+    )
     assert response.status_code == 200, response.get_data(as_text=True)
     return response.get_data()
 
 
 def via_tools(client, data: bytes, filename: str, form: dict) -> bytes:
     """POST /tools without JavaScript and decode the data URL of the page's download link."""
-    response = client.post("/tools", content_type="multipart/form-data",
-                           data={"file": (io.BytesIO(data), filename), **form})
+    response = client.post(
+        "/tools", content_type="multipart/form-data", data={"file": (io.BytesIO(data), filename), **form}
+    )
     page = response.get_data(as_text=True)
     assert response.status_code == 200, page
     url = html.unescape(page.split('id="tools-download" href="', 1)[1].split('"', 1)[0])
@@ -62,10 +69,17 @@ def test_the_form_controls_match_the_same_operations_sent_to_the_api(client, sou
     """The page's own resize controls (no advanced JSON) decode with the same hints as the API: an SVG
     stretched to 40×40 is rasterized at the target, not rendered at its own size and resampled."""
     data, filename = inputs()[source]
-    form = {"width": "40", "height": "40", "fit": "stretch", "filter": "lanczos", "pad_color": "#000000",
-            "format": "png"}
-    operations = [{"op": "resize", "width": 40, "height": 40, "fit": "stretch", "filter": "lanczos",
-                   "pad_color": "#000000"}]
+    form = {
+        "width": "40",
+        "height": "40",
+        "fit": "stretch",
+        "filter": "lanczos",
+        "pad_color": "#000000",
+        "format": "png",
+    }
+    operations = [
+        {"op": "resize", "width": 40, "height": 40, "fit": "stretch", "filter": "lanczos", "pad_color": "#000000"}
+    ]
     from_page = via_tools(client, data, filename, form)
     assert from_page == via_api(client, data, filename, operations, "png")
     if source == "svg":

@@ -2,7 +2,13 @@ import pytest
 import torch
 from loguru import logger
 
-from ai_service.devices import DeviceError, apply_gpu_visibility, configure_torch_threads, describe_device, select_device
+from ai_service.devices import (
+    DeviceError,
+    apply_gpu_visibility,
+    configure_torch_threads,
+    describe_device,
+    select_device,
+)
 
 
 @pytest.fixture

@@ -106,13 +106,13 @@ def reference_normalize_digit(image: Image.Image) -> np.ndarray:
         return canvas
     ink /= float(ink.max())
     rows, cols = np.nonzero(ink > 0.2)
-    crop = ink[rows.min():rows.max() + 1, cols.min():cols.max() + 1]
+    crop = ink[rows.min() : rows.max() + 1, cols.min() : cols.max() + 1]
     height, width = crop.shape
     scale = 20 / max(height, width)
     new_w, new_h = max(1, round(width * scale)), max(1, round(height * scale))
     resized = np.asarray(Image.fromarray(crop.astype(np.float32)).resize((new_w, new_h), Image.Resampling.BILINEAR))
     top, left = (28 - new_h) // 2, (28 - new_w) // 2
-    canvas[top:top + new_h, left:left + new_w] = np.clip(resized, 0.0, 1.0)
+    canvas[top : top + new_h, left : left + new_w] = np.clip(resized, 0.0, 1.0)
     mass = float(canvas.sum())
     ys, xs = np.indices(canvas.shape)
     shift_y = int(np.clip(round(13.5 - float((ys * canvas).sum()) / mass), -top, 28 - new_h - top))
@@ -126,10 +126,15 @@ def test_fast_normalization_matches_the_training_reference_bit_for_bit(digits_sp
     images = []
     for pixels in digits_split.test_images[:150]:
         plain = render_digit(pixels, int(rng.integers(8, 96)), angle=float(rng.uniform(-12, 12)))
-        images += [Image.fromarray(pixels, mode="L"), plain, plain.resize((300, 280)),
-                   Image.eval(plain, lambda v: 255 - v).convert("RGB"),
-                   Image.merge("RGBA", (plain, plain, plain, plain)),
-                   Image.merge("LA", (Image.new("L", plain.size, 30), plain)), plain.convert("P")]
+        images += [
+            Image.fromarray(pixels, mode="L"),
+            plain,
+            plain.resize((300, 280)),
+            Image.eval(plain, lambda v: 255 - v).convert("RGB"),
+            Image.merge("RGBA", (plain, plain, plain, plain)),
+            Image.merge("LA", (Image.new("L", plain.size, 30), plain)),
+            plain.convert("P"),
+        ]
     images += [Image.new("L", (30, 30), 0), Image.new("RGBA", (30, 31), (0, 0, 0, 0)), Image.new("L", (1, 1), 255)]
     for image in images:
         assert np.array_equal(normalize_digit(image), reference_normalize_digit(image)), image

@@ -1,4 +1,5 @@
 """End to end: real gunicorn (the production config) on a free loopback port, real uploads over HTTP."""
+
 from __future__ import annotations
 
 import os
@@ -29,11 +30,22 @@ def server(tmp_path_factory):
     """gunicorn from an unrelated working directory, stopped with SIGTERM after the module."""
     workdir = tmp_path_factory.mktemp("elsewhere")
     port = free_port()
-    env = {**os.environ, "AI_SERVICE_HOME": str(workdir / "home"), "AI_SERVICE_BIND": f"127.0.0.1:{port}",
-           "AI_SERVICE_WORKERS": "2", "AI_SERVICE_THREADS": "4", "AI_SERVICE_MAX_UPLOAD_MB": "2"}
+    env = {
+        **os.environ,
+        "AI_SERVICE_HOME": str(workdir / "home"),
+        "AI_SERVICE_BIND": f"127.0.0.1:{port}",
+        "AI_SERVICE_WORKERS": "2",
+        "AI_SERVICE_THREADS": "4",
+        "AI_SERVICE_MAX_UPLOAD_MB": "2",
+    }
     gunicorn = Path(sys.executable).with_name("gunicorn")
-    process = subprocess.Popen([str(gunicorn), "-c", str(ROOT / "gunicorn.conf.py"), "--pythonpath", str(ROOT),
-                                "app:app"], cwd=workdir, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    process = subprocess.Popen(
+        [str(gunicorn), "-c", str(ROOT / "gunicorn.conf.py"), "--pythonpath", str(ROOT), "app:app"],
+        cwd=workdir,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
     base = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 90
     while time.monotonic() < deadline:
@@ -78,8 +90,11 @@ def test_errors_over_http(server):
         ({"files": {"file": ("a.png", b"", "image/png")}}, 400, "empty_file"),
         ({"files": {"file": ("a.png", b"text pretending", "image/png")}}, 415, "unsupported_format"),
         ({"data": {"model": "digits"}}, 400, "missing_file"),
-        ({"files": {"file": ("a.png", b"\x89PNG\r\n\x1a\n" + b"\0" * (3 * 1024 * 1024), "image/png")}}, 413,
-         "payload_too_large"),
+        (
+            {"files": {"file": ("a.png", b"\x89PNG\r\n\x1a\n" + b"\0" * (3 * 1024 * 1024), "image/png")}},
+            413,
+            "payload_too_large",
+        ),
     ]
     for kwargs, status, code in cases:
         response = requests.post(base + "/api/v1/predict", timeout=30, **kwargs)

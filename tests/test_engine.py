@@ -1,4 +1,5 @@
 """The engine around the batcher: forward runner, core budget, options, and the predict path over HTTP."""
+
 from __future__ import annotations
 
 import io
@@ -26,8 +27,9 @@ from conftest import digit_variants, encode
 class GatedModel(ImageModel):
     """A tiny 'model' whose forward can be held: lets tests fill queues and miss deadlines on purpose."""
 
-    info = ModelInfo(name="gated", version="1", task="classification", input_size=(8, 8), input_mode="L",
-                     labels=("dark", "bright"))
+    info = ModelInfo(
+        name="gated", version="1", task="classification", input_size=(8, 8), input_mode="L", labels=("dark", "bright")
+    )
 
     def __init__(self) -> None:
         super().__init__()
@@ -50,8 +52,7 @@ class GatedModel(ImageModel):
         brightness = batch.flatten(1).mean(1, keepdim=True)
         return torch.cat([1 - brightness, brightness], dim=1)
 
-    def postprocess(self, outputs: torch.Tensor, items: Sequence[None], options: ModelOptions
-                    ) -> list[dict[str, Any]]:
+    def postprocess(self, outputs: torch.Tensor, items: Sequence[None], options: ModelOptions) -> list[dict[str, Any]]:
         return [{"brightness": round(float(row[1]), 4)} for row in outputs]
 
 
@@ -146,15 +147,19 @@ def test_an_image_that_breaks_preprocess_fails_alone(gated_app, monkeypatch):
 
 def test_digits_batched_equal_digits_alone(app, digits_split):
     runtime = app.extensions["ai_service"]
-    uploads = [Upload(data, name) for index in range(0, 12, 3)
-               for name, (data, _) in digit_variants(digits_split.test_images[index]).items()]
+    uploads = [
+        Upload(data, name)
+        for index in range(0, 12, 3)
+        for name, (data, _) in digit_variants(digits_split.test_images[index]).items()
+    ]
     together = predict(runtime, "digits", uploads, ModelOptions(top_k=3))
     alone = [predict(runtime, "digits", [upload], ModelOptions(top_k=3)).results[0] for upload in uploads]
     assert together.batch_size == min(len(uploads), 8)  # 20 images: batches of the CPU default, 8
     for batched, single in zip(together.results, alone):
         assert [p["label"] for p in batched["predictions"]] == [p["label"] for p in single["predictions"]]
-        assert np.allclose([p["score"] for p in batched["predictions"]],
-                           [p["score"] for p in single["predictions"]], atol=1e-4)
+        assert np.allclose(
+            [p["score"] for p in batched["predictions"]], [p["score"] for p in single["predictions"]], atol=1e-4
+        )
 
 
 def test_split_and_merge_round_trip_every_output_shape():
@@ -199,8 +204,7 @@ class ConvModel(ImageModel):
     def preprocess(self, images: Sequence[Image.Image], options: ModelOptions) -> Batch[None]:
         return Batch(torch.zeros(len(images), 1, 8, 8))
 
-    def postprocess(self, outputs: torch.Tensor, items: Sequence[None], options: ModelOptions
-                    ) -> list[dict[str, Any]]:
+    def postprocess(self, outputs: torch.Tensor, items: Sequence[None], options: ModelOptions) -> list[dict[str, Any]]:
         return [{} for _ in items]
 
 
@@ -322,7 +326,8 @@ def test_lone_digits_requests_run_in_the_request_thread(app, digits_split):
     uploads = [Upload(encode(image, "png"), "d.png")]
     threads: list[str] = []
     hook = registry.get("digits").network.register_forward_hook(
-        lambda *_: threads.append(threading.current_thread().name))
+        lambda *_: threads.append(threading.current_thread().name)
+    )
     try:
         outcomes = [predict(runtime, "digits", uploads, ModelOptions()) for _ in range(12)]
     finally:

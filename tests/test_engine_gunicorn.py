@@ -1,4 +1,5 @@
 """The production server: gunicorn gthread workers sharing the core budget, batching concurrent requests."""
+
 from __future__ import annotations
 
 import io
@@ -23,12 +24,23 @@ pytestmark = pytest.mark.e2e
 
 def test_two_workers_share_the_cores_and_serve_concurrent_requests(tmp_path):
     port = free_port()
-    env = {**os.environ, "AI_SERVICE_HOME": str(tmp_path / "home"), "AI_SERVICE_BIND": f"127.0.0.1:{port}",
-           "AI_SERVICE_WORKERS": "2", "AI_SERVICE_THREADS": "4", "AI_SERVICE_PRELOAD": "digits",
-           "AI_SERVICE_LOG_TO_FILE": "0"}
+    env = {
+        **os.environ,
+        "AI_SERVICE_HOME": str(tmp_path / "home"),
+        "AI_SERVICE_BIND": f"127.0.0.1:{port}",
+        "AI_SERVICE_WORKERS": "2",
+        "AI_SERVICE_THREADS": "4",
+        "AI_SERVICE_PRELOAD": "digits",
+        "AI_SERVICE_LOG_TO_FILE": "0",
+    }
     gunicorn = Path(sys.executable).with_name("gunicorn")
-    process = subprocess.Popen([str(gunicorn), "-c", str(ROOT / "gunicorn.conf.py"), "--pythonpath", str(ROOT),
-                                "app:app"], cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    process = subprocess.Popen(
+        [str(gunicorn), "-c", str(ROOT / "gunicorn.conf.py"), "--pythonpath", str(ROOT), "app:app"],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
     base = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 90
@@ -43,8 +55,12 @@ def test_two_workers_share_the_cores_and_serve_concurrent_requests(tmp_path):
         Image.new("L", (64, 64), 255).save(buffer, "PNG")
 
         def send(_: int) -> requests.Response:
-            return requests.post(base + "/api/v1/predict", files={"file": ("white.png", buffer.getvalue())},
-                                 data={"model": "digits"}, timeout=60)
+            return requests.post(
+                base + "/api/v1/predict",
+                files={"file": ("white.png", buffer.getvalue())},
+                data={"model": "digits"},
+                timeout=60,
+            )
 
         with ThreadPoolExecutor(8) as pool:
             responses = list(pool.map(send, range(24)))

@@ -1,4 +1,5 @@
 """One geometry type: fit an image, map boxes and masks back, rebase onto the full-size source, serialize."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -31,9 +32,15 @@ def test_box_and_mask_found_in_the_fitted_image_map_back_onto_the_original(fit):
 
 def test_letterbox_as_json_gives_the_documented_fields_only():
     geometry = plan_fit((200, 100), (64, 64), "letterbox", "bicubic")
-    assert geometry.as_json() == {"original_size": [200, 100], "input_size": [64, 64], "fit": "letterbox",
-                                  "resample": "bicubic", "scale": [0.32, 0.32], "padding": [0, 16, 0, 16],
-                                  "crop": [0, 0, 200, 100]}
+    assert geometry.as_json() == {
+        "original_size": [200, 100],
+        "input_size": [64, 64],
+        "fit": "letterbox",
+        "resample": "bicubic",
+        "scale": [0.32, 0.32],
+        "padding": [0, 16, 0, 16],
+        "crop": [0, 0, 200, 100],
+    }
 
 
 def test_rebase_onto_a_larger_source_keeps_the_mapping_and_reports_the_decoded_size():
@@ -53,9 +60,16 @@ def test_rebase_onto_a_larger_source_keeps_the_mapping_and_reports_the_decoded_s
 
 def test_convert_json_keeps_the_convert_endpoints_field_names():
     geometry = plan_fit((400, 200), (224, 224), "letterbox").rebase((800, 400))
-    assert geometry.as_convert_json() == {"mode": "letterbox", "src_size": [800, 400], "dst_size": [224, 224],
-                                          "scale_x": 0.28, "scale_y": 0.28, "crop_box": [0.0, 0.0, 800.0, 400.0],
-                                          "content_box": [0, 56, 224, 168], "padding": [0, 56, 0, 56]}
+    assert geometry.as_convert_json() == {
+        "mode": "letterbox",
+        "src_size": [800, 400],
+        "dst_size": [224, 224],
+        "scale_x": 0.28,
+        "scale_y": 0.28,
+        "crop_box": [0.0, 0.0, 800.0, 400.0],
+        "content_box": [0, 56, 224, 168],
+        "padding": [0, 56, 0, 56],
+    }
 
 
 def test_results_without_a_fit_report_the_source_and_decoded_sizes():

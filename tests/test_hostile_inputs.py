@@ -1,5 +1,6 @@
 """Hostile and odd input against a live gunicorn: every reject is 4xx JSON with a message, every valid edge
 case is 2xx with the right answer, nothing is ever 5xx, and /healthz answers after each request."""
+
 from __future__ import annotations
 
 import base64
@@ -29,8 +30,15 @@ PREDICT = "/api/v1/predict"
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    with running_gunicorn(tmp_path_factory.mktemp("hostile"), workers=2, threads=4, preload="digits",
-                          max_upload_mb=MAX_UPLOAD_MB, max_files=MAX_FILES, body_timeout=BODY_TIMEOUT) as live:
+    with running_gunicorn(
+        tmp_path_factory.mktemp("hostile"),
+        workers=2,
+        threads=4,
+        preload="digits",
+        max_upload_mb=MAX_UPLOAD_MB,
+        max_files=MAX_FILES,
+        body_timeout=BODY_TIMEOUT,
+    ) as live:
         yield live
 
 
@@ -83,8 +91,9 @@ def test_bad_image_bytes_are_rejected_with_their_code(server, name):
     data, class_name = BAD_INPUTS[name]
     expected = ERROR_CLASSES[class_name]
     filename = "upload.svg" if name.startswith("svg") else "upload.png"
-    response = requests.post(server.base + PREDICT, files={"file": (filename, data, "application/octet-stream")},
-                             timeout=30)
+    response = requests.post(
+        server.base + PREDICT, files={"file": (filename, data, "application/octet-stream")}, timeout=30
+    )
     assert_reject(response, ERRORS[expected.code].status, expected.code)
     assert_alive(server)
 
@@ -99,6 +108,7 @@ def test_huge_vector_canvas_is_rendered_small(server, name):
 
 # ---------------------------------------------------------------- protocol-level abuse
 
+
 def multipart(fields: list[tuple[str, tuple[str, bytes, str] | str]]) -> tuple[bytes, str]:
     """Encode parts by hand so names and filenames can be anything (NUL bytes, traversal)."""
     boundary = "hostileboundary7d1f"
@@ -106,8 +116,10 @@ def multipart(fields: list[tuple[str, tuple[str, bytes, str] | str]]) -> tuple[b
     for name, value in fields:
         if isinstance(value, tuple):
             filename, data, mime = value
-            head = (f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"; filename="{filename}"\r\n'
-                    f"Content-Type: {mime}\r\n\r\n").encode("utf-8", "surrogateescape")
+            head = (
+                f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"; filename="{filename}"\r\n'
+                f"Content-Type: {mime}\r\n\r\n"
+            ).encode("utf-8", "surrogateescape")
             chunks.append(head + data + b"\r\n")
         else:
             chunks.append(f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n{value}\r\n'.encode())
@@ -129,44 +141,82 @@ def png_bomb_b64() -> str:
 
 Case = tuple[Callable[..., requests.Response], int, "str | None"]
 REJECTS: dict[str, Callable[[Any, Image.Image], tuple[requests.Response, int, str | None]]] = {
-    "wrong_field_name": lambda s, img: (requests.post(s.base + PREDICT, files={"image": ("a.png", encode(img))},
-                                                      timeout=30), 400, "missing_file"),
+    "wrong_field_name": lambda s, img: (
+        requests.post(s.base + PREDICT, files={"image": ("a.png", encode(img))}, timeout=30),
+        400,
+        "missing_file",
+    ),
     "no_body": lambda s, img: (requests.post(s.base + PREDICT, timeout=30), 400, "missing_file"),
-    "too_many_files": lambda s, img: (requests.post(
-        s.base + PREDICT, files=[("file", (f"{i}.png", encode(img))) for i in range(MAX_FILES + 1)], timeout=30),
-        413, "too_many_files"),
-    "body_over_limit": lambda s, img: (requests.post(
-        s.base + PREDICT, files={"file": ("big.png", b"\x89PNG" + b"\0" * (MAX_UPLOAD_MB * 2**20 + 10))}, timeout=30),
-        413, "payload_too_large"),
-    "too_many_form_parts": lambda s, img: (post_raw(s, *multipart([(f"f{i}", "x") for i in range(200)])), 413,
-                                           None),
+    "too_many_files": lambda s, img: (
+        requests.post(
+            s.base + PREDICT, files=[("file", (f"{i}.png", encode(img))) for i in range(MAX_FILES + 1)], timeout=30
+        ),
+        413,
+        "too_many_files",
+    ),
+    "body_over_limit": lambda s, img: (
+        requests.post(
+            s.base + PREDICT, files={"file": ("big.png", b"\x89PNG" + b"\0" * (MAX_UPLOAD_MB * 2**20 + 10))}, timeout=30
+        ),
+        413,
+        "payload_too_large",
+    ),
+    "too_many_form_parts": lambda s, img: (post_raw(s, *multipart([(f"f{i}", "x") for i in range(200)])), 413, None),
     "text_plain_body": lambda s, img: (post_raw(s, b"hello", "text/plain"), 415, None),
-    "broken_multipart": lambda s, img: (post_raw(s, b"--nope\r\ngarbage", "multipart/form-data; boundary=x"), 400,
-                                        None),
+    "broken_multipart": lambda s, img: (
+        post_raw(s, b"--nope\r\ngarbage", "multipart/form-data; boundary=x"),
+        400,
+        None,
+    ),
     "invalid_json_syntax": lambda s, img: (post_raw(s, b'{"image": ', "application/json"), 400, "invalid_json"),
     "json_invalid_base64": lambda s, img: (post_json(s, {"image": "!!!not base64!!!"}), 422, "invalid_base64"),
     "json_base64_of_bomb": lambda s, img: (post_json(s, {"image": png_bomb_b64()}), 413, "image_too_large"),
     "json_image_not_string": lambda s, img: (post_json(s, {"image": 12345}), 422, "validation_error"),
     "json_images_not_list": lambda s, img: (post_json(s, {"images": {"a": 1}}), 422, "validation_error"),
-    "json_top_k_not_int": lambda s, img: (post_json(s, {"image": base64.b64encode(encode(img)).decode(),
-                                                        "top_k": "many"}), 422, "validation_error"),
-    "json_both_image_and_images": lambda s, img: (post_json(s, {"image": "AAAA", "images": ["AAAA"]}), 422,
-                                                  "validation_error"),
-    "json_remote_url": lambda s, img: (post_json(s, {"image": "http://169.254.169.254/latest/meta-data"}), 422,
-                                       "remote_url_not_fetched"),
+    "json_top_k_not_int": lambda s, img: (
+        post_json(s, {"image": base64.b64encode(encode(img)).decode(), "top_k": "many"}),
+        422,
+        "validation_error",
+    ),
+    "json_both_image_and_images": lambda s, img: (
+        post_json(s, {"image": "AAAA", "images": ["AAAA"]}),
+        422,
+        "validation_error",
+    ),
+    "json_remote_url": lambda s, img: (
+        post_json(s, {"image": "http://169.254.169.254/latest/meta-data"}),
+        422,
+        "remote_url_not_fetched",
+    ),
     "json_array_body": lambda s, img: (post_json(s, [1, 2, 3]), 422, "validation_error"),
-    "huge_json": lambda s, img: (post_raw(s, b'{"image": "' + b"A" * (4 * MAX_UPLOAD_MB * 2**20) + b'"}',
-                                          "application/json"), 413, "payload_too_large"),
-    "unknown_model": lambda s, img: (requests.post(s.base + PREDICT, files={"file": ("a.png", encode(img))},
-                                                   data={"model": "nope"}, timeout=30), 404, "unknown_model"),
-    "traversal_model_name": lambda s, img: (requests.post(s.base + PREDICT, files={"file": ("a.png", encode(img))},
-                                                          data={"model": "../../etc/passwd"}, timeout=30), 422,
-                                            "validation_error"),
-    "top_k_zero": lambda s, img: (requests.post(s.base + PREDICT, files={"file": ("a.png", encode(img))},
-                                                data={"top_k": "0"}, timeout=30), 422, "validation_error"),
+    "huge_json": lambda s, img: (
+        post_raw(s, b'{"image": "' + b"A" * (4 * MAX_UPLOAD_MB * 2**20) + b'"}', "application/json"),
+        413,
+        "payload_too_large",
+    ),
+    "unknown_model": lambda s, img: (
+        requests.post(s.base + PREDICT, files={"file": ("a.png", encode(img))}, data={"model": "nope"}, timeout=30),
+        404,
+        "unknown_model",
+    ),
+    "traversal_model_name": lambda s, img: (
+        requests.post(
+            s.base + PREDICT, files={"file": ("a.png", encode(img))}, data={"model": "../../etc/passwd"}, timeout=30
+        ),
+        422,
+        "validation_error",
+    ),
+    "top_k_zero": lambda s, img: (
+        requests.post(s.base + PREDICT, files={"file": ("a.png", encode(img))}, data={"top_k": "0"}, timeout=30),
+        422,
+        "validation_error",
+    ),
     "get_on_predict": lambda s, img: (requests.get(s.base + PREDICT, timeout=30), 405, "method_not_allowed"),
-    "unknown_api_path": lambda s, img: (requests.get(s.base + "/api/v1/no-such-endpoint", timeout=30), 404,
-                                        "not_found"),
+    "unknown_api_path": lambda s, img: (
+        requests.get(s.base + "/api/v1/no-such-endpoint", timeout=30),
+        404,
+        "not_found",
+    ),
 }
 
 
@@ -178,6 +228,7 @@ def test_protocol_abuse_is_rejected_cleanly(server, seven, name):
 
 
 # ---------------------------------------------------------------- valid but odd: must succeed with the right answer
+
 
 def sixteen_bit_png(img: Image.Image) -> bytes:
     return encode(Image.fromarray(np.asarray(img, dtype=np.uint16) * 257))
@@ -209,20 +260,30 @@ VALID: dict[str, Callable[[Image.Image], tuple[dict[str, Any], str]]] = {
     "traversal_filename": lambda img: ({"files": {"file": ("../../../../etc/passwd.png", encode(img))}}, "7"),
     "unicode_filename": lambda img: ({"files": {"file": ("٣-シ.png", encode(img))}}, "7"),
     "long_filename": lambda img: ({"files": {"file": ("x" * 5000 + ".png", encode(img))}}, "7"),
-    "wrong_extension_jpeg_named_gif": lambda img: ({"files": {"file": ("a.gif", encode(img.convert("RGB"), "JPEG"))}},
-                                                   "7"),
+    "wrong_extension_jpeg_named_gif": lambda img: (
+        {"files": {"file": ("a.gif", encode(img.convert("RGB"), "JPEG"))}},
+        "7",
+    ),
     "sixteen_bit_png": lambda img: ({"files": {"file": ("a.png", sixteen_bit_png(img))}}, "7"),
     "cmyk_jpeg": lambda img: ({"files": {"file": ("a.jpg", cmyk_jpeg(img))}}, "7"),
     "palette_png_transparency": lambda img: ({"files": {"file": ("a.png", palette_png_with_transparency(img))}}, "7"),
     "exif_rotated_jpeg": lambda img: ({"files": {"file": ("a.jpg", exif_rotated_jpeg(img))}}, "7"),
     "animated_gif_first_frame": lambda img: ({"files": {"file": ("a.gif", animated_gif(img))}}, "7"),
-    "json_data_url": lambda img: ({"json": {"image": "data:image/png;base64," + base64.b64encode(encode(img)).decode()}},
-                                  "7"),
+    "json_data_url": lambda img: (
+        {"json": {"image": "data:image/png;base64," + base64.b64encode(encode(img)).decode()}},
+        "7",
+    ),
     "json_urlsafe_base64_unpadded": lambda img: (
-        {"json": {"image": base64.urlsafe_b64encode(encode(img)).decode().rstrip("=")}}, "7"),
-    "junk_request_id_header": lambda img: ({"files": {"file": ("a.png", encode(img))},
-                                            "headers": {"X-Request-ID": "<script>alert(1)</script>; x=" + "y" * 300}},
-                                           "7"),
+        {"json": {"image": base64.urlsafe_b64encode(encode(img)).decode().rstrip("=")}},
+        "7",
+    ),
+    "junk_request_id_header": lambda img: (
+        {
+            "files": {"file": ("a.png", encode(img))},
+            "headers": {"X-Request-ID": "<script>alert(1)</script>; x=" + "y" * 300},
+        },
+        "7",
+    ),
 }
 
 
@@ -255,9 +316,12 @@ def test_path_traversal_in_urls_reaches_nothing(server):
 def test_nul_byte_filename_and_two_file_parts(server, seven):
     """Two parts, one with a NUL in its filename: both answered in order, nothing written to disk."""
     data = encode(seven)
-    body, content_type = multipart([("file", ("a\x00b.png", data, "image/png")),
-                                    ("file", ("../second.png", encode(seven.transpose(Image.Transpose.ROTATE_180)),
-                                              "image/png"))])
+    body, content_type = multipart(
+        [
+            ("file", ("a\x00b.png", data, "image/png")),
+            ("file", ("../second.png", encode(seven.transpose(Image.Transpose.ROTATE_180)), "image/png")),
+        ]
+    )
     response = post_raw(server, body, content_type)
     assert response.status_code == 200, response.text[:300]
     first, second = response.json()["results"]
@@ -267,9 +331,15 @@ def test_nul_byte_filename_and_two_file_parts(server, seven):
 
 
 def test_one_bad_item_in_a_batch_fails_alone(server, seven):
-    response = requests.post(server.base + PREDICT, timeout=30, files=[
-        ("file", ("good.png", encode(seven))), ("file", ("bomb.png", samples.png_header_only_bomb())),
-        ("file", ("empty.png", b""))])
+    response = requests.post(
+        server.base + PREDICT,
+        timeout=30,
+        files=[
+            ("file", ("good.png", encode(seven))),
+            ("file", ("bomb.png", samples.png_header_only_bomb())),
+            ("file", ("empty.png", b"")),
+        ],
+    )
     assert response.status_code == 200, response.text[:300]
     good, bomb, empty = response.json()["results"]
     assert top_label(good) == "7"
@@ -280,11 +350,14 @@ def test_one_bad_item_in_a_batch_fails_alone(server, seven):
 
 # ---------------------------------------------------------------- slow senders
 
+
 def test_slowloris_body_gets_408_and_others_are_served(server, seven):
     """A client trickling its body is cut off after body_timeout; meanwhile other requests are answered."""
     body, content_type = multipart([("file", ("slow.png", encode(seven), "image/png"))])
-    head = (f"POST {PREDICT} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: {content_type}\r\n"
-            f"Content-Length: {len(body)}\r\n\r\n").encode()
+    head = (
+        f"POST {PREDICT} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: {content_type}\r\n"
+        f"Content-Length: {len(body)}\r\n\r\n"
+    ).encode()
     started = time.monotonic()
     with socket.create_connection(("127.0.0.1", server.port), timeout=15) as sock:
         sock.sendall(head + body[:20])
@@ -293,7 +366,7 @@ def test_slowloris_body_gets_408_and_others_are_served(server, seven):
         reply = b""
         while time.monotonic() - started < 4 * BODY_TIMEOUT and sent < len(body):
             try:
-                sock.sendall(body[sent:sent + 1])
+                sock.sendall(body[sent : sent + 1])
                 sent += 1
             except OSError:
                 break  # the server hung up: its answer is waiting to be read

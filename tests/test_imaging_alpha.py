@@ -1,4 +1,5 @@
 """Transparency helpers against Pillow / straightforward NumPy references, on generated and real images."""
+
 from __future__ import annotations
 
 import numpy as np

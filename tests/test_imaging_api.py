@@ -1,4 +1,5 @@
 """POST /api/v1/convert and the /tools page, through the flaskr-style `client` fixture."""
+
 from __future__ import annotations
 
 import base64
@@ -71,15 +72,26 @@ def test_colorspace_and_webp(client) -> None:
 
 
 def test_json_response_with_data_url_and_geometry(client) -> None:
-    r = post(client, png(S.random_rgb(30, 60)), [{"op": "resize", "width": 32, "height": 32, "fit": "letterbox"}], response="json")
+    r = post(
+        client,
+        png(S.random_rgb(30, 60)),
+        [{"op": "resize", "width": 32, "height": 32, "fit": "letterbox"}],
+        response="json",
+    )
     assert r.status_code == 200 and r.is_json
     body = r.get_json()
-    assert body["width"] == 32 and body["format"] == "png" and body["source"] == {"format": "png", "width": 60, "height": 30}
+    assert (
+        body["width"] == 32
+        and body["format"] == "png"
+        and body["source"] == {"format": "png", "width": 60, "height": 30}
+    )
     assert body["geometry"]["padding"] == [0, 8, 0, 8] and body["operations"][0]["filter"] == "lanczos"
     prefix = "data:image/png;base64,"
     assert body["data_url"].startswith(prefix)
-    assert decode_image(base64.b64decode(body["data_url"][len(prefix):])).size == (32, 32)
-    accept = client.post(URL, data={"file": (io.BytesIO(png(S.random_rgb(4, 4))), "a.png")}, headers={"Accept": "application/json"})
+    assert decode_image(base64.b64decode(body["data_url"][len(prefix) :])).size == (32, 32)
+    accept = client.post(
+        URL, data={"file": (io.BytesIO(png(S.random_rgb(4, 4))), "a.png")}, headers={"Accept": "application/json"}
+    )
     assert accept.is_json and accept.get_json()["width"] == 4
 
 
@@ -152,7 +164,9 @@ def test_missing_file_and_bad_images(client) -> None:
 
 
 def test_parse_and_apply_operations_directly() -> None:
-    ops = parse_operations('[{"op": "resize", "width": "16", "height": 8.0, "fit": "crop"}, {"op": "to_gray"}]', max_pixels=1000)
+    ops = parse_operations(
+        '[{"op": "resize", "width": "16", "height": 8.0, "fit": "crop"}, {"op": "to_gray"}]', max_pixels=1000
+    )
     assert ops[0]["width"] == 16 and ops[0]["height"] == 8
     result = apply_operations(Image.fromarray(S.random_rgb(20, 20)), ops, max_pixels=1000)
     assert result.image.size == (16, 8) and result.image.mode == "L" and result.geometry["mode"] == "crop"
@@ -170,8 +184,15 @@ def test_tools_page_renders_and_converts_without_javascript(client) -> None:
     assert page.status_code == 200
     html = page.get_data(as_text=True)
     assert 'id="tools-form"' in html and "tools.js" in html and "<script>" not in html
-    data = {"file": (io.BytesIO(png(np.full((30, 40, 3), 255, np.uint8))), "white.png"), "key_enabled": "1",
-            "key_color": "#ffffff", "key_tolerance": "3", "width": "20", "fit": "stretch", "format": "png"}
+    data = {
+        "file": (io.BytesIO(png(np.full((30, 40, 3), 255, np.uint8))), "white.png"),
+        "key_enabled": "1",
+        "key_color": "#ffffff",
+        "key_tolerance": "3",
+        "width": "20",
+        "fit": "stretch",
+        "format": "png",
+    }
     r = client.post("/tools", data=data, content_type="multipart/form-data")
     html = r.get_data(as_text=True)
     assert r.status_code == 200 and 'download="white-converted.png"' in html and "20×15" in html
@@ -181,8 +202,11 @@ def test_tools_page_renders_and_converts_without_javascript(client) -> None:
 
 
 def test_tools_page_shows_errors(client) -> None:
-    r = client.post("/tools", data={"file": (io.BytesIO(png(S.random_rgb(8, 8))), "a.png"), "width": "-1"},
-                    content_type="multipart/form-data")
+    r = client.post(
+        "/tools",
+        data={"file": (io.BytesIO(png(S.random_rgb(8, 8))), "a.png"), "width": "-1"},
+        content_type="multipart/form-data",
+    )
     assert r.status_code == 422 and "operations[0].width" in r.get_data(as_text=True)
     r = client.post("/tools", data={"file": (io.BytesIO(b"GIF89a junk"), "a.gif")}, content_type="multipart/form-data")
     assert r.status_code == 422 and "corrupt_image" in r.get_data(as_text=True)

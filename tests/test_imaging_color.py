@@ -1,4 +1,5 @@
 """Color spaces: the NumPy/PIL path is OpenCV's (random + scikit-image photos) and agrees with scikit-image."""
+
 from __future__ import annotations
 
 import cv2
@@ -9,8 +10,14 @@ from PIL import Image
 
 from ai_service.imaging.color import color_image, convert_color
 
-TO_CV = {"hsv": cv2.COLOR_RGB2HSV, "hls": cv2.COLOR_RGB2HLS, "lab": cv2.COLOR_RGB2Lab,
-         "ycrcb": cv2.COLOR_RGB2YCrCb, "yuv": cv2.COLOR_RGB2YUV, "gray": cv2.COLOR_RGB2GRAY}
+TO_CV = {
+    "hsv": cv2.COLOR_RGB2HSV,
+    "hls": cv2.COLOR_RGB2HLS,
+    "lab": cv2.COLOR_RGB2Lab,
+    "ycrcb": cv2.COLOR_RGB2YCrCb,
+    "yuv": cv2.COLOR_RGB2YUV,
+    "gray": cv2.COLOR_RGB2GRAY,
+}
 
 
 def test_numpy_path_is_opencv_and_accepts_pil() -> None:

@@ -1,4 +1,5 @@
 """PIL <-> NumPy round trips, PIL batches -> tensors and model tensors -> PIL (hypothesis), and gray weights."""
+
 from __future__ import annotations
 
 import cv2
@@ -54,9 +55,13 @@ def test_pil_batch_tensor_round_trip_exact(arr: np.ndarray, as_uint8: bool) -> N
 
 
 @settings(max_examples=40, deadline=None)
-@given(arr=st.integers(1, 4).flatmap(
-    lambda c: arrays(np.float32, st.tuples(st.integers(1, 8), st.integers(1, 8), st.just(c)),
-                     elements=st.floats(0, 1, width=32))))
+@given(
+    arr=st.integers(1, 4).flatmap(
+        lambda c: arrays(
+            np.float32, st.tuples(st.integers(1, 8), st.integers(1, 8), st.just(c)), elements=st.floats(0, 1, width=32)
+        )
+    )
+)
 def test_float_model_outputs_keep_their_values_or_round_to_bytes(arr: np.ndarray) -> None:
     t = torch.from_numpy(arr).permute(2, 0, 1)
     assert np.array_equal(tensor_to_numpy(t, np.float32), arr)  # exact float round trip

@@ -1,4 +1,5 @@
 """Decoding: format sniffing, the bad-input corpus, valid edge cases, SVG/PSD, limits and encoding."""
+
 from __future__ import annotations
 
 import io
@@ -29,7 +30,15 @@ def px(im: Image.Image) -> np.ndarray:
 
 @pytest.mark.parametrize(
     ("fmt", "pil"),
-    [("png", "PNG"), ("jpeg", "JPEG"), ("webp", "WEBP"), ("bmp", "BMP"), ("tiff", "TIFF"), ("gif", "GIF"), ("ico", "ICO")],
+    [
+        ("png", "PNG"),
+        ("jpeg", "JPEG"),
+        ("webp", "WEBP"),
+        ("bmp", "BMP"),
+        ("tiff", "TIFF"),
+        ("gif", "GIF"),
+        ("ico", "ICO"),
+    ],
 )
 def test_sniff_raster_formats(fmt: str, pil: str) -> None:
     assert sniff_format(S.encode(S.random_rgb(16, 16), pil)) == fmt
@@ -38,7 +47,12 @@ def test_sniff_raster_formats(fmt: str, pil: str) -> None:
 def test_sniff_psd_and_svg_variants() -> None:
     assert sniff_format(S.psd_flat(S.random_rgb(4, 4))) == "psd"
     assert sniff_format(S.SVG_OK) == "svg"
-    assert sniff_format(b'\xef\xbb\xbf<?xml version="1.0"?>\n<!-- c -->\n<!DOCTYPE svg PUBLIC "-//W3C//DTD SVG 1.1//EN" "x.dtd">\n<svg/>') == "svg"
+    assert (
+        sniff_format(
+            b'\xef\xbb\xbf<?xml version="1.0"?>\n<!-- c -->\n<!DOCTYPE svg PUBLIC "-//W3C//DTD SVG 1.1//EN" "x.dtd">\n<svg/>'
+        )
+        == "svg"
+    )
     assert sniff_format(b'<svg:svg xmlns:svg="http://www.w3.org/2000/svg"/>') == "svg"
 
 
@@ -210,7 +224,12 @@ def test_int32_and_float_images() -> None:
 
 @pytest.mark.parametrize("fmt", ["JPEG", "TIFF"])
 def test_cmyk_becomes_rgb(fmt: str) -> None:
-    cases = {(255, 0, 0, 0): (0, 255, 255), (0, 255, 0, 0): (255, 0, 255), (0, 0, 0, 255): (0, 0, 0), (0, 0, 0, 0): (255, 255, 255)}
+    cases = {
+        (255, 0, 0, 0): (0, 255, 255),
+        (0, 255, 0, 0): (255, 0, 255),
+        (0, 0, 0, 255): (0, 0, 0),
+        (0, 0, 0, 0): (255, 255, 255),
+    }
     for cmyk, rgb in cases.items():
         im = decode_image(S.encode(Image.new("CMYK", (8, 8), cmyk), fmt, **({"quality": 100} if fmt == "JPEG" else {})))
         assert im.mode == "RGB" and np.abs(px(im)[4, 4] - rgb).max() <= 3, (cmyk, im.getpixel((4, 4)))
@@ -364,7 +383,9 @@ def test_icc_profile_converted_to_srgb() -> None:
     for fmt in ("PNG", "TIFF"):
         im = decode_image(S.encode(arr, fmt, icc_profile=icc))
         ref = ImageCms.profileToProfile(
-            Image.fromarray(arr), ImageCms.ImageCmsProfile(io.BytesIO(icc)), ImageCms.createProfile("sRGB"),
+            Image.fromarray(arr),
+            ImageCms.ImageCmsProfile(io.BytesIO(icc)),
+            ImageCms.createProfile("sRGB"),
             renderingIntent=ImageCms.Intent.PERCEPTUAL,
         )
         assert np.array_equal(np.asarray(im), np.asarray(ref)), fmt

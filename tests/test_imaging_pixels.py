@@ -1,4 +1,5 @@
 """Zero-copy pixel views (Pillow's Arrow export) must equal np.asarray in every case, and outlive the image."""
+
 from __future__ import annotations
 
 import gc

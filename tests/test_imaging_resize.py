@@ -1,4 +1,5 @@
 """Resizing: Pillow's filters, alpha-aware paths, fit modes and their geometry."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -26,7 +27,9 @@ def test_pil_resize_modes(filt: str) -> None:
         out = resize_image(Image.fromarray(arr), (17, 11), filt)  # type: ignore[arg-type]
         assert out.size == (17, 11) and out.mode == Image.fromarray(arr).mode
     rgb = Image.fromarray(S.sample_images()["rocket"])
-    assert np.array_equal(np.asarray(resize_image(rgb, (100, 80), filt)), np.asarray(rgb.resize((100, 80), PIL_FILTERS[filt])))  # type: ignore[arg-type]
+    assert np.array_equal(
+        np.asarray(resize_image(rgb, (100, 80), filt)), np.asarray(rgb.resize((100, 80), PIL_FILTERS[filt]))
+    )  # type: ignore[arg-type]
 
 
 # ---------------------------------------------------------------- fit modes
@@ -58,7 +61,12 @@ def test_fit_image_letterbox_pads_with_color_or_transparency() -> None:
     out, geo = fit_image(im, (224, 224), "letterbox", "bilinear", pad_color=(114, 114, 114))
     assert out.size == (224, 224) and out.mode == "RGB"
     l, t, r, b = geo.content
-    assert (l, r) == (0, 224) and t > 0 and out.getpixel((5, 0)) == (114, 114, 114) and out.getpixel((5, 223)) == (114, 114, 114)
+    assert (
+        (l, r) == (0, 224)
+        and t > 0
+        and out.getpixel((5, 0)) == (114, 114, 114)
+        and out.getpixel((5, 223)) == (114, 114, 114)
+    )
     ref = im.resize((r - l, b - t), Image.Resampling.BILINEAR)
     assert np.array_equal(np.asarray(out)[t:b, l:r], np.asarray(ref))
     clear, _ = fit_image(im, (224, 224), "letterbox", pad_color=None)
@@ -96,5 +104,3 @@ def test_geometry_for_full_size_source() -> None:
     assert full.decoded_size == (300, 200)
     assert full.box_to_original((0, 0, 150, 150)) == pytest.approx((400.0, 0.0, 2000.0, 1600.0))
     assert full.to_input(*full.to_original(37, 81)) == pytest.approx((37, 81))
-
-

@@ -1,4 +1,5 @@
 """The Tools page in a real browser (Playwright + Debian's chromium): convert, download, errors, no-JS form."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -12,6 +13,7 @@ from ai_service.imaging.io import decode_image
 from live_server import serve
 
 from browser_support import launch_chromium
+
 TIMEOUT_MS = 15_000
 
 
@@ -22,7 +24,9 @@ def browser():
 
 @pytest.fixture(scope="module")
 def base(tmp_path_factory):
-    app = create_app({"home": str(tmp_path_factory.mktemp("tools") / "home"), "log_level": "WARNING", "log_to_file": False})
+    app = create_app(
+        {"home": str(tmp_path_factory.mktemp("tools") / "home"), "log_level": "WARNING", "log_to_file": False}
+    )
     with serve(app) as url:
         yield url
 
@@ -48,7 +52,9 @@ def _page(browser, base: str, javascript: bool = True):
 
 def test_convert_and_download_with_javascript(browser, base, tmp_path) -> None:
     context, page, errors = _page(browser, base)
-    page.set_input_files("#tools-file", files=[{"name": "square.png", "mimeType": "image/png", "buffer": white_with_red_square()}])
+    page.set_input_files(
+        "#tools-file", files=[{"name": "square.png", "mimeType": "image/png", "buffer": white_with_red_square()}]
+    )
     page.check("input[name=key_enabled]")
     page.fill("#key_tolerance", "5")
     page.fill("#width", "40")
@@ -70,7 +76,9 @@ def test_convert_and_download_with_javascript(browser, base, tmp_path) -> None:
 
 def test_bad_parameter_message_names_it(browser, base) -> None:
     context, page, errors = _page(browser, base)
-    page.set_input_files("#tools-file", files=[{"name": "a.png", "mimeType": "image/png", "buffer": white_with_red_square()}])
+    page.set_input_files(
+        "#tools-file", files=[{"name": "a.png", "mimeType": "image/png", "buffer": white_with_red_square()}]
+    )
     page.click("summary")
     page.fill("#operations", '[{"op": "blur"}]')
     page.click("#tools-run")
@@ -82,10 +90,15 @@ def test_bad_parameter_message_names_it(browser, base) -> None:
 
 def test_form_works_without_javascript(browser, base) -> None:
     context, page, _ = _page(browser, base, javascript=False)
-    page.set_input_files("#tools-file", files=[{"name": "a.png", "mimeType": "image/png", "buffer": white_with_red_square()}])
+    page.set_input_files(
+        "#tools-file", files=[{"name": "a.png", "mimeType": "image/png", "buffer": white_with_red_square()}]
+    )
     page.check("input[name=gray_enabled]")
     page.select_option("#format", "jpeg")
     page.click("#tools-run")
     page.wait_for_selector("#tools-download")
-    assert "JPEG" in page.inner_text("#tools-meta") and page.get_attribute("#tools-download", "download") == "a-converted.jpg"
+    assert (
+        "JPEG" in page.inner_text("#tools-meta")
+        and page.get_attribute("#tools-download", "download") == "a-converted.jpg"
+    )
     context.close()

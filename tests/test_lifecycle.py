@@ -1,6 +1,7 @@
 """gunicorn lifecycle with the production config: graceful drain on SIGTERM, worker replacement after
 SIGKILL, max_requests recycling, metrics that add up across workers, timeouts tied to the request limit, and
 CUDA out-of-memory during a batch (split, retry, then 503 + Retry-After with the worker still healthy)."""
+
 from __future__ import annotations
 
 import io
@@ -64,18 +65,20 @@ def test_gunicorn_config_follows_the_settings(monkeypatch, tmp_path):
 
 def test_sigterm_drains_in_flight_requests(tmp_path, seven_png):
     """A request still uploading when SIGTERM arrives is answered in full; then gunicorn exits 0."""
-    body_head = b"--b0undary\r\nContent-Disposition: form-data; name=\"file\"; filename=\"s.png\"\r\n\r\n"
+    body_head = b'--b0undary\r\nContent-Disposition: form-data; name="file"; filename="s.png"\r\n\r\n'
     body = body_head + seven_png + b"\r\n--b0undary--\r\n"
     with running_gunicorn(tmp_path, workers=1, threads=2, preload="digits") as server:
-        head = (f"POST {PREDICT} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: multipart/form-data; boundary=b0undary"
-                f"\r\nContent-Length: {len(body)}\r\nConnection: close\r\n\r\n").encode()
+        head = (
+            f"POST {PREDICT} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: multipart/form-data; boundary=b0undary"
+            f"\r\nContent-Length: {len(body)}\r\nConnection: close\r\n\r\n"
+        ).encode()
         with socket.create_connection(("127.0.0.1", server.port), timeout=30) as sock:
             sock.sendall(head + body[:40])
             time.sleep(0.5)
             server.process.send_signal(signal.SIGTERM)
             for start in range(40, len(body), max(1, len(body) // 10)):  # ~1 s more of trickling
                 time.sleep(0.1)
-                sock.sendall(body[start:start + max(1, len(body) // 10)])
+                sock.sendall(body[start : start + max(1, len(body) // 10)])
             reply = b""
             while chunk := sock.recv(65536):
                 reply += chunk
@@ -119,8 +122,9 @@ def test_killed_worker_is_replaced_and_the_others_keep_serving(tmp_path, seven_p
 
 
 def test_max_requests_recycles_workers_without_dropping_requests(tmp_path, seven_png):
-    with running_gunicorn(tmp_path, workers=1, threads=2, preload="digits", max_requests=10,
-                          max_requests_jitter=0) as server:
+    with running_gunicorn(
+        tmp_path, workers=1, threads=2, preload="digits", max_requests=10, max_requests_jitter=0
+    ) as server:
         first = server.workers()
         session = requests.Session()
         labels = []
@@ -162,6 +166,7 @@ def test_metrics_add_up_across_workers(tmp_path, seven_png):
 
 
 # ---------------------------------------------------------------- CUDA out-of-memory during a batch
+
 
 def out_of_memory() -> Exception:
     import torch
@@ -247,13 +252,15 @@ def test_oom_answers_503_with_retry_after_and_the_worker_stays_healthy(home):
     app.extensions["ai_service"].registry.register(Greedy())
     client = app.test_client()
     png = encode(Image.new("L", (8, 8), 0))
-    response = client.post(PREDICT, data={"file": [(io.BytesIO(png), "a.png"), (io.BytesIO(png), "b.png")],
-                                          "model": "greedy"})
+    response = client.post(
+        PREDICT, data={"file": [(io.BytesIO(png), "a.png"), (io.BytesIO(png), "b.png")], "model": "greedy"}
+    )
     assert response.status_code == 503, response.data[:300]
     assert response.get_json()["error"]["code"] == "out_of_memory" and int(response.headers["Retry-After"]) >= 1
     assert client.get("/healthz").status_code == 200
     Greedy.fits = True  # memory freed up: the same two images now run one at a time
-    response = client.post(PREDICT, data={"file": [(io.BytesIO(png), "a.png"), (io.BytesIO(png), "b.png")],
-                                          "model": "greedy"})
+    response = client.post(
+        PREDICT, data={"file": [(io.BytesIO(png), "a.png"), (io.BytesIO(png), "b.png")], "model": "greedy"}
+    )
     assert response.status_code == 200 and len(response.get_json()["results"]) == 2
     assert client.post(PREDICT, data={"file": (io.BytesIO(png), "c.png")}).status_code == 200  # digits still fine

@@ -1,4 +1,5 @@
 """Model files: TorchScript, torch.export, torchvision state_dicts (.pt and safetensors), and what is refused."""
+
 import os
 import pickle
 

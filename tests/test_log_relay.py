@@ -1,4 +1,5 @@
 """The log relay: forked workers' records reach one file whole, however long, and never interleaved."""
+
 from __future__ import annotations
 
 import json
@@ -41,8 +42,9 @@ def test_forked_workers_write_whole_records_to_one_file(tmp_path, serialize):
     messages = [json.loads(line)["record"]["message"] for line in lines] if serialize else lines
     assert "from the owner" in messages and not any("below the level" in m for m in messages)
     for index in range(3):
-        assert [m for m in messages if m.startswith(f"child-{index}-line-")] == \
-            [f"child-{index}-line-{n}" for n in range(150)]
+        assert [m for m in messages if m.startswith(f"child-{index}-line-")] == [
+            f"child-{index}-line-{n}" for n in range(150)
+        ]
         long = [m for m in messages if m.startswith(f"child-{index}-long-")]
         assert long == [f"child-{index}-long-{n} {LONG} end" for n in (0, 50, 100)]
     assert len(messages) == 1 + 3 * (150 + 3)
@@ -64,8 +66,9 @@ def test_console_lines_can_ride_along_with_the_file(tmp_path):
     """Console not a terminal: the reader writes each batch to it too, the same text as the file."""
     read_end, write_end = os.pipe()
     path = tmp_path / "echo.log"
-    relay = FileRelay(path, level="INFO", format="{level} {message}", serialize=False, rotation="50 MB",
-                      echo_fd=write_end)
+    relay = FileRelay(
+        path, level="INFO", format="{level} {message}", serialize=False, rotation="50 MB", echo_fd=write_end
+    )
     try:
         for n in range(20):
             logger.info("echoed {}", n)

@@ -48,8 +48,10 @@ def test_json_lines_option(home):
     assert access and "GET /api/v1/health" in access[-1]["record"]["message"]
 
 
-LINE = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3} \| INFO    \| \d+ \| (?P<rid>\S+) \| "
-                  r"ai_service\.observability\.logging:\d+ - (?P<message>.*)$")
+LINE = re.compile(
+    r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3} \| INFO    \| \d+ \| (?P<rid>\S+) \| "
+    r"ai_service\.observability\.logging:\d+ - (?P<message>.*)$"
+)
 
 
 def access_line(text: str, request_id: str) -> str:
@@ -85,8 +87,10 @@ def test_access_lines_respect_the_level(home):
 def test_a_path_cannot_forge_log_lines(home):
     """Control characters in the path are escaped in the access line: no second line, no terminal codes."""
     client = create_app({"home": str(home)}).test_client()
-    client.get("/x%0A2026-01-01 00:00:00.000 | INFO    | 1 | forged | x:1 - GET /admin 200%1B[2J",
-               headers={"X-Request-ID": "forge-1"})
+    client.get(
+        "/x%0A2026-01-01 00:00:00.000 | INFO    | 1 | forged | x:1 - GET /admin 200%1B[2J",
+        headers={"X-Request-ID": "forge-1"},
+    )
     text = read_log(home)
     assert not any("| forged |" in line and "forge-1" not in line for line in text.splitlines())
     line = access_line(text, "forge-1")

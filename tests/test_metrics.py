@@ -1,4 +1,5 @@
 """Prometheus metrics: what /metrics exposes in-process, and multiprocess aggregation as gunicorn uses it."""
+
 from __future__ import annotations
 
 import io
@@ -29,8 +30,7 @@ def samples(text: str) -> dict[tuple[str, tuple], float]:
 
 def value(found: dict, name: str, **labels: str) -> float:
     """Sum of the samples called `name` whose labels include `labels`."""
-    return sum(v for (sample, got), v in found.items()
-               if sample == name and set(labels.items()) <= set(got))
+    return sum(v for (sample, got), v in found.items() if sample == name and set(labels.items()) <= set(got))
 
 
 @pytest.fixture
@@ -65,8 +65,9 @@ def test_metrics_can_be_switched_off(home):
     client = create_app({"TESTING": True, "home": str(home), "log_to_file": False, "metrics": False}).test_client()
     response = client.get("/metrics")
     assert response.status_code == 404 and response.mimetype == "application/json"
-    assert response.get_json() == {"error": {"code": "not_found",
-                                             "message": "Metrics are disabled (AI_SERVICE_METRICS=0)."}}
+    assert response.get_json() == {
+        "error": {"code": "not_found", "message": "Metrics are disabled (AI_SERVICE_METRICS=0)."}
+    }
 
 
 WORKER = textwrap.dedent("""
@@ -89,8 +90,15 @@ SCRAPE = textwrap.dedent("""
 
 
 def run_python(code: str, env: dict, *args: object) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-c", code, *map(str, args)], env=env, cwd=ROOT, capture_output=True,
-                          text=True, timeout=60, check=True)
+    return subprocess.run(
+        [sys.executable, "-c", code, *map(str, args)],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
 
 
 def test_multiprocess_mode_adds_up_every_worker(tmp_path):
@@ -105,14 +113,18 @@ def test_multiprocess_mode_adds_up_every_worker(tmp_path):
     assert value(found, "ai_service_requests_total", endpoint="/api/v1/predict", model="digits") == 8
     assert value(found, "ai_service_request_duration_seconds_count", endpoint="/api/v1/predict") == 8
     assert value(found, "ai_service_batch_size_count", model="digits") == 2
-    rss = {dict(labels)["pid"]: v for (name, labels), v in found.items()
-           if name == "ai_service_worker_rss_bytes" and v}  # the scraping process itself reports 0
+    rss = {
+        dict(labels)["pid"]: v for (name, labels), v in found.items() if name == "ai_service_worker_rss_bytes" and v
+    }  # the scraping process itself reports 0
     assert rss == {str(first.pid): 1003, str(second.pid): 1005}
     assert value(found, "ai_service_queue_depth", model="digits") == 8  # livesum over live workers
 
     after_death = samples(run_python(SCRAPE, env, first.pid).stdout)
-    rss = {dict(labels)["pid"]: v for (name, labels), v in after_death.items()
-           if name == "ai_service_worker_rss_bytes" and v}
+    rss = {
+        dict(labels)["pid"]: v
+        for (name, labels), v in after_death.items()
+        if name == "ai_service_worker_rss_bytes" and v
+    }
     assert rss == {str(second.pid): 1005}  # a dead worker's gauges go, its counters stay
     assert value(after_death, "ai_service_queue_depth", model="digits") == 5
     assert value(after_death, "ai_service_requests_total", endpoint="/api/v1/predict") == 8
@@ -123,12 +135,16 @@ def test_access_line_carries_structured_fields(client):
     from loguru import logger
 
     records = []
-    sink = logger.add(lambda message: records.append(message.record), level="INFO",
-                      filter=lambda record: record["extra"].get("access"))
+    sink = logger.add(
+        lambda message: records.append(message.record),
+        level="INFO",
+        filter=lambda record: record["extra"].get("access"),
+    )
     try:
         png = encode(Image.new("L", (28, 28), 0))
-        response = client.post("/api/v1/predict", data={"file": (io.BytesIO(png), "x.png")},
-                               headers={"X-Request-ID": "access-line-1"})
+        response = client.post(
+            "/api/v1/predict", data={"file": (io.BytesIO(png), "x.png")}, headers={"X-Request-ID": "access-line-1"}
+        )
     finally:
         logger.remove(sink)
     assert response.status_code == 200

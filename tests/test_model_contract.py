@@ -1,4 +1,5 @@
 """The model contract: per-image state from preprocess reaches postprocess intact, whatever the batching did."""
+
 from __future__ import annotations
 
 import io

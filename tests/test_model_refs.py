@@ -1,4 +1,5 @@
 """GET /api/v1/models/<ref> answers the documented JSON for every ref form: name, name@version, unknown, failed."""
+
 from __future__ import annotations
 
 import textwrap
@@ -8,7 +9,7 @@ import pytest
 from ai_service import create_app
 from ai_service.schemas import ErrorResponse, ModelDetail
 
-GOOD_PLUGIN = '''
+GOOD_PLUGIN = """
 import torch
 from ai_service.models.base import ImageModel, ModelInfo, top_k_predictions
 
@@ -25,23 +26,33 @@ class Good(ImageModel):
 
     def postprocess(self, outputs, options):
         return top_k_predictions(outputs, self.info.labels, 1)
-'''
+"""
 
 
 @pytest.fixture
 def client(tmp_path):
     folder = tmp_path / "home" / "models"
     folder.mkdir(parents=True)
-    (folder / "good_one.py").write_text(textwrap.dedent(GOOD_PLUGIN.replace("Good(", "GoodOne(")
-                                                        .replace("{version}", "1")))
-    (folder / "good_two.py").write_text(textwrap.dedent(GOOD_PLUGIN.replace("Good(", "GoodTwo(")
-                                                        .replace("{version}", "2")))
+    (folder / "good_one.py").write_text(
+        textwrap.dedent(GOOD_PLUGIN.replace("Good(", "GoodOne(").replace("{version}", "1"))
+    )
+    (folder / "good_two.py").write_text(
+        textwrap.dedent(GOOD_PLUGIN.replace("Good(", "GoodTwo(").replace("{version}", "2"))
+    )
     (folder / "broken.py").write_text("raise RuntimeError('this plugin does not import')\n")
     return create_app({"TESTING": True, "home": str(tmp_path / "home")}).test_client()
 
 
-@pytest.mark.parametrize("ref, key", [("good", "good@2"), ("good@1", "good@1"), ("good@2", "good@2"),
-                                      ("digits", "digits@1.0"), ("digits@1.0", "digits@1.0")])
+@pytest.mark.parametrize(
+    "ref, key",
+    [
+        ("good", "good@2"),
+        ("good@1", "good@1"),
+        ("good@2", "good@2"),
+        ("digits", "digits@1.0"),
+        ("digits@1.0", "digits@1.0"),
+    ],
+)
 def test_a_registered_model_by_name_or_name_at_version(client, ref, key):
     response = client.get(f"/api/v1/models/{ref}")
     assert response.status_code == 200
@@ -75,6 +86,7 @@ def test_predict_with_a_failed_model_is_503_model_unavailable(client):
 
     image = io.BytesIO()
     Image.new("L", (4, 4)).save(image, "PNG")
-    response = client.post("/api/v1/predict", data={"model": "broken@1", "file": (io.BytesIO(image.getvalue()),
-                                                                                  "a.png")})
+    response = client.post(
+        "/api/v1/predict", data={"model": "broken@1", "file": (io.BytesIO(image.getvalue()), "a.png")}
+    )
     assert response.status_code == 503 and response.get_json()["error"]["code"] == "model_unavailable"

@@ -1,4 +1,5 @@
 """The literal boundary search must answer exactly what werkzeug's compiled patterns answer."""
+
 from __future__ import annotations
 
 import io
@@ -31,8 +32,13 @@ def test_literal_search_matches_werkzeugs_patterns(pieces, pos, as_bytearray):
 def test_boundaries_made_of_dashes_and_regex_characters():
     for boundary in (b"----", b"a.b*c+(d)", b"-x-", b"=_Part_0_1.2"):
         reference = MultipartDecoder(boundary)
-        for body in (b"--" + boundary + b"\r\n", b"\r\n---" + boundary + b"--", b"\n--" + boundary + b" \t\r\n",
-                     b"x--" + boundary + b"\r\n--" + boundary + b"--\r\n", b"----" + boundary * 2 + b"\r"):
+        for body in (
+            b"--" + boundary + b"\r\n",
+            b"\r\n---" + boundary + b"--",
+            b"\n--" + boundary + b" \t\r\n",
+            b"x--" + boundary + b"\r\n--" + boundary + b"--\r\n",
+            b"----" + boundary * 2 + b"\r",
+        ):
             for required in (False, True):
                 theirs = reference.boundary_re if required else reference.preamble_re
                 assert as_tuple(BoundaryPattern(boundary, required).search(body)) == as_tuple(theirs.search(body))
@@ -41,10 +47,15 @@ def test_boundaries_made_of_dashes_and_regex_characters():
 def test_installed_parser_reads_fields_and_files_with_fresh_boundaries():
     assert multipart.install() and formparser.MultipartDecoder is LiteralBoundaryDecoder
     for boundary in ("a1b2", "----WebKitFormBoundary7MA4YWxkTrZu0gW", "x" * 70):
-        body = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"model\"\r\n\r\ndigits\r\n"
-                f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"a.png\"\r\n"
-                f"Content-Type: image/png\r\n\r\n").encode() + b"\x89PNG\r\n--not-the-boundary\r\n" + \
-            f"\r\n--{boundary}--\r\n".encode()
+        body = (
+            (
+                f'--{boundary}\r\nContent-Disposition: form-data; name="model"\r\n\r\ndigits\r\n'
+                f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="a.png"\r\n'
+                f"Content-Type: image/png\r\n\r\n"
+            ).encode()
+            + b"\x89PNG\r\n--not-the-boundary\r\n"
+            + f"\r\n--{boundary}--\r\n".encode()
+        )
         parser = formparser.FormDataParser()
         _, form, files = parser.parse(io.BytesIO(body), "multipart/form-data", len(body), {"boundary": boundary})
         assert form["model"] == "digits"

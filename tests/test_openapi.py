@@ -1,4 +1,5 @@
 """The OpenAPI document and /docs: valid 3.1, generated from the pydantic models, true to real responses."""
+
 from __future__ import annotations
 
 import ast
@@ -48,13 +49,21 @@ def test_document_is_valid_openapi_3_1(document):
 
 
 def test_every_api_route_is_documented_and_nothing_else(app, document):
-    routed = {(method.lower(), re.sub(r"<(?:[^:>]+:)?([^>]+)>", r"{\1}", rule.rule))
-              for rule in app.url_map.iter_rules() if rule.rule.startswith("/api/")
-              for method in rule.methods - {"HEAD", "OPTIONS"}}
+    routed = {
+        (method.lower(), re.sub(r"<(?:[^:>]+:)?([^>]+)>", r"{\1}", rule.rule))
+        for rule in app.url_map.iter_rules()
+        if rule.rule.startswith("/api/")
+        for method in rule.methods - {"HEAD", "OPTIONS"}
+    }
     documented = {(method, path) for path, ops in document["paths"].items() for method in ops}
     assert routed == documented
-    assert {("post", "/api/v1/predict"), ("get", "/api/v1/models"), ("get", "/api/v1/health"),
-            ("get", "/api/v1/system"), ("post", "/api/v1/models/{ref}/{action}")} <= documented
+    assert {
+        ("post", "/api/v1/predict"),
+        ("get", "/api/v1/models"),
+        ("get", "/api/v1/health"),
+        ("get", "/api/v1/system"),
+        ("post", "/api/v1/models/{ref}/{action}"),
+    } <= documented
 
 
 def test_components_are_generated_from_the_pydantic_models(document):
@@ -71,14 +80,21 @@ def test_components_are_generated_from_the_pydantic_models(document):
 
 def test_every_error_code_the_code_can_raise_is_listed():
     raised = set(HTTP_STATUS_CODES.values())
-    raised |= {cls.code for cls in vars(imaging_errors).values()
-               if isinstance(cls, type) and issubclass(cls, imaging_errors.ImageDecodeError)}
+    raised |= {
+        cls.code
+        for cls in vars(imaging_errors).values()
+        if isinstance(cls, type) and issubclass(cls, imaging_errors.ImageDecodeError)
+    }
     for path in PACKAGE.rglob("*.py"):
         if path.name == "client.py":  # the client re-raises what a server answered; it raises no code of its own
             continue
         for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
-            if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "ServiceError" and node.args \
-                    and isinstance(node.args[0], ast.Constant):
+            if (
+                isinstance(node, ast.Call)
+                and getattr(node.func, "id", None) == "ServiceError"
+                and node.args
+                and isinstance(node.args[0], ast.Constant)
+            ):
                 raised.add(node.args[0].value)
     assert raised - set(ERRORS) == set()
 
@@ -98,7 +114,9 @@ def response_validator(document: dict, path: str, method: str, status: str = "20
     operation = document["paths"][path][method]
     response = operation["responses"].get(status) or operation["responses"]["default"]
     schema = response["content"]["application/json"]["schema"]
-    registry = Registry().with_resource("urn:openapi", DRAFT202012.create_resource({"components": document["components"]}))
+    registry = Registry().with_resource(
+        "urn:openapi", DRAFT202012.create_resource({"components": document["components"]})
+    )
     ref_schema = json.loads(json.dumps(schema).replace('"#/components/', '"urn:openapi#/components/'))
     return Draft202012Validator(ref_schema, registry=registry)
 
@@ -114,23 +132,41 @@ def test_real_responses_match_the_document(client, document):
     gradient = encode(Image.radial_gradient("L").resize((24, 24)))
     cases = [
         (client.post("/api/v1/predict", data={"file": (io.BytesIO(digit), "a.png")}), "/api/v1/predict", "post"),
-        (client.post("/api/v1/predict", data={"file": [(io.BytesIO(digit), "a.png"), (io.BytesIO(b"x"), "b.txt")]}),
-         "/api/v1/predict", "post"),
+        (
+            client.post("/api/v1/predict", data={"file": [(io.BytesIO(digit), "a.png"), (io.BytesIO(b"x"), "b.txt")]}),
+            "/api/v1/predict",
+            "post",
+        ),
         (client.post("/api/v1/predict", json={"images": ["http://x/y.png", "AAAA"]}), "/api/v1/predict", "post"),
-        (client.post("/api/v1/predict", data={"file": (io.BytesIO(gradient), "g.png"), "model": "edges"}),
-         "/api/v1/predict", "post"),
+        (
+            client.post("/api/v1/predict", data={"file": (io.BytesIO(gradient), "g.png"), "model": "edges"}),
+            "/api/v1/predict",
+            "post",
+        ),
         (client.post("/api/v1/predict", json={"image": "AAAA", "top_k": -1}), "/api/v1/predict", "post"),
         (client.post("/api/v1/predict", data={"file": (io.BytesIO(b""), "a.png")}), "/api/v1/predict", "post"),
-        (client.post("/api/v1/convert", data={"file": (io.BytesIO(gradient), "g.png"), "response": "json",
-                                              "operations": '[{"op": "resize", "width": 12, "fit": "letterbox"}]'}),
-         "/api/v1/convert", "post"),
+        (
+            client.post(
+                "/api/v1/convert",
+                data={
+                    "file": (io.BytesIO(gradient), "g.png"),
+                    "response": "json",
+                    "operations": '[{"op": "resize", "width": 12, "fit": "letterbox"}]',
+                },
+            ),
+            "/api/v1/convert",
+            "post",
+        ),
         (client.get("/api/v1/models"), "/api/v1/models", "get"),
         (client.get("/api/v1/models/digits"), "/api/v1/models/{ref}", "get"),
         (client.get("/api/v1/models/nope"), "/api/v1/models/{ref}", "get"),
         (client.get("/api/v1/system"), "/api/v1/system", "get"),
         (client.get("/api/v1/health"), "/api/v1/health", "get"),
-        (client.post("/api/v1/models/digits/load", headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}),
-         "/api/v1/models/{ref}/{action}", "post"),
+        (
+            client.post("/api/v1/models/digits/load", headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}),
+            "/api/v1/models/{ref}/{action}",
+            "post",
+        ),
         (client.post("/api/v1/models/digits/offload"), "/api/v1/models/{ref}/{action}", "post"),
     ]
     statuses = []
@@ -173,7 +209,7 @@ def test_docs_page_lists_every_endpoint_from_local_assets_only(client, document)
     html = page.get_data(as_text=True)
     for path, ops in document["paths"].items():
         for method in ops:
-            assert f'{method.upper()}</span> <code>{path}</code>' in html, (method, path)
+            assert f"{method.upper()}</span> <code>{path}</code>" in html, (method, path)
     for code in ERRORS:
         assert f'id="error-{code}"' in html
     parser = AssetParser()
@@ -192,8 +228,10 @@ def curl_examples(html: str) -> list[str]:
     return [html_lib.unescape(code) for code in re.findall(r'class="curl"><code>(.*?)</code>', html, re.S)]
 
 
-@pytest.mark.skipif(not (shutil.which("curl") and shutil.which("base64") and shutil.which("bash"))
-                    and os.environ.get("CI") != "true", reason="curl/base64/bash not installed")
+@pytest.mark.skipif(
+    not (shutil.which("curl") and shutil.which("base64") and shutil.which("bash")) and os.environ.get("CI") != "true",
+    reason="curl/base64/bash not installed",
+)
 def test_docs_curl_examples_work_when_pasted(app, tmp_path):
     """Every curl line on /docs, run by bash against a live server, succeeds and returns what it promises."""
     with serve(app) as base:

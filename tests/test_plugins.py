@@ -1,4 +1,5 @@
 """Plugins from AI_SERVICE_HOME/models/*.py and from installed packages' `ai_service.models` entry points."""
+
 import sys
 import textwrap
 
@@ -9,7 +10,7 @@ from ai_service import create_app
 from ai_service.models.plugins import load_directory_plugins, load_entry_point_plugins
 from ai_service.models.registry import ModelLoadError, ModelRegistry
 
-MODEL_CLASS = '''
+MODEL_CLASS = """
 import torch
 from ai_service.models.base import Batch, ImageModel, ModelInfo, top_k_predictions
 
@@ -26,7 +27,7 @@ class {cls}(ImageModel):
 
     def postprocess(self, outputs, items, options):
         return top_k_predictions(outputs, self.info.labels, options.top_k)
-'''
+"""
 
 
 def write(folder, name, text):
@@ -38,11 +39,16 @@ def write(folder, name, text):
 def plugin_dir(tmp_path):
     folder = tmp_path / "home" / "models"
     write(folder, "good.py", MODEL_CLASS.format(cls="GoodModel", name="good", version="1"))
-    write(folder, "hook.py", MODEL_CLASS.format(cls="HookModel", name="hooked", version="3") + '''
+    write(
+        folder,
+        "hook.py",
+        MODEL_CLASS.format(cls="HookModel", name="hooked", version="3")
+        + """
 def register(registry):
     registry.register(HookModel())
     registry.register(type("Second", (HookModel,), {"info": HookModel.info.__class__(name="hooked", version="4")})())
-''')
+""",
+    )
     write(folder, "broken.py", "import this_module_does_not_exist_anywhere\n")
     write(folder, "twin.py", MODEL_CLASS.format(cls="Duplicate", name="good", version="1"))
     write(folder, "empty.py", "VALUE = 1\n")
@@ -76,8 +82,9 @@ def test_plugin_failures_are_logged_with_traceback_and_the_app_serves_anyway(plu
     from PIL import Image
     import io
 
-    body = client.post("/api/v1/predict", data={"model": "good", "file": (io.BytesIO(encode(Image.new("L", (2, 2),
-                                                255))), "w.png")}).get_json()
+    body = client.post(
+        "/api/v1/predict", data={"model": "good", "file": (io.BytesIO(encode(Image.new("L", (2, 2), 255))), "w.png")}
+    ).get_json()
     assert body["results"][0]["predictions"][0]["label"] == "high"
     failed = client.post("/api/v1/predict", data={"model": "broken", "file": (io.BytesIO(b"x"), "w.png")})
     assert failed.status_code == 503 and failed.get_json()["error"]["code"] == "model_unavailable"
@@ -94,8 +101,11 @@ def test_entry_point_plugins(tmp_path, monkeypatch):
     write(site, "acme_broken.py", "raise RuntimeError('bad install')\n")
     dist = site / "acme_models-1.0.dist-info"
     write(dist, "METADATA", "Metadata-Version: 2.1\nName: acme-models\nVersion: 1.0\n")
-    write(dist, "entry_points.txt", "[ai_service.models]\nacme = acme_models\nacme-class = acme_models:AcmeModel\n"
-                                    "acme-broken = acme_broken\n")
+    write(
+        dist,
+        "entry_points.txt",
+        "[ai_service.models]\nacme = acme_models\nacme-class = acme_models:AcmeModel\nacme-broken = acme_broken\n",
+    )
     monkeypatch.syspath_prepend(str(site))
     registry = ModelRegistry(torch.device("cpu"))
     assert load_entry_point_plugins(registry) == 1  # the module; the class is then a duplicate
@@ -105,7 +115,7 @@ def test_entry_point_plugins(tmp_path, monkeypatch):
 
 
 CONTRACT_PLUGINS = {
-    "no_post.py": '''
+    "no_post.py": """
 import torch
 from ai_service.models.base import Batch, ImageModel, ModelInfo
 
@@ -118,8 +128,8 @@ class MyModel(ImageModel):
 
     def preprocess(self, images, options):
         return Batch(torch.zeros(len(images), 2))
-''',
-    "no_info.py": '''
+""",
+    "no_info.py": """
 import torch
 from ai_service.models.base import Batch, ImageModel
 
@@ -133,8 +143,8 @@ class Nameless(ImageModel):
 
     def postprocess(self, outputs, items, options):
         return [{} for _ in items]
-''',
-    "abstract_native.py": '''
+""",
+    "abstract_native.py": """
 from ai_service.models.builtin.native import NativeResolutionModel, native_info
 
 
@@ -144,7 +154,7 @@ class HalfDone(NativeResolutionModel):
     def build(self):
         import torch
         return torch.nn.Identity()
-''',
+""",
     "shared_base.py": '''
 import torch
 from ai_service.models.base import Batch, ImageModel, ModelInfo
@@ -178,11 +188,15 @@ def test_contract_misuse_is_answered_at_registration_with_the_code_to_write(tmp_
     assert registry.names() == ["real"]
     failed = {s["name"]: s["error"] for s in registry.statuses() if s["state"] == "failed"}
     assert set(failed) == {"no_post", "no_info", "abstract_native"}
-    assert ("MyModel does not implement postprocess; add:\n    def postprocess(self, outputs: Any, "
-            "items: Sequence[ItemT], options: ModelOptions) -> list[dict[str, Any]]:") in failed["no_post"]
+    assert (
+        "MyModel does not implement postprocess; add:\n    def postprocess(self, outputs: Any, "
+        "items: Sequence[ItemT], options: ModelOptions) -> list[dict[str, Any]]:"
+    ) in failed["no_post"]
     assert 'Nameless has no `info`; add a class attribute:\n    info = ModelInfo(name="nameless"' in failed["no_info"]
-    assert ("HalfDone does not implement output_image; add:\n    def output_image(self, output: torch.Tensor, "
-            "mode: str) -> Image.Image:") in failed["abstract_native"]
+    assert (
+        "HalfDone does not implement output_image; add:\n    def output_image(self, output: torch.Tensor, "
+        "mode: str) -> Image.Image:"
+    ) in failed["abstract_native"]
 
 
 def test_registry_register_checks_the_contract_too():
@@ -195,8 +209,11 @@ def test_registry_register_checks_the_contract_too():
         def postprocess(self, outputs, items, options):
             return []
 
-    with pytest.raises(ModelContractError, match=r"NoInfo does not implement load; add:\n    def load\(self, "
-                                                 r"device: torch.device\) -> None:"):
+    with pytest.raises(
+        ModelContractError,
+        match=r"NoInfo does not implement load; add:\n    def load\(self, "
+        r"device: torch.device\) -> None:",
+    ):
         check_contract(NoInfo)
     NoInfo.load = lambda self, device: None
     NoInfo.__abstractmethods__ = frozenset()

@@ -1,4 +1,5 @@
 """The one walker over model outputs: split per image, merge back, map leaves, keep container types."""
+
 from __future__ import annotations
 
 from collections import OrderedDict, namedtuple

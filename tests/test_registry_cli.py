@@ -1,4 +1,5 @@
 """`ai-service models list|load|unload` (in-process and against a server) and `ai-service export-example`."""
+
 import io
 import json
 import threading

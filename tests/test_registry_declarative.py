@@ -1,4 +1,5 @@
 """Declarative models from AI_SERVICE_HOME/models.yaml|toml served through the real app: every kind and task."""
+
 import base64
 import io
 from typing import Dict
@@ -72,21 +73,69 @@ def model_home(tmp_path_factory):
     (models / "labels.txt").write_text("dark\nbright\n")
     common = {"input_size": [8, 8], "mean": [0.5, 0.5, 0.5], "std": [0.5, 0.5, 0.5]}
     entries = [
-        {"name": "bright", "kind": "torchscript", "weights": "brightness.pt", "labels": ["dark", "bright"],
-         "version": 1, **common},
-        {"name": "bright", "kind": "export", "weights": "brightness.pt2", "labels_file": "labels.txt",
-         "version": "2", "sha256": sha256_of(models / "brightness.pt2"), **common},
-        {"name": "mobile", "kind": "state_dict", "architecture": "mobilenet_v3_small", "num_classes": 2,
-         "weights": "mobile.pth", "labels_file": "labels.txt", "input_size": [64, 64],
-         "sha256": sha256_of(models / "mobile.pth")},
-        {"name": "tampered", "kind": "state_dict", "architecture": "mobilenet_v3_small", "num_classes": 2,
-         "weights": "mobile.pth", "sha256": "0" * 64},
-        {"name": "boxes", "kind": "torchscript", "weights": "box.pt", "task": "detection", "labels": ["bg", "cat"],
-         "input_size": [32, 32], "fit": "letterbox"},
-        {"name": "seg", "kind": "torchscript", "weights": "seg.pt", "task": "segmentation",
-         "labels": ["background", "bright"], "input_size": [16, 16], **{k: common[k] for k in ("mean", "std")}},
-        {"name": "invert", "kind": "torchscript", "weights": "invert.pt", "task": "image-to-image",
-         "input_size": [16, 16], "mode": "L", "mean": [0.5], "std": [0.5]},
+        {
+            "name": "bright",
+            "kind": "torchscript",
+            "weights": "brightness.pt",
+            "labels": ["dark", "bright"],
+            "version": 1,
+            **common,
+        },
+        {
+            "name": "bright",
+            "kind": "export",
+            "weights": "brightness.pt2",
+            "labels_file": "labels.txt",
+            "version": "2",
+            "sha256": sha256_of(models / "brightness.pt2"),
+            **common,
+        },
+        {
+            "name": "mobile",
+            "kind": "state_dict",
+            "architecture": "mobilenet_v3_small",
+            "num_classes": 2,
+            "weights": "mobile.pth",
+            "labels_file": "labels.txt",
+            "input_size": [64, 64],
+            "sha256": sha256_of(models / "mobile.pth"),
+        },
+        {
+            "name": "tampered",
+            "kind": "state_dict",
+            "architecture": "mobilenet_v3_small",
+            "num_classes": 2,
+            "weights": "mobile.pth",
+            "sha256": "0" * 64,
+        },
+        {
+            "name": "boxes",
+            "kind": "torchscript",
+            "weights": "box.pt",
+            "task": "detection",
+            "labels": ["bg", "cat"],
+            "input_size": [32, 32],
+            "fit": "letterbox",
+        },
+        {
+            "name": "seg",
+            "kind": "torchscript",
+            "weights": "seg.pt",
+            "task": "segmentation",
+            "labels": ["background", "bright"],
+            "input_size": [16, 16],
+            **{k: common[k] for k in ("mean", "std")},
+        },
+        {
+            "name": "invert",
+            "kind": "torchscript",
+            "weights": "invert.pt",
+            "task": "image-to-image",
+            "input_size": [16, 16],
+            "mode": "L",
+            "mean": [0.5],
+            "std": [0.5],
+        },
         {"name": "escape", "kind": "torchscript", "weights": "../../outside.pt"},
         {"name": "typo", "kind": "torchscript", "weights": "brightness.pt", "lables": ["a"]},
         {"name": "nowhere", "kind": "torchscript", "weights": "missing.pt"},
@@ -143,8 +192,9 @@ def test_name_and_name_at_version_serve_the_right_version(client, model, version
 
 def test_export_with_fixed_batch_serves_any_number_of_images(client):
     files = [(io.BytesIO(encode(Image.new("L", (9, 9), v))), f"{v}.png") for v in (0, 255, 10, 250, 5)]
-    body = client.post("/api/v1/predict", data={"model": "bright@2", "file": files},
-                       content_type="multipart/form-data").get_json()
+    body = client.post(
+        "/api/v1/predict", data={"model": "bright@2", "file": files}, content_type="multipart/form-data"
+    ).get_json()
     assert [r["predictions"][0]["label"] for r in body["results"]] == ["dark", "bright", "dark", "bright", "dark"]
 
 
@@ -190,8 +240,10 @@ def test_toml_models_file_is_read_too(tmp_path):
     home = tmp_path / "home"
     (home / "models").mkdir(parents=True)
     script(Brightness(), home / "models" / "b.pt")
-    (home / "models.toml").write_text('[[models]]\nname = "tomlnet"\nkind = "torchscript"\nweights = "b.pt"\n'
-                                      'labels = ["dark", "bright"]\ninput_size = [8, 8]\n')
+    (home / "models.toml").write_text(
+        '[[models]]\nname = "tomlnet"\nkind = "torchscript"\nweights = "b.pt"\n'
+        'labels = ["dark", "bright"]\ninput_size = [8, 8]\n'
+    )
     app = create_app({"TESTING": True, "home": str(home), "log_level": "WARNING", "log_to_file": False})
     body = result(predict(app.test_client(), "tomlnet", Image.new("RGB", (8, 8), "white")))
     assert body["predictions"][0]["label"] == "bright"

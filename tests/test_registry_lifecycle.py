@@ -1,4 +1,5 @@
 """Registry lifecycle: versions, leases, offload/reload, LRU eviction under a count or byte budget, release hooks."""
+
 import gc
 import threading
 import time

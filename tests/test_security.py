@@ -1,4 +1,5 @@
 """API keys, rate limits (memory and Redis), security headers, CORS, and the CSP-compatibility of our pages."""
+
 from __future__ import annotations
 
 import io
@@ -32,8 +33,7 @@ def png() -> bytes:
 
 
 def predict(client, png: bytes, **kwargs):
-    return client.post(PREDICT, data={"file": (io.BytesIO(png), "x.png")}, content_type="multipart/form-data",
-                       **kwargs)
+    return client.post(PREDICT, data={"file": (io.BytesIO(png), "x.png")}, content_type="multipart/form-data", **kwargs)
 
 
 def error_of(response, status: int) -> dict:
@@ -42,6 +42,7 @@ def error_of(response, status: int) -> dict:
 
 
 # ---------------------------------------------------------------- API keys
+
 
 def test_without_keys_predict_is_open(home, png):
     assert predict(make_app(home).test_client(), png).status_code == 200
@@ -54,8 +55,10 @@ def test_keys_guard_predict_but_not_reads_and_probes(home, png):
     assert missing.headers["WWW-Authenticate"].startswith("Bearer")
     assert "X-API-Key" in missing.get_json()["error"]["message"]
     assert error_of(predict(client, png, headers={"X-API-Key": "alpha-key-nope"}), 401)["code"] == "invalid_api_key"
-    assert error_of(predict(client, png, headers={"Authorization": "Basic YWxwaGEta2V5"}), 401)["code"] == \
-        "missing_api_key"
+    assert (
+        error_of(predict(client, png, headers={"Authorization": "Basic YWxwaGEta2V5"}), 401)["code"]
+        == "missing_api_key"
+    )
     assert predict(client, png, headers={"X-API-Key": "alpha-key"}).status_code == 200
     assert predict(client, png, headers={"Authorization": "Bearer beta-key"}).status_code == 200
     for path in ("/api/v1/models", "/api/v1/health", "/healthz", "/readyz", "/metrics", "/"):
@@ -82,14 +85,21 @@ def test_key_matching_is_exact_and_handles_any_text():
 
 # ---------------------------------------------------------------- management endpoints (admin token)
 
+
 def test_management_refuses_missing_and_wrong_tokens(home):
     unload = "/api/v1/models/digits/unload"
     disabled = make_app(home / "off").test_client()
-    assert error_of(disabled.post(unload, headers={"Authorization": "Bearer anything"}), 403)["code"] == \
-        "admin_disabled"
+    assert (
+        error_of(disabled.post(unload, headers={"Authorization": "Bearer anything"}), 403)["code"] == "admin_disabled"
+    )
     client = make_app(home / "on", admin_token="s3cret-admin-token", preload="digits").test_client()
-    for headers in ({}, {"Authorization": "Bearer wrong-token"}, {"Authorization": "Basic czNjcmV0"},
-                    {"Authorization": "Bearer s3cret-admin-token-and-more"}, {"X-API-Key": "s3cret-admin-token"}):
+    for headers in (
+        {},
+        {"Authorization": "Bearer wrong-token"},
+        {"Authorization": "Basic czNjcmV0"},
+        {"Authorization": "Bearer s3cret-admin-token-and-more"},
+        {"X-API-Key": "s3cret-admin-token"},
+    ):
         response = client.post(unload, headers=headers)
         assert error_of(response, 401)["code"] == "unauthorized", headers
         assert response.headers["WWW-Authenticate"].startswith("Bearer")
@@ -108,6 +118,7 @@ def test_management_with_api_keys_needs_the_admin_token_not_just_a_key(home):
 
 
 # ---------------------------------------------------------------- rate limits
+
 
 def test_rate_limit_answers_429_with_retry_after(home):
     client = make_app(home, rate_limit="3/minute").test_client()
@@ -167,8 +178,23 @@ def redis_url(tmp_path):
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    process = subprocess.Popen([binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly",
-                                "no", "--dir", str(tmp_path)], stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+    process = subprocess.Popen(
+        [
+            binary,
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            str(tmp_path),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.STDOUT,
+    )
     try:
         deadline = time.monotonic() + 10
         while True:
@@ -203,6 +229,7 @@ def test_memory_storage_is_per_worker(home):
 
 
 # ---------------------------------------------------------------- headers and CSP
+
 
 def test_html_pages_get_a_strict_csp_and_hardening_headers(home):
     client = make_app(home).test_client()
@@ -252,6 +279,7 @@ def test_templates_and_scripts_need_nothing_the_csp_forbids():
 
 # ---------------------------------------------------------------- CORS
 
+
 def test_cors_is_off_by_default(home):
     client = make_app(home).test_client()
     response = client.get("/api/v1/models", headers={"Origin": "https://app.example"})
@@ -259,16 +287,22 @@ def test_cors_is_off_by_default(home):
 
 
 def test_cors_allows_only_configured_origins_on_the_api(home, png):
-    client = make_app(home, cors_origins="https://app.example, https://other.example",
-                      api_keys="alpha-key").test_client()
+    client = make_app(
+        home, cors_origins="https://app.example, https://other.example", api_keys="alpha-key"
+    ).test_client()
     allowed = client.get("/api/v1/models", headers={"Origin": "https://app.example"})
     assert allowed.headers["Access-Control-Allow-Origin"] == "https://app.example"
     assert "Origin" in allowed.headers["Vary"] and "X-Request-ID" in allowed.headers["Access-Control-Expose-Headers"]
     denied = client.get("/api/v1/models", headers={"Origin": "https://evil.example"})
     assert "Access-Control-Allow-Origin" not in denied.headers
-    preflight = client.options(PREDICT, headers={"Origin": "https://other.example",
-                                                 "Access-Control-Request-Method": "POST",
-                                                 "Access-Control-Request-Headers": "authorization"})
+    preflight = client.options(
+        PREDICT,
+        headers={
+            "Origin": "https://other.example",
+            "Access-Control-Request-Method": "POST",
+            "Access-Control-Request-Headers": "authorization",
+        },
+    )
     assert preflight.status_code == 200  # preflights carry no credentials; the key check must let them through
     assert "POST" in preflight.headers["Access-Control-Allow-Methods"]
     assert "Authorization" in preflight.headers["Access-Control-Allow-Headers"]

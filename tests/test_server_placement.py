@@ -1,4 +1,5 @@
 """gunicorn worker placement: slots in the shared core budget and one GPU per worker."""
+
 from __future__ import annotations
 
 import os

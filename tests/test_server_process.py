@@ -1,4 +1,5 @@
 """Process-wide switches are set by configure_process() (post_fork, app.py, the CLI), never by creating an app."""
+
 from __future__ import annotations
 
 import os

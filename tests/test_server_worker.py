@@ -1,6 +1,7 @@
 """ai_service's gthread worker: a thread that answered a keep-alive request serves the same client's next
 one itself, and never at the expense of another connection; ai_service_keepalive_reused_total shows it does
 (plain gthread never moves it), and a gunicorn without the internals it reads gets a warning instead."""
+
 from __future__ import annotations
 
 import re

@@ -1,4 +1,5 @@
 """The service layer without Flask: what the CLI and jobs will call (predict, convert, describe, lifecycle)."""
+
 from __future__ import annotations
 
 import subprocess
@@ -38,12 +39,14 @@ def options(runtime: Runtime, **fields):
 
 
 def test_importing_the_service_layer_does_not_import_flask():
-    code = ("import pkgutil, importlib, sys, ai_service.service as s\n"
-            "names = [m.name for m in pkgutil.iter_modules(s.__path__)]\n"
-            "[importlib.import_module(f'ai_service.service.{name}') for name in names]\n"
-            "assert {'convert', 'describe', 'outputs', 'predict', 'runtime'} <= set(names), names\n"
-            "loaded = sorted(m for m in sys.modules if m.split('.')[0] in ('flask', 'werkzeug'))\n"
-            "assert not loaded, loaded\n")
+    code = (
+        "import pkgutil, importlib, sys, ai_service.service as s\n"
+        "names = [m.name for m in pkgutil.iter_modules(s.__path__)]\n"
+        "[importlib.import_module(f'ai_service.service.{name}') for name in names]\n"
+        "assert {'convert', 'describe', 'outputs', 'predict', 'runtime'} <= set(names), names\n"
+        "loaded = sorted(m for m in sys.modules if m.split('.')[0] in ('flask', 'werkzeug'))\n"
+        "assert not loaded, loaded\n"
+    )
     result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
 
@@ -69,8 +72,12 @@ def test_predict_keeps_inputs_rejected_before_decoding_in_request_order(runtime)
     outcome = predict(runtime, "digits@1.0", [Upload(white), rejected, Upload(b"nope")], options(runtime))
     assert [r["index"] for r in outcome.results] == [0, 1, 2]
     assert "predictions" in outcome.results[0]
-    assert outcome.results[1] == {"index": 1, "filename": "", "status": 422, "error": {
-        "code": "invalid_base64", "message": "not base64", "details": {"loc": ["images", 1]}}}
+    assert outcome.results[1] == {
+        "index": 1,
+        "filename": "",
+        "status": 422,
+        "error": {"code": "invalid_base64", "message": "not base64", "details": {"loc": ["images", 1]}},
+    }
     assert outcome.results[2]["error"]["code"] == "unsupported_format"
     only_rejected = predict(runtime, None, [rejected], options(runtime))
     assert only_rejected.results[0]["status"] == 422 and only_rejected.timing_ms == {}
@@ -86,8 +93,14 @@ def test_predict_with_an_unknown_model_is_unknown_model(runtime):
 
 def test_convert_without_flask(runtime):
     data = encode(Image.new("RGBA", (30, 20), (255, 0, 0, 128)))
-    outcome = convert(data, "../a b.png", '[{"op": "resize", "width": 12, "height": 12, "fit": "letterbox"}]',
-                      "webp", "80", runtime.settings.limits.max_pixels)
+    outcome = convert(
+        data,
+        "../a b.png",
+        '[{"op": "resize", "width": 12, "height": 12, "fit": "letterbox"}]',
+        "webp",
+        "80",
+        runtime.settings.limits.max_pixels,
+    )
     assert (outcome.width, outcome.height, outcome.format, outcome.filename) == (12, 12, "webp", "a_b-converted.webp")
     assert outcome.source_format == "png" and outcome.source_size == (30, 20) and outcome.geometry is not None
     assert outcome.as_dict()["data_url"].startswith("data:image/webp;base64,")
@@ -119,8 +132,12 @@ def test_readiness_waits_for_every_preloaded_model(home):
         manage(runtime, "digits", "load")
         body = describe.readiness(runtime)
         assert body["status"] == "not_ready" and isinstance(body["pid"], int)
-        assert body["models"] == {"digits": "loaded", "edges": "registered", "no-such-model": "unknown",
-                                  "broken": "failed"}
+        assert body["models"] == {
+            "digits": "loaded",
+            "edges": "registered",
+            "no-such-model": "unknown",
+            "broken": "failed",
+        }
         assert body["message"] == "Waiting for model(s) broken, edges, no-such-model to load."
         ready = build_runtime(load_settings({"home": str(home), "preload": "digits"}))
         manage(ready, "digits", "load")

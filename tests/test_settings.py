@@ -42,8 +42,12 @@ def value_at(settings: Settings, flat: str):
 
 def sample(flat: str, default):
     """A valid value other than the default, as an environment string, and what it parses to."""
-    special = {"amp": ("BF16", "bf16"), "compile_mode": ("max-autotune", "max-autotune"),
-               "eviction": ("offload", "offload"), "home": ("/tmp/elsewhere", Path("/tmp/elsewhere").resolve())}
+    special = {
+        "amp": ("BF16", "bf16"),
+        "compile_mode": ("max-autotune", "max-autotune"),
+        "eviction": ("offload", "offload"),
+        "home": ("/tmp/elsewhere", Path("/tmp/elsewhere").resolve()),
+    }
     if flat in special:
         return special[flat]
     if isinstance(default, bool):
@@ -95,9 +99,16 @@ def test_home_does_not_depend_on_the_working_directory(tmp_path, monkeypatch):
 
 
 def test_environment_is_parsed_to_types(tmp_path, monkeypatch):
-    env = {"AI_SERVICE_HOME": str(tmp_path), "AI_SERVICE_REQUIRE_CUDA": "yes", "AI_SERVICE_MAX_PIXELS": "1000",
-           "AI_SERVICE_MAX_UPLOAD_MB": "2.5", "AI_SERVICE_PRELOAD": "digits, other", "AI_SERVICE_LOG_JSON": "0",
-           "AI_SERVICE_COMPILE": "", "AI_SERVICE_UNKNOWN_THING": "kept"}
+    env = {
+        "AI_SERVICE_HOME": str(tmp_path),
+        "AI_SERVICE_REQUIRE_CUDA": "yes",
+        "AI_SERVICE_MAX_PIXELS": "1000",
+        "AI_SERVICE_MAX_UPLOAD_MB": "2.5",
+        "AI_SERVICE_PRELOAD": "digits, other",
+        "AI_SERVICE_LOG_JSON": "0",
+        "AI_SERVICE_COMPILE": "",
+        "AI_SERVICE_UNKNOWN_THING": "kept",
+    }
     for key, value in env.items():
         monkeypatch.setenv(key, value)
     settings = load_settings()
@@ -127,9 +138,11 @@ def test_json_config_file_with_section(tmp_path, monkeypatch):
 
 def test_config_file_with_section_tables_and_flat_keys(tmp_path, monkeypatch):
     config = tmp_path / "service.toml"
-    config.write_text('[ai_service]\nlog_level = "ERROR"\nsomething_else = 1\n'
-                      '[ai_service.engine]\namp = "fp16"\nmax_queue = 5\n'
-                      '[ai_service.log]\nlog_json = true\nrotation = "1 MB"\n')
+    config.write_text(
+        '[ai_service]\nlog_level = "ERROR"\nsomething_else = 1\n'
+        '[ai_service.engine]\namp = "fp16"\nmax_queue = 5\n'
+        '[ai_service.log]\nlog_json = true\nrotation = "1 MB"\n'
+    )
     monkeypatch.setenv("AI_SERVICE_CONFIG", str(config))
     monkeypatch.setenv("AI_SERVICE_MAX_QUEUE", "9")  # the environment beats a section table too
     settings = load_settings()
@@ -139,18 +152,21 @@ def test_config_file_with_section_tables_and_flat_keys(tmp_path, monkeypatch):
     assert load_settings({"engine": {"max_queue": 3}}).engine.max_queue == 3  # overrides may use sections too
 
 
-@pytest.mark.parametrize(("env", "named"), [
-    ({"AI_SERVICE_MAX_PIXELS": "lots"}, "max_pixels"),
-    ({"AI_SERVICE_REQUIRE_CUDA": "maybe"}, "require_cuda"),
-    ({"AI_SERVICE_DEFAULT_TOP_K": "0"}, "default_top_k"),
-    ({"AI_SERVICE_LOG_JSON": "sometimes"}, "log_json"),
-    ({"AI_SERVICE_AMP": "fp8"}, "amp"),
-    ({"AI_SERVICE_COMPILE_MODE": "fastest"}, "compile_mode"),
-    ({"AI_SERVICE_MAX_QUEUE": "0"}, "max_queue"),
-    ({"AI_SERVICE_REQUEST_TIMEOUT_S": "-1"}, "request_timeout_s"),
-    ({"AI_SERVICE_CONFIG": "/does/not/exist.toml"}, "AI_SERVICE_CONFIG"),
-    ({"AI_SERVICE_PORT": "9000"}, "bind"),
-])
+@pytest.mark.parametrize(
+    ("env", "named"),
+    [
+        ({"AI_SERVICE_MAX_PIXELS": "lots"}, "max_pixels"),
+        ({"AI_SERVICE_REQUIRE_CUDA": "maybe"}, "require_cuda"),
+        ({"AI_SERVICE_DEFAULT_TOP_K": "0"}, "default_top_k"),
+        ({"AI_SERVICE_LOG_JSON": "sometimes"}, "log_json"),
+        ({"AI_SERVICE_AMP": "fp8"}, "amp"),
+        ({"AI_SERVICE_COMPILE_MODE": "fastest"}, "compile_mode"),
+        ({"AI_SERVICE_MAX_QUEUE": "0"}, "max_queue"),
+        ({"AI_SERVICE_REQUEST_TIMEOUT_S": "-1"}, "request_timeout_s"),
+        ({"AI_SERVICE_CONFIG": "/does/not/exist.toml"}, "AI_SERVICE_CONFIG"),
+        ({"AI_SERVICE_PORT": "9000"}, "bind"),
+    ],
+)
 def test_bad_values_fail_at_startup_naming_the_setting(env, named, monkeypatch):
     for key, value in env.items():
         monkeypatch.setenv(key, value)

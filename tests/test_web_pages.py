@@ -1,4 +1,5 @@
 """Server-rendered pages without a browser: the upload form, the no-JS result page per task, the status page."""
+
 from __future__ import annotations
 
 import base64
@@ -42,9 +43,20 @@ def data_url_image(url: str) -> Image.Image:
 
 def test_upload_page_describes_models_and_options(client):
     html = client.get("/").get_data(as_text=True)
-    for text in ('name="file"', "multiple", 'id="model"', 'value="digits"', "Handwritten digit", "input 28×28 L",
-                 'name="top_k"', 'name="output_format"', 'name="background"', 'data-max-bytes="16777216"',
-                 'type="module"', "draw-panel"):
+    for text in (
+        'name="file"',
+        "multiple",
+        'id="model"',
+        'value="digits"',
+        "Handwritten digit",
+        "input 28×28 L",
+        'name="top_k"',
+        'name="output_format"',
+        'name="background"',
+        'data-max-bytes="16777216"',
+        'type="module"',
+        "draw-panel",
+    ):
         assert text in html, text
     assert 'value="negative" data-task="image-to-image"' in html
 
@@ -57,7 +69,17 @@ def test_pages_have_no_inline_code_for_a_strict_csp(client, path):
 
 
 def test_static_scripts_are_served(client):
-    for name in ("app.js", "api.js", "dom.js", "draw.js", "files.js", "history.js", "results.js", "status.js", "js-flag.js"):
+    for name in (
+        "app.js",
+        "api.js",
+        "dom.js",
+        "draw.js",
+        "files.js",
+        "history.js",
+        "results.js",
+        "status.js",
+        "js-flag.js",
+    ):
         response = client.get(f"/static/{name}")
         assert response.status_code == 200 and "javascript" in response.content_type, name
         response.close()
@@ -78,9 +100,16 @@ def test_no_js_result_shows_request_id_and_timings(client, seven):
 
 
 def test_no_js_several_files_with_one_bad(client, seven):
-    page = client.post("/predict", data={"file": [(io.BytesIO(seven["gray.png"][0]), "a.png"),
-                                                  (io.BytesIO(b"hello"), "notes.txt"),
-                                                  (io.BytesIO(seven["color.jpg"][0]), "c.jpg")]})
+    page = client.post(
+        "/predict",
+        data={
+            "file": [
+                (io.BytesIO(seven["gray.png"][0]), "a.png"),
+                (io.BytesIO(b"hello"), "notes.txt"),
+                (io.BytesIO(seven["color.jpg"][0]), "c.jpg"),
+            ]
+        },
+    )
     html = page.get_data(as_text=True)
     assert page.status_code == 200
     assert html.count('class="result-item"') == 2 and html.count('<li class="top"><span class="label">7</span>') == 2
@@ -88,9 +117,17 @@ def test_no_js_several_files_with_one_bad(client, seven):
 
 
 def test_no_js_image_output_in_requested_format_on_a_background(client):
-    page = client.post("/predict", data={"file": (io.BytesIO(cutout()), "cut.png"), "model": "negative",
-                                         "output_format": "webp", "quality": "100", "background_mode": "color",
-                                         "background": "#00ff00"})
+    page = client.post(
+        "/predict",
+        data={
+            "file": (io.BytesIO(cutout()), "cut.png"),
+            "model": "negative",
+            "output_format": "webp",
+            "quality": "100",
+            "background_mode": "color",
+            "background": "#00ff00",
+        },
+    )
     html = page.get_data(as_text=True)
     assert 'download="cut-negative.webp"' in html and "After · 40×30 WEBP" in html
     url = re.search(r'<a class="button primary" href="(data:image/webp;base64,[^"]+)"', html).group(1)
@@ -100,17 +137,24 @@ def test_no_js_image_output_in_requested_format_on_a_background(client):
 
 
 def test_no_js_keeps_transparency_unless_a_color_is_chosen(client):
-    html = client.post("/predict", data={"file": (io.BytesIO(cutout()), "cut.png"), "model": "negative",
-                                         "background": "#00ff00"}).get_data(as_text=True)
+    html = client.post(
+        "/predict", data={"file": (io.BytesIO(cutout()), "cut.png"), "model": "negative", "background": "#00ff00"}
+    ).get_data(as_text=True)
     url = re.search(r'href="(data:image/png;base64,[^"]+)" download', html).group(1)
     assert data_url_image(url).getpixel((0, 0))[3] == 0
 
 
 def test_no_js_detection_and_segmentation_drawn_over_the_input(client):
-    html = client.post("/predict", data={"file": (io.BytesIO(cutout()), "cut.png"), "model": "inkbox"}).get_data(as_text=True)
-    assert 'viewBox="0 0 40 30"' in html and re.search(r'<rect class="box box-0" x="10.0" y="5.0" width="20.0" height="15.0"', html)
+    html = client.post("/predict", data={"file": (io.BytesIO(cutout()), "cut.png"), "model": "inkbox"}).get_data(
+        as_text=True
+    )
+    assert 'viewBox="0 0 40 30"' in html and re.search(
+        r'<rect class="box box-0" x="10.0" y="5.0" width="20.0" height="15.0"', html
+    )
     assert "<strong>ink</strong> 90.0%" in html
-    html = client.post("/predict", data={"file": (io.BytesIO(cutout()), "cut.png"), "model": "alphamask"}).get_data(as_text=True)
+    html = client.post("/predict", data={"file": (io.BytesIO(cutout()), "cut.png"), "model": "alphamask"}).get_data(
+        as_text=True
+    )
     assert re.search(r'<img class="mask-overlay" src="data:image/png;base64,', html) and "Download mask" in html
 
 
@@ -123,7 +167,7 @@ def test_no_js_invalid_option_reenders_the_form_with_the_reason(client, seven):
 def test_status_page_lists_device_and_models(client, seven):
     client.post("/api/v1/predict", data={"file": (io.BytesIO(seven["gray.png"][0]), "a.png")})
     html = client.get("/status").get_data(as_text=True)
-    assert "cpu" in html and "<th scope=\"row\">digits@1.0" in html and re.search(r"loaded</span>", html)
+    assert "cpu" in html and '<th scope="row">digits@1.0' in html and re.search(r"loaded</span>", html)
     assert "KiB" in html and 'href="/status"' in html and 'aria-current="page"' in html
     fragment = client.get("/status?fragment=1").get_data(as_text=True)
     assert "<html" not in fragment and "models-table" in fragment
@@ -133,15 +177,39 @@ def test_status_body_shows_gpu_memory(app):
     """The CUDA branch, rendered from a /api/v1/system body as a GPU machine reports it."""
     from flask import render_template
 
-    gib = 1024 ** 3
-    gpu = {"device": "cuda:0", "type": "cuda", "name": "NVIDIA H100", "memory_allocated": 2 * gib,
-           "memory_reserved": 3 * gib, "memory_total": 80 * gib}
-    system = {"version": "0.1.0", "pid": 1, "process_rss": 5 * gib, "device": gpu,
-              "devices": [{"device": "cpu", "type": "cpu"}, gpu, {**gpu, "device": "cuda:1"}],
-              "memory": {"loaded_models": 1, "models_bytes_on_device": gib, "budget_bytes": 40 * gib, "eviction": "lru"},
-              "models": [{"name": "big", "key": "big@1", "task": "image-to-image", "state": "loaded", "default": True,
-                          "bytes_on_device": gib, "bytes_offloaded": 0, "parameters": 1_000_000, "loads": 1,
-                          "load_seconds": 2.5, "last_used": None, "in_use": 1}]}
+    gib = 1024**3
+    gpu = {
+        "device": "cuda:0",
+        "type": "cuda",
+        "name": "NVIDIA H100",
+        "memory_allocated": 2 * gib,
+        "memory_reserved": 3 * gib,
+        "memory_total": 80 * gib,
+    }
+    system = {
+        "version": "0.1.0",
+        "pid": 1,
+        "process_rss": 5 * gib,
+        "device": gpu,
+        "devices": [{"device": "cpu", "type": "cpu"}, gpu, {**gpu, "device": "cuda:1"}],
+        "memory": {"loaded_models": 1, "models_bytes_on_device": gib, "budget_bytes": 40 * gib, "eviction": "lru"},
+        "models": [
+            {
+                "name": "big",
+                "key": "big@1",
+                "task": "image-to-image",
+                "state": "loaded",
+                "default": True,
+                "bytes_on_device": gib,
+                "bytes_offloaded": 0,
+                "parameters": 1_000_000,
+                "loads": 1,
+                "load_seconds": 2.5,
+                "last_used": None,
+                "in_use": 1,
+            }
+        ],
+    }
     with app.test_request_context("/status"):
         html = render_template("_status_body.html", system=system, now=0.0)
     assert "NVIDIA H100" in html and "2.0 GiB allocated, 3.0 GiB reserved of 80.0 GiB" in html
@@ -150,7 +218,9 @@ def test_status_body_shows_gpu_memory(app):
 
 
 def test_a_model_that_failed_to_register_is_listed_but_not_selectable(app, client):
-    app.extensions["ai_service"].registry.register_failure("broken-plugin", "plugin:broken", "ImportError: no module named x")
+    app.extensions["ai_service"].registry.register_failure(
+        "broken-plugin", "plugin:broken", "ImportError: no module named x"
+    )
     html = client.get("/").get_data(as_text=True)
     assert re.search(r'<option value="broken-plugin@[^"]*"[^>]* disabled>broken-plugin@[^<]*\(failed to load\)', html)
     assert "ImportError: no module named x" in html

@@ -1,4 +1,5 @@
 """Small, exact models for the web tests: one per task the page draws (image output, boxes, masks)."""
+
 from __future__ import annotations
 
 from typing import Any, Sequence
@@ -34,11 +35,16 @@ class _AlphaModel(ImageModel[None]):
 class NegativeModel(_AlphaModel):
     """Image-to-image: the color negative, transparency kept (so the page's checkerboard matters)."""
 
-    info = ModelInfo(name="negative", version="1", task="image-to-image", input_size=None, input_mode="RGBA",
-                     description="Test double: inverts colors, keeps alpha.")
+    info = ModelInfo(
+        name="negative",
+        version="1",
+        task="image-to-image",
+        input_size=None,
+        input_mode="RGBA",
+        description="Test double: inverts colors, keeps alpha.",
+    )
 
-    def postprocess(self, outputs: torch.Tensor, items: Sequence[None], options: ModelOptions
-                    ) -> list[dict[str, Any]]:
+    def postprocess(self, outputs: torch.Tensor, items: Sequence[None], options: ModelOptions) -> list[dict[str, Any]]:
         results = []
         for rgba in self._rgba(outputs):
             rgba[..., :3] = 255 - rgba[..., :3]
@@ -49,16 +55,30 @@ class NegativeModel(_AlphaModel):
 class InkBoxModel(_AlphaModel):
     """Detection: one box around the opaque pixels, labelled 'ink'."""
 
-    info = ModelInfo(name="inkbox", version="1", task="detection", input_size=None, input_mode="RGBA",
-                     description="Test double: a box around the visible ink.")
+    info = ModelInfo(
+        name="inkbox",
+        version="1",
+        task="detection",
+        input_size=None,
+        input_mode="RGBA",
+        description="Test double: a box around the visible ink.",
+    )
 
-    def postprocess(self, outputs: torch.Tensor, items: Sequence[None], options: ModelOptions
-                    ) -> list[dict[str, Any]]:
+    def postprocess(self, outputs: torch.Tensor, items: Sequence[None], options: ModelOptions) -> list[dict[str, Any]]:
         results = []
         for rgba in self._rgba(outputs):
             ys, xs = np.nonzero(rgba[..., 3] > 127)
-            boxes = [] if not len(xs) else [{"label": "ink", "score": 0.9,
-                                             "box": [float(xs.min()), float(ys.min()), float(xs.max() + 1), float(ys.max() + 1)]}]
+            boxes = (
+                []
+                if not len(xs)
+                else [
+                    {
+                        "label": "ink",
+                        "score": 0.9,
+                        "box": [float(xs.min()), float(ys.min()), float(xs.max() + 1), float(ys.max() + 1)],
+                    }
+                ]
+            )
             results.append({"detections": boxes})
         return results
 
@@ -66,11 +86,17 @@ class InkBoxModel(_AlphaModel):
 class AlphaMaskModel(_AlphaModel):
     """Segmentation: the alpha channel as a red mask."""
 
-    info = ModelInfo(name="alphamask", version="1", task="segmentation", input_size=None, input_mode="RGBA",
-                     labels=("background", "ink"), description="Test double: the opaque pixels as a mask.")
+    info = ModelInfo(
+        name="alphamask",
+        version="1",
+        task="segmentation",
+        input_size=None,
+        input_mode="RGBA",
+        labels=("background", "ink"),
+        description="Test double: the opaque pixels as a mask.",
+    )
 
-    def postprocess(self, outputs: torch.Tensor, items: Sequence[None], options: ModelOptions
-                    ) -> list[dict[str, Any]]:
+    def postprocess(self, outputs: torch.Tensor, items: Sequence[None], options: ModelOptions) -> list[dict[str, Any]]:
         results = []
         for rgba in self._rgba(outputs):
             mask = np.zeros_like(rgba)

@@ -3,6 +3,7 @@
 May import Flask, ai_service.http, .service, .schemas, .errors, .imaging and .observability; never ai_service.web,
 models or engine. Only the app factory (ai_service/__init__.py) imports this package.
 """
+
 from flask import Blueprint
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")

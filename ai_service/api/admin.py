@@ -2,6 +2,7 @@
 
 Without a configured token these endpoints answer 403: management is disabled, never open.
 """
+
 from __future__ import annotations
 
 import hmac
@@ -23,10 +24,12 @@ def require_admin() -> None:
         raise ServiceError("admin_disabled", "Model management is disabled: set AI_SERVICE_ADMIN_TOKEN to enable it.")
     scheme, _, presented = request.headers.get("Authorization", "").partition(" ")
     if scheme.lower() != "bearer" or not presented.strip():
-        raise ServiceError("unauthorized", "Send the admin token as 'Authorization: Bearer <token>'.",
-                       headers=CHALLENGE)
-    if not hmac.compare_digest(presented.strip().encode("utf-8", "surrogateescape"),
-                               token.encode("utf-8", "surrogateescape")):
+        raise ServiceError(
+            "unauthorized", "Send the admin token as 'Authorization: Bearer <token>'.", headers=CHALLENGE
+        )
+    if not hmac.compare_digest(
+        presented.strip().encode("utf-8", "surrogateescape"), token.encode("utf-8", "surrogateescape")
+    ):
         raise ServiceError("unauthorized", "The admin token is not valid.", headers=CHALLENGE)
 
 

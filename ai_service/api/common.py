@@ -2,6 +2,7 @@
 
 What the HTML pages parse too (validation, form uploads) lives in ai_service/http/inputs.py.
 """
+
 from __future__ import annotations
 
 import base64
@@ -44,8 +45,11 @@ def parse_predict_request() -> PredictCall:
         uploads = uploads_from_form()
         fields = {key: value for key, value in request.form.items() if value != ""}
         return PredictCall(list(uploads), validate(PredictOptions, fields), batch=len(uploads) > 1)
-    raise ServiceError("unsupported_media_type", f"Send multipart/form-data (field `file`) or application/json "
-                   f"(`image` / `images` as base64); got {mimetype or 'no content type'}.")
+    raise ServiceError(
+        "unsupported_media_type",
+        f"Send multipart/form-data (field `file`) or application/json "
+        f"(`image` / `images` as base64); got {mimetype or 'no content type'}.",
+    )
 
 
 def _parse_json() -> PredictCall:
@@ -69,8 +73,12 @@ def _parse_json() -> PredictCall:
             items.append(error)
     total = sum(len(item.data) for item in items if isinstance(item, Upload))
     if total > limit:
-        raise ServiceError("payload_too_large", f"The decoded images total {total / 2**20:.2f} MB; the limit is "
-                       f"{runtime().settings.limits.max_upload_mb:g} MB per request.", {"limit_bytes": limit})
+        raise ServiceError(
+            "payload_too_large",
+            f"The decoded images total {total / 2**20:.2f} MB; the limit is "
+            f"{runtime().settings.limits.max_upload_mb:g} MB per request.",
+            {"limit_bytes": limit},
+        )
     return PredictCall(items, body, batch=body.images is not None)
 
 
@@ -78,23 +86,29 @@ def bytes_from_text(text: str, loc: list[str | int]) -> bytes:
     """Base64 or a base64 `data:` URL → bytes; URLs are refused because the server never fetches them."""
     text = text.strip()
     if looks_like_url(text):
-        raise ServiceError("remote_url_not_fetched", "Remote URLs are not fetched: the server never downloads images "
-                       "(that would allow server-side request forgery). Send the image bytes as base64, a "
-                       "data: URL, or a multipart upload.", {"loc": loc})
+        raise ServiceError(
+            "remote_url_not_fetched",
+            "Remote URLs are not fetched: the server never downloads images "
+            "(that would allow server-side request forgery). Send the image bytes as base64, a "
+            "data: URL, or a multipart upload.",
+            {"loc": loc},
+        )
     match = DATA_URL.match(text)
     if match:
         if ";base64" not in match["params"].lower():
-            raise ServiceError("invalid_base64", "data: URLs must be base64-encoded (data:image/png;base64,...).",
-                           {"loc": loc})
-        text = text[match.end():]
+            raise ServiceError(
+                "invalid_base64", "data: URLs must be base64-encoded (data:image/png;base64,...).", {"loc": loc}
+            )
+        text = text[match.end() :]
     payload = re.sub(r"\s+", "", text)
     payload += "=" * (-len(payload) % 4)
     try:
         alphabet = b"-_" if ("-" in payload or "_" in payload) else None
         return base64.b64decode(payload, altchars=alphabet, validate=True)
     except (binascii.Error, ValueError):
-        raise ServiceError("invalid_base64", "The image is neither valid base64 nor a base64 data: URL.",
-                       {"loc": loc}) from None
+        raise ServiceError(
+            "invalid_base64", "The image is neither valid base64 nor a base64 data: URL.", {"loc": loc}
+        ) from None
 
 
 def looks_like_url(text: str) -> bool:

@@ -4,6 +4,7 @@ Multipart fields: `file` (required), `operations` (JSON list, e.g. [{"op": "resi
 `format` (png/jpeg/webp), `quality` (1-100), `response` (image/json; `Accept: application/json` also
 selects JSON), `download` (1 for an attachment). Every bad value is a 4xx naming the parameter.
 """
+
 from __future__ import annotations
 
 from flask import Response, jsonify, request
@@ -20,8 +21,9 @@ def uploaded_file() -> tuple[bytes, str]:
     if not files:
         other = sorted(request.files)
         hint = f" (got file field(s) {other})" if other else ""
-        raise ServiceError("missing_file", f"Send the image as a multipart/form-data field named 'file'{hint}.",
-                           {"parameter": "file"})
+        raise ServiceError(
+            "missing_file", f"Send the image as a multipart/form-data field named 'file'{hint}.", {"parameter": "file"}
+        )
     if len(files) > 1:
         raise ServiceError("too_many_files", "/convert takes exactly one file.", {"parameter": "file"})
     return files[0].read(), (files[0].filename or "")[:255]
@@ -31,8 +33,9 @@ def wants_json() -> bool:
     """`response=json`, or an Accept header that prefers JSON to images."""
     choice = (request.values.get("response") or "").lower()
     if choice not in ("", "image", "json"):
-        raise ServiceError("invalid_parameter", f"response: must be 'image' or 'json'; got {choice[:40]!r}",
-                           {"parameter": "response"})
+        raise ServiceError(
+            "invalid_parameter", f"response: must be 'image' or 'json'; got {choice[:40]!r}", {"parameter": "response"}
+        )
     if choice:
         return choice == "json"
     return request.accept_mimetypes.best_match(["image/png", "application/json"]) == "application/json"
@@ -43,8 +46,14 @@ def convert_endpoint():
     """Decode (magic-number sniffing, limits), run the operations, encode."""
     as_json = wants_json()
     data, filename = uploaded_file()
-    outcome = convert(data, filename, request.values.get("operations"), request.values.get("format"),
-                      request.values.get("quality"), runtime().settings.limits.max_pixels)
+    outcome = convert(
+        data,
+        filename,
+        request.values.get("operations"),
+        request.values.get("format"),
+        request.values.get("quality"),
+        runtime().settings.limits.max_pixels,
+    )
     if as_json:
         return jsonify(outcome.as_dict())
     response = Response(outcome.data, mimetype=outcome.content_type)

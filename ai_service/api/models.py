@@ -1,4 +1,5 @@
 """GET /api/v1/models and /models/<ref>: what is served, in which version, and in which state."""
+
 from __future__ import annotations
 
 from flask import jsonify

@@ -1,4 +1,5 @@
 """GET /api/v1/openapi.json: the document ai_service/http/openapi.py builds for this app and the URL it answers on."""
+
 from __future__ import annotations
 
 from flask import jsonify

@@ -1,4 +1,5 @@
 """POST /api/v1/predict: images in (multipart or JSON), one result per image out, as JSON or as the image itself."""
+
 from __future__ import annotations
 
 import time
@@ -53,11 +54,13 @@ def predict_endpoint():
 def image_response(data: bytes, filename: str, outcome: PredictOutcome, options: PredictOptions) -> Response:
     """The encoded image as the whole body; model, size and timings travel in headers."""
     response = Response(data, mimetype=mime_type(options.output_format))
-    response.headers.update({
-        "Content-Disposition": f'inline; filename="{output_name(filename, outcome.model, options.output_format)}"',
-        "X-Model": f"{outcome.model}@{outcome.version}",
-        "Server-Timing": server_timing(outcome.timing_ms),
-    })
+    response.headers.update(
+        {
+            "Content-Disposition": f'inline; filename="{output_name(filename, outcome.model, options.output_format)}"',
+            "X-Model": f"{outcome.model}@{outcome.version}",
+            "Server-Timing": server_timing(outcome.timing_ms),
+        }
+    )
     return response
 
 

@@ -1,4 +1,5 @@
 """GET /api/v1/system and /health: where the service runs, its memory, and whether it is up."""
+
 from __future__ import annotations
 
 from flask import jsonify

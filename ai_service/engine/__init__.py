@@ -5,14 +5,20 @@ never Flask/werkzeug, service, http, api or web.
 
 Names are imported on first use (PEP 562): importing the package loads neither torch nor prometheus_client.
 """
+
 from __future__ import annotations
 
 from importlib import import_module
 from typing import Any
 
 _EXPORTS = {
-    "Batcher": "batcher", "BatchRecord": "batcher", "DeadlineExceeded": "batcher", "DeviceOutOfMemory": "batcher",
-    "Overloaded": "batcher", "Ticket": "batcher", "Engine": "engine",
+    "Batcher": "batcher",
+    "BatchRecord": "batcher",
+    "DeadlineExceeded": "batcher",
+    "DeviceOutOfMemory": "batcher",
+    "Overloaded": "batcher",
+    "Ticket": "batcher",
+    "Engine": "engine",
 }
 __all__ = sorted(_EXPORTS)
 

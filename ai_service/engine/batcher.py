@@ -12,6 +12,7 @@ The window adapts to traffic instead of taxing every request with a fixed delay:
 Samples of different shape/dtype never share a batch; a sample that breaks a batch is retried
 alone so it fails alone; the queue is bounded (Overloaded) and every sample carries a deadline.
 """
+
 from __future__ import annotations
 
 import threading
@@ -100,12 +101,15 @@ class Arrival:
         self._batcher = batcher
         self.expected = expected
 
-    def submit(self, samples: Sequence[torch.Tensor], deadline: float, tags: Sequence[Any] | None = None
-               ) -> list[Ticket]:
+    def submit(
+        self, samples: Sequence[torch.Tensor], deadline: float, tags: Sequence[Any] | None = None
+    ) -> list[Ticket]:
         """Enqueue the request's samples (possibly fewer than announced: bad images drop out)."""
         tags = list(tags) if tags is not None else [None] * len(samples)
-        tickets = [Ticket(sample=sample, deadline=deadline, tag=tag, key=sample_key(sample))
-                   for sample, tag in zip(samples, tags)]
+        tickets = [
+            Ticket(sample=sample, deadline=deadline, tag=tag, key=sample_key(sample))
+            for sample, tag in zip(samples, tags)
+        ]
         self._batcher._enqueue(self, tickets)
         return tickets
 
@@ -118,9 +122,19 @@ class Arrival:
 class Batcher:
     """Queue + one inference thread for one model; see the module docstring for the policy."""
 
-    def __init__(self, name: str, run: RunBatch, *, max_batch_size: int, max_delay_ms: float, max_queue: int,
-                 idle_exit_s: float = 10.0, history: int = 1000, label: str | None = None,
-                 inline: Callable[[int], bool] = lambda count: False) -> None:
+    def __init__(
+        self,
+        name: str,
+        run: RunBatch,
+        *,
+        max_batch_size: int,
+        max_delay_ms: float,
+        max_queue: int,
+        idle_exit_s: float = 10.0,
+        history: int = 1000,
+        label: str | None = None,
+        inline: Callable[[int], bool] = lambda count: False,
+    ) -> None:
         self.name = name
         self.label = label or name  # the model label of the Prometheus series
         self.max_batch_size = max(1, int(max_batch_size))
@@ -163,8 +177,15 @@ class Batcher:
             arrival.expected = 0
             for ticket in tickets:
                 ticket.enqueued = now
-            alone = (tickets and not self._busy and not self._queue and not self._arriving and not self._closed
-                     and len(tickets) <= self.max_batch_size and all(t.key == tickets[0].key for t in tickets))
+            alone = (
+                tickets
+                and not self._busy
+                and not self._queue
+                and not self._arriving
+                and not self._closed
+                and len(tickets) <= self.max_batch_size
+                and all(t.key == tickets[0].key for t in tickets)
+            )
             if alone and self._inline(len(tickets)):
                 self._busy = True
             else:
@@ -211,10 +232,18 @@ class Batcher:
         return len(self._queue) + self._arriving
 
     def stats(self) -> dict[str, Any]:
-        return {"queued": len(self._queue), "arriving": self._arriving, "batches": self.batches,
-                "samples": self.samples, "mean_batch_size": round(self.samples / self.batches, 3) if self.batches else 0.0,
-                "max_batch_size": self.max_batch_size, "max_batch_delay_ms": self.max_delay_s * 1000.0,
-                "max_queue": self.max_queue, "running": self._thread is not None, "busy": self._busy}
+        return {
+            "queued": len(self._queue),
+            "arriving": self._arriving,
+            "batches": self.batches,
+            "samples": self.samples,
+            "mean_batch_size": round(self.samples / self.batches, 3) if self.batches else 0.0,
+            "max_batch_size": self.max_batch_size,
+            "max_batch_delay_ms": self.max_delay_s * 1000.0,
+            "max_queue": self.max_queue,
+            "running": self._thread is not None,
+            "busy": self._busy,
+        }
 
     def close(self, timeout: float = 5.0) -> None:
         """Stop accepting work, let the thread drain the queue, and wait for it."""
@@ -318,8 +347,9 @@ class Batcher:
             if is_out_of_memory(error):
                 metrics.record_oom(self.label, "split")
                 release_memory()
-            logger.warning("model {} failed on a batch of {} ({}); running each sample alone", self.name,
-                           len(batch), error)
+            logger.warning(
+                "model {} failed on a batch of {} ({}); running each sample alone", self.name, len(batch), error
+            )
             for ticket in batch:
                 self._execute_alone(ticket, left)
             return
@@ -350,8 +380,16 @@ class Batcher:
         except Exception as error:  # noqa: BLE001
             return None, error
 
-    def _finish(self, batch: list[Ticket], outputs: Sequence[Any], errors: Sequence[BaseException | None],
-                started: float, waited: bool, left: int, isolated: bool = False) -> None:
+    def _finish(
+        self,
+        batch: list[Ticket],
+        outputs: Sequence[Any],
+        errors: Sequence[BaseException | None],
+        started: float,
+        waited: bool,
+        left: int,
+        isolated: bool = False,
+    ) -> None:
         forward_s = time.perf_counter() - started
         forward_ms = forward_s * 1000.0
         typical = self._typical_forward_s
@@ -379,4 +417,3 @@ class _ArrivalScope:
     def __exit__(self, *exc_info: Any) -> None:
         if self._arrival is not None:
             self._arrival.leave()
-

@@ -1,4 +1,5 @@
 """The engine of one Runtime: a batcher per loaded model, created on first use, replaced on reload."""
+
 from __future__ import annotations
 
 import threading
@@ -35,9 +36,16 @@ class Engine:
                 return current[1]
             max_batch_size = self.batch_size_for(model, model.device)
             runner = ForwardRunner(model, self.settings, max_batch_size)
-            batcher = Batcher(name, runner, max_batch_size=max_batch_size,
-                              max_delay_ms=self.batch_delay_for(model), max_queue=self.settings.max_queue,
-                              idle_exit_s=self.settings.idle_exit_s, label=model.info.name, inline=runner.runs_inline)
+            batcher = Batcher(
+                name,
+                runner,
+                max_batch_size=max_batch_size,
+                max_delay_ms=self.batch_delay_for(model),
+                max_queue=self.settings.max_queue,
+                idle_exit_s=self.settings.idle_exit_s,
+                label=model.info.name,
+                inline=runner.runs_inline,
+            )
             runner.under_load = lambda: batcher.pending > 0
             self._batchers[name] = (model, batcher)
         if current is not None:

@@ -6,6 +6,7 @@ CUDA: samples stacked into pinned memory and copied with non_blocking, cudnn.ben
 autocast (bf16/fp16). Either: optional torch.compile with batches padded to power-of-two buckets,
 each bucket warmed up once per input shape so no request pays for a compilation.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -39,7 +40,8 @@ def fuse_batchnorm(network: torch.nn.Module) -> torch.nn.Module | None:
     data-dependent control flow such as detection heads): such networks simply run unfused.
     """
     if isinstance(network, torch.jit.ScriptModule) or not any(
-            isinstance(module, torch.nn.modules.batchnorm._BatchNorm) for module in network.modules()):
+        isinstance(module, torch.nn.modules.batchnorm._BatchNorm) for module in network.modules()
+    ):
         return None
     from torch.fx.experimental.optimization import fuse
 
@@ -74,8 +76,13 @@ def _to_host_leaf(leaf: Any) -> Any:
 class ForwardRunner:
     """Runs batches of one model; lives on that model's inference thread."""
 
-    def __init__(self, model: ImageModel, settings: EngineSettings, max_batch_size: int,
-                 under_load: Callable[[], bool] = lambda: False) -> None:
+    def __init__(
+        self,
+        model: ImageModel,
+        settings: EngineSettings,
+        max_batch_size: int,
+        under_load: Callable[[], bool] = lambda: False,
+    ) -> None:
         self.model = model
         self.under_load = under_load
         self.settings = settings
@@ -92,8 +99,13 @@ class ForwardRunner:
         would keep idle threads spinning), and CUDA/compiled models keep their one thread."""
         device = self.model.device
         estimate = self._one_core_ms_per_sample
-        return (estimate is not None and estimate * count < SMALL_FORWARD_MS and self.settings.torch_threads <= 1
-                and not self.settings.compile and (device is None or device.type == "cpu"))
+        return (
+            estimate is not None
+            and estimate * count < SMALL_FORWARD_MS
+            and self.settings.torch_threads <= 1
+            and not self.settings.compile
+            and (device is None or device.type == "cpu")
+        )
 
     def __call__(self, samples: list[torch.Tensor]) -> list[Any]:
         network = self.model.network
@@ -123,8 +135,12 @@ class ForwardRunner:
             torch.backends.cudnn.benchmark = True
         self._forward = self.model.forward
         if self.settings.compile:
-            self._forward = torch.compile(self.model.forward, mode=self.settings.compile_mode,
-                                          backend=self.settings.compile_backend, dynamic=False)
+            self._forward = torch.compile(
+                self.model.forward,
+                mode=self.settings.compile_mode,
+                backend=self.settings.compile_backend,
+                dynamic=False,
+            )
             self._warmed.clear()
         self._prepared_for = id(network)
 
@@ -147,8 +163,11 @@ class ForwardRunner:
             return batch
         padding = torch.zeros((size - batch.shape[0], *batch.shape[1:]), dtype=batch.dtype, device=batch.device)
         padded = torch.cat([batch, padding])
-        return padded.contiguous(memory_format=torch.channels_last) if self._channels_last and padded.dim() == 4 \
+        return (
+            padded.contiguous(memory_format=torch.channels_last)
+            if self._channels_last and padded.dim() == 4
             else padded
+        )
 
     def _warm_up(self, sample: torch.Tensor, device: torch.device) -> None:
         """Compile every bucket for this input shape before serving it (first batch of a new shape)."""
@@ -160,12 +179,15 @@ class ForwardRunner:
             if self._channels_last and zeros.dim() == 4:
                 zeros = zeros.contiguous(memory_format=torch.channels_last)
             self._forward_on(zeros, device, measure=False)
-        logger.info("model {}: compiled and warmed batch sizes {} for input {}", self.model.info.name,
-                    bucket_sizes(self.max_batch_size), tuple(sample.shape))
+        logger.info(
+            "model {}: compiled and warmed batch sizes {} for input {}",
+            self.model.info.name,
+            bucket_sizes(self.max_batch_size),
+            tuple(sample.shape),
+        )
         self._warmed.add(key)
 
-    def _forward_on(self, batch: torch.Tensor, device: torch.device, measure: bool = True, alone: bool = True
-                    ) -> Any:
+    def _forward_on(self, batch: torch.Tensor, device: torch.device, measure: bool = True, alone: bool = True) -> Any:
         """The forward under inference mode, autocast and (on CPU) the granted share of the cores.
 
         Only a lone request (one image, nothing queued or decoding behind it) may take every idle

@@ -1,4 +1,5 @@
 """The one way a view reaches the process's Runtime: `app.extensions["ai_service"]`, set by create_app."""
+
 from __future__ import annotations
 
 from typing import TYPE_CHECKING

@@ -3,6 +3,7 @@ gunicorn request thread forever: past `AI_SERVICE_BODY_TIMEOUT` seconds its read
 the connection is closed after the answer. Only under gunicorn (it exposes the socket); nginx's
 request buffering in front is the first line of defence.
 """
+
 from __future__ import annotations
 
 import socket
@@ -73,8 +74,9 @@ class DeadlineInput:
             pass
 
     def _timeout(self) -> BodyTimeout:
-        return BodyTimeout(f"The request body did not arrive within {self.seconds:g} s; "
-                           "send it faster or through a buffering proxy.")
+        return BodyTimeout(
+            f"The request body did not arrive within {self.seconds:g} s; send it faster or through a buffering proxy."
+        )
 
     def _call(self, method: Callable[..., Any], *args: Any) -> Any:
         if self.expired:
@@ -134,13 +136,16 @@ class BodyDeadlineMiddleware:
 
     def __call__(self, environ: dict, start_response: Callable):
         sock = environ.get("gunicorn.socket")
-        has_body = environ.get("CONTENT_LENGTH") not in (None, "", "0") or "chunked" in environ.get(
-            "HTTP_TRANSFER_ENCODING", "").lower()
+        has_body = (
+            environ.get("CONTENT_LENGTH") not in (None, "", "0")
+            or "chunked" in environ.get("HTTP_TRANSFER_ENCODING", "").lower()
+        )
         if sock is None or not has_body or self.seconds <= 0:
             return self.app(environ, start_response)
         length = environ.get("CONTENT_LENGTH")
-        stream = DeadlineInput(environ["wsgi.input"], sock, self.seconds,
-                               int(length) if length and length.isdigit() else None)
+        stream = DeadlineInput(
+            environ["wsgi.input"], sock, self.seconds, int(length) if length and length.isdigit() else None
+        )
         environ["wsgi.input"] = stream
         try:
             return ClosingBody(self.app(environ, start_response), stream)

@@ -1,4 +1,5 @@
 """The one place errors become HTTP: a ServiceError (or werkzeug's HTTPException) → JSON envelope or error page."""
+
 from __future__ import annotations
 
 from typing import Any, Mapping
@@ -19,8 +20,7 @@ def _wants_json() -> bool:
     return request.path.startswith("/api/") or request.blueprint in JSON_BLUEPRINTS
 
 
-def render_error(code: str, message: str, status: int, details: Any = None,
-                 headers: Mapping[str, str] | None = None):
+def render_error(code: str, message: str, status: int, details: Any = None, headers: Mapping[str, str] | None = None):
     """JSON `{"error": {...}}` for the API, the error page for a browser."""
     body: dict[str, Any] = {"code": code, "message": message}
     if details is not None:

@@ -1,5 +1,6 @@
 """Request inputs that the JSON API and the HTML pages read alike: fields validated against a pydantic schema, and
 the `file` parts of a multipart form within the per-request file limit."""
+
 from __future__ import annotations
 
 from typing import Any, TypeVar

@@ -8,6 +8,7 @@ and the suffix after it with patterns compiled once; tests/test_multipart.py che
 werkzeug's own patterns return on generated bodies. `install()` makes werkzeug's form parser use it, once
 per process (ai_service/server/process.py).
 """
+
 from __future__ import annotations
 
 import re
@@ -61,9 +62,9 @@ class BoundaryPattern:
 
     def _start(self, buffer: bytes | bytearray, index: int, pos: int) -> int | None:
         """Where the match begins: at the line break before the boundary (CRLF, LF or CR), leftmost first."""
-        if index - 2 >= pos and buffer[index - 2:index] == b"\r\n":
+        if index - 2 >= pos and buffer[index - 2 : index] == b"\r\n":
             return index - 2
-        if index - 1 >= pos and buffer[index - 1:index] in (b"\n", b"\r"):
+        if index - 1 >= pos and buffer[index - 1 : index] in (b"\n", b"\r"):
             return index - 1
         return None if self._required else index
 
@@ -81,8 +82,11 @@ class LiteralBoundaryDecoder(MultipartDecoder):
 def install() -> bool:
     """Point werkzeug's form parser at the literal decoder (idempotent); False if werkzeug changed shape."""
     probe = MultipartDecoder(b"probe")
-    if not (hasattr(probe, "preamble_re") and hasattr(probe, "boundary_re")
-            and getattr(formparser, "MultipartDecoder", None) in (MultipartDecoder, LiteralBoundaryDecoder)):
+    if not (
+        hasattr(probe, "preamble_re")
+        and hasattr(probe, "boundary_re")
+        and getattr(formparser, "MultipartDecoder", None) in (MultipartDecoder, LiteralBoundaryDecoder)
+    ):
         return False
     formparser.MultipartDecoder = LiteralBoundaryDecoder
     return True

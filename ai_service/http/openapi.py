@@ -2,6 +2,7 @@
 
 The HTTP contract described once, for both readers: GET /api/v1/openapi.json serves it, the /docs page renders it.
 """
+
 from __future__ import annotations
 
 import json
@@ -59,67 +60,159 @@ def predict_examples(model: str, image_model: str | None) -> tuple[tuple[str, st
     lines = [
         ("Save the sample image the examples use", f"echo '{SAMPLE_PNG_BASE64}' | base64 -d > {SAMPLE_FILE}"),
         ("One image, multipart", f"curl -s -F file=@{SAMPLE_FILE} -F model={model} -F top_k=3 {{base}}/api/v1/predict"),
-        ("A batch: repeat the file part", f"curl -s -F file=@{SAMPLE_FILE} -F file=@{SAMPLE_FILE} -F model={model} "
-                                          "{base}/api/v1/predict"),
-        ("JSON with a base64 data: URL", f"curl -s -H 'Content-Type: application/json' -d '{body}' "
-                                         "{base}/api/v1/predict"),
-        ("Choose how the image is fitted", f"curl -s -F file=@{SAMPLE_FILE} -F model={model} -F fit=letterbox "
-                                           "-F resample=bicubic {base}/api/v1/predict"),
+        (
+            "A batch: repeat the file part",
+            f"curl -s -F file=@{SAMPLE_FILE} -F file=@{SAMPLE_FILE} -F model={model} {{base}}/api/v1/predict",
+        ),
+        (
+            "JSON with a base64 data: URL",
+            f"curl -s -H 'Content-Type: application/json' -d '{body}' {{base}}/api/v1/predict",
+        ),
+        (
+            "Choose how the image is fitted",
+            f"curl -s -F file=@{SAMPLE_FILE} -F model={model} -F fit=letterbox "
+            "-F resample=bicubic {base}/api/v1/predict",
+        ),
     ]
     if image_model:
-        lines.append(("Image output as the response body", f"curl -s -F file=@{SAMPLE_FILE} -F model={image_model} "
-                      "-F return=image -F output_format=webp -o output.webp {base}/api/v1/predict"))
+        lines.append(
+            (
+                "Image output as the response body",
+                f"curl -s -F file=@{SAMPLE_FILE} -F model={image_model} "
+                "-F return=image -F output_format=webp -o output.webp {base}/api/v1/predict",
+            )
+        )
     return tuple(lines)
 
 
 def convert_examples() -> tuple[tuple[str, str], ...]:
     """curl lines for POST /api/v1/convert."""
     ops = '[{"op": "resize", "width": 48, "fit": "letterbox"}, {"op": "to_gray"}]'
-    return (("Resize and gray, answer with the image", f"curl -s -F file=@{SAMPLE_FILE} -F 'operations={ops}' "
-             "-F format=webp -o converted.webp {base}/api/v1/convert"),
-            ("The same, answered as JSON with a data URL", f"curl -s -F file=@{SAMPLE_FILE} -F 'operations={ops}' "
-             "-F response=json {base}/api/v1/convert"))
+    return (
+        (
+            "Resize and gray, answer with the image",
+            f"curl -s -F file=@{SAMPLE_FILE} -F 'operations={ops}' "
+            "-F format=webp -o converted.webp {base}/api/v1/convert",
+        ),
+        (
+            "The same, answered as JSON with a data URL",
+            f"curl -s -F file=@{SAMPLE_FILE} -F 'operations={ops}' -F response=json {{base}}/api/v1/convert",
+        ),
+    )
 
 
 def operations(model: str, image_model: str | None) -> list[Operation]:
     """Every endpoint of the API (those this app does not route are left out of its document)."""
     get = "curl -s {base}"
     return [
-        Operation("POST", "/api/v1/predict", "predict", "Run a model on one or more images", s.PredictResponse,
-                  "predict", errors=(400, 404, 413, 415, 422, 503, 504), security="key", image_response=True,
-                  request={"multipart/form-data": s.PredictForm, "application/json": s.PredictJSON},
-                  examples=predict_examples(model, image_model), description=(
-                      "Send images as multipart `file` parts or as JSON `image` / `images` (base64 or data: URLs; "
-                      "remote URLs are refused, never fetched). The answer always has one entry in `results` per "
-                      "input, in order. A request with one input fails as a whole when that input is bad; in a "
-                      "batch (several `file` parts or JSON `images`) a bad input gets an error entry and the others "
-                      "still run. With `return=image` the body is the encoded output image instead of JSON.")),
-        Operation("POST", "/api/v1/convert", "convert", "Convert an image: resize, color, alpha; no model",
-                  s.ConvertResponse, "images", errors=(400, 413, 415, 422), security="key",
-                  request={"multipart/form-data": s.ConvertForm}, image_response=True, description=(
-                      "Decode one image safely (format sniffed from its bytes, pixel limit), apply the listed "
-                      "operations in order and answer with the encoded image, or with JSON (`response=json`)."),
-                  examples=convert_examples()),
-        Operation("GET", "/api/v1/models", "listModels", "Registered models, their metadata and state",
-                  s.ModelsResponse, examples=(("List models", get + "/api/v1/models"),)),
-        Operation("GET", "/api/v1/models/<ref>", "getModel", "One model (name = newest version, or name@version)",
-                  s.ModelDetail, errors=(404,), examples=(("One model", get + f"/api/v1/models/{model}"),)),
-        Operation("POST", "/api/v1/models/<ref>/<action>", "manageModel", "Load, unload or offload a model",
-                  s.ModelActionResponse, errors=(401, 403, 404, 409, 503), security="admin", description=(
-                      "`load` puts the weights on the device (or brings offloaded ones back), `unload` frees "
-                      "them, `offload` moves them to CPU RAM for a fast reload. Needs "
-                      "`Authorization: Bearer <AI_SERVICE_ADMIN_TOKEN>`; without a configured token the "
-                      "endpoints answer 403 `admin_disabled`."),
-                  examples=(("Load a model now", "curl -s -X POST -H \"Authorization: Bearer $AI_SERVICE_ADMIN_TOKEN\" "
-                             f"{{base}}/api/v1/models/{model}/load"),
-                            ("Free its memory", "curl -s -X POST -H \"Authorization: Bearer $AI_SERVICE_ADMIN_TOKEN\" "
-                             f"{{base}}/api/v1/models/{model}/unload"))),
-        Operation("GET", "/api/v1/system", "system", "Devices, memory, process RSS and every model's state",
-                  s.SystemResponse, "service", examples=(("System report", get + "/api/v1/system"),)),
-        Operation("GET", "/api/v1/health", "health", "Liveness, version, device and loaded models", s.HealthResponse,
-                  "service", examples=(("Health", get + "/api/v1/health"),)),
-        Operation("GET", "/api/v1/openapi.json", "openapi", "This OpenAPI 3.1 document", None, "service",
-                  examples=(("The document", get + "/api/v1/openapi.json"),)),
+        Operation(
+            "POST",
+            "/api/v1/predict",
+            "predict",
+            "Run a model on one or more images",
+            s.PredictResponse,
+            "predict",
+            errors=(400, 404, 413, 415, 422, 503, 504),
+            security="key",
+            image_response=True,
+            request={"multipart/form-data": s.PredictForm, "application/json": s.PredictJSON},
+            examples=predict_examples(model, image_model),
+            description=(
+                "Send images as multipart `file` parts or as JSON `image` / `images` (base64 or data: URLs; "
+                "remote URLs are refused, never fetched). The answer always has one entry in `results` per "
+                "input, in order. A request with one input fails as a whole when that input is bad; in a "
+                "batch (several `file` parts or JSON `images`) a bad input gets an error entry and the others "
+                "still run. With `return=image` the body is the encoded output image instead of JSON."
+            ),
+        ),
+        Operation(
+            "POST",
+            "/api/v1/convert",
+            "convert",
+            "Convert an image: resize, color, alpha; no model",
+            s.ConvertResponse,
+            "images",
+            errors=(400, 413, 415, 422),
+            security="key",
+            request={"multipart/form-data": s.ConvertForm},
+            image_response=True,
+            description=(
+                "Decode one image safely (format sniffed from its bytes, pixel limit), apply the listed "
+                "operations in order and answer with the encoded image, or with JSON (`response=json`)."
+            ),
+            examples=convert_examples(),
+        ),
+        Operation(
+            "GET",
+            "/api/v1/models",
+            "listModels",
+            "Registered models, their metadata and state",
+            s.ModelsResponse,
+            examples=(("List models", get + "/api/v1/models"),),
+        ),
+        Operation(
+            "GET",
+            "/api/v1/models/<ref>",
+            "getModel",
+            "One model (name = newest version, or name@version)",
+            s.ModelDetail,
+            errors=(404,),
+            examples=(("One model", get + f"/api/v1/models/{model}"),),
+        ),
+        Operation(
+            "POST",
+            "/api/v1/models/<ref>/<action>",
+            "manageModel",
+            "Load, unload or offload a model",
+            s.ModelActionResponse,
+            errors=(401, 403, 404, 409, 503),
+            security="admin",
+            description=(
+                "`load` puts the weights on the device (or brings offloaded ones back), `unload` frees "
+                "them, `offload` moves them to CPU RAM for a fast reload. Needs "
+                "`Authorization: Bearer <AI_SERVICE_ADMIN_TOKEN>`; without a configured token the "
+                "endpoints answer 403 `admin_disabled`."
+            ),
+            examples=(
+                (
+                    "Load a model now",
+                    'curl -s -X POST -H "Authorization: Bearer $AI_SERVICE_ADMIN_TOKEN" '
+                    f"{{base}}/api/v1/models/{model}/load",
+                ),
+                (
+                    "Free its memory",
+                    'curl -s -X POST -H "Authorization: Bearer $AI_SERVICE_ADMIN_TOKEN" '
+                    f"{{base}}/api/v1/models/{model}/unload",
+                ),
+            ),
+        ),
+        Operation(
+            "GET",
+            "/api/v1/system",
+            "system",
+            "Devices, memory, process RSS and every model's state",
+            s.SystemResponse,
+            "service",
+            examples=(("System report", get + "/api/v1/system"),),
+        ),
+        Operation(
+            "GET",
+            "/api/v1/health",
+            "health",
+            "Liveness, version, device and loaded models",
+            s.HealthResponse,
+            "service",
+            examples=(("Health", get + "/api/v1/health"),),
+        ),
+        Operation(
+            "GET",
+            "/api/v1/openapi.json",
+            "openapi",
+            "This OpenAPI 3.1 document",
+            None,
+            "service",
+            examples=(("The document", get + "/api/v1/openapi.json"),),
+        ),
     ]
 
 
@@ -131,14 +224,24 @@ def flask_rule_to_path(rule: str) -> tuple[str, list[str]]:
 
 def routed(app: Flask) -> set[tuple[str, str]]:
     """(method, rule) of every API route the app serves."""
-    return {(method, rule.rule) for rule in app.url_map.iter_rules() if rule.rule.startswith("/api/")
-            for method in (rule.methods or ()) - {"HEAD", "OPTIONS"}}
+    return {
+        (method, rule.rule)
+        for rule in app.url_map.iter_rules()
+        if rule.rule.startswith("/api/")
+        for method in (rule.methods or ()) - {"HEAD", "OPTIONS"}
+    }
 
 
 def example_models(current: Runtime) -> tuple[str, str | None]:
     """The model names the examples use: the default model, and an image-to-image model if one is served."""
-    image_model = next((m["name"] for m in current.registry.statuses()
-                        if m.get("task") == "image-to-image" and m.get("state") != "failed"), None)
+    image_model = next(
+        (
+            m["name"]
+            for m in current.registry.statuses()
+            if m.get("task") == "image-to-image" and m.get("state") != "failed"
+        ),
+        None,
+    )
     return current.settings.models.default_model, image_model
 
 
@@ -160,64 +263,89 @@ def build_document(app: Flask, current: Runtime, base: str) -> dict[str, Any]:
         "openapi": "3.1.0",
         "info": {"title": "ai_service API", "version": __version__, "description": info_description()},
         "servers": [{"url": base or "/"}],
-        "tags": [{"name": "predict", "description": "Run models on images"},
-                 {"name": "images", "description": "Image utilities without a model"},
-                 {"name": "models", "description": "What is served, and its lifecycle"},
-                 {"name": "service", "description": "Health and this document"}],
+        "tags": [
+            {"name": "predict", "description": "Run models on images"},
+            {"name": "images", "description": "Image utilities without a model"},
+            {"name": "models", "description": "What is served, and its lifecycle"},
+            {"name": "service", "description": "Health and this document"},
+        ],
         "paths": paths,
         "components": {"schemas": defs.get("$defs", {}), "headers": HEADERS, "securitySchemes": SECURITY_SCHEMES},
-        "x-error-codes": [{"code": code, "status": status, "meaning": meaning}
-                          for code, (status, meaning) in ERRORS.items()],
+        "x-error-codes": [
+            {"code": code, "status": status, "meaning": meaning} for code, (status, meaning) in ERRORS.items()
+        ],
     }
 
 
 HEADERS = {
-    "X-Request-ID": {"description": "Your X-Request-ID if it was sane (1-128 of A-Z a-z 0-9 . _ : -), else a new "
-                     "id; every log line of the request carries it.", "schema": {"type": "string"}},
-    "Retry-After": {"description": "Seconds to wait before retrying (503 overloaded, 429).",
-                    "schema": {"type": "integer"}},
+    "X-Request-ID": {
+        "description": "Your X-Request-ID if it was sane (1-128 of A-Z a-z 0-9 . _ : -), else a new "
+        "id; every log line of the request carries it.",
+        "schema": {"type": "string"},
+    },
+    "Retry-After": {
+        "description": "Seconds to wait before retrying (503 overloaded, 429).",
+        "schema": {"type": "integer"},
+    },
 }
 
 
 PATH_PARAMETERS = {
-    "ref": {"description": "Model name (newest version) or name@version.", "example": "digits",
-            "schema": {"type": "string", "pattern": s.MODEL_NAME_PATTERN}},
-    "action": {"description": "What to do with the model.", "schema": {"type": "string",
-                                                                        "enum": ["load", "unload", "offload"]}},
+    "ref": {
+        "description": "Model name (newest version) or name@version.",
+        "example": "digits",
+        "schema": {"type": "string", "pattern": s.MODEL_NAME_PATTERN},
+    },
+    "action": {
+        "description": "What to do with the model.",
+        "schema": {"type": "string", "enum": ["load", "unload", "offload"]},
+    },
 }
 SECURITY_SCHEMES = {
     "adminToken": {"type": "http", "scheme": "bearer", "description": "AI_SERVICE_ADMIN_TOKEN"},
     "apiKeyBearer": {"type": "http", "scheme": "bearer", "description": "One of AI_SERVICE_API_KEYS"},
-    "apiKeyHeader": {"type": "apiKey", "in": "header", "name": "X-API-Key",
-                     "description": "One of AI_SERVICE_API_KEYS"},
+    "apiKeyHeader": {
+        "type": "apiKey",
+        "in": "header",
+        "name": "X-API-Key",
+        "description": "One of AI_SERVICE_API_KEYS",
+    },
 }
 
 
 def operation_object(op: Operation, params: list[str], refs: dict, base: str, api_keys: bool) -> dict[str, Any]:
     """One OpenAPI operation: parameters, request body, every response, and curl samples."""
     request_id = {"X-Request-ID": {"$ref": "#/components/headers/X-Request-ID"}}
-    error = {"content": {"application/json": {"schema": refs[(s.ErrorResponse, "serialization")]}},
-             "headers": {**request_id, "Retry-After": {"$ref": "#/components/headers/Retry-After"}}}
+    error = {
+        "content": {"application/json": {"schema": refs[(s.ErrorResponse, "serialization")]}},
+        "headers": {**request_id, "Retry-After": {"$ref": "#/components/headers/Retry-After"}},
+    }
     success: dict[str, Any] = {"description": "Success", "headers": request_id}
     if op.response is not None:
         success["content"] = {"application/json": {"schema": refs[(op.response, "serialization")]}}
     else:
         success["content"] = {"application/json": {"schema": {"type": "object"}}}
     if op.image_response:
-        success["content"].update({kind: {"schema": {"type": "string", "contentMediaType": kind}}
-                                   for kind in IMAGE_TYPES})
+        success["content"].update(
+            {kind: {"schema": {"type": "string", "contentMediaType": kind}} for kind in IMAGE_TYPES}
+        )
         success["description"] = "JSON, or the encoded output image itself (see `return` / `response`)"
     responses: dict[str, Any] = {"200": success}
     for status in op.errors:
         responses[str(status)] = {"description": status_description(status), **error}
     responses["default"] = {"description": "Any other error (401, 429, 500, ...): the same error envelope", **error}
-    result: dict[str, Any] = {"operationId": op.operation_id, "summary": op.summary, "tags": [op.tag],
-                              "responses": responses}
+    result: dict[str, Any] = {
+        "operationId": op.operation_id,
+        "summary": op.summary,
+        "tags": [op.tag],
+        "responses": responses,
+    }
     if op.description:
         result["description"] = op.description
     if params:
-        result["parameters"] = [{"name": name, "in": "path", "required": True, **PATH_PARAMETERS[name]}
-                                for name in params]
+        result["parameters"] = [
+            {"name": name, "in": "path", "required": True, **PATH_PARAMETERS[name]} for name in params
+        ]
     if op.security == "admin":
         result["security"] = [{"adminToken": []}]
     elif op.security == "key" and api_keys:
@@ -227,12 +355,16 @@ def operation_object(op: Operation, params: list[str], refs: dict, base: str, ap
         if "multipart/form-data" in content:
             content["multipart/form-data"]["encoding"] = {"file": {"contentType": "image/*, application/octet-stream"}}
         if "application/json" in content:
-            content["application/json"]["example"] = {"model": "digits", "top_k": 3,
-                                                      "image": f"data:image/png;base64,{SAMPLE_PNG_BASE64}"}
+            content["application/json"]["example"] = {
+                "model": "digits",
+                "top_k": 3,
+                "image": f"data:image/png;base64,{SAMPLE_PNG_BASE64}",
+            }
         result["requestBody"] = {"required": True, "content": content}
     if op.examples:
-        result["x-codeSamples"] = [{"lang": "Shell", "label": label, "source": line.replace("{base}", base)}
-                                   for label, line in op.examples]
+        result["x-codeSamples"] = [
+            {"lang": "Shell", "label": label, "source": line.replace("{base}", base)} for label, line in op.examples
+        ]
     return result
 
 
@@ -245,9 +377,10 @@ def status_description(status: int) -> str:
 def info_description() -> str:
     """The document's introduction: the envelope, and every stable error code."""
     rows = "\n".join(f"| `{code}` | {status} | {meaning} |" for code, (status, meaning) in ERRORS.items())
-    return ("Every failure, on every endpoint, is `{\"error\": {\"code\", \"message\", \"details\"}}` with the HTTP "
-            "status below; every response carries `X-Request-ID`.\n\n| code | status | meaning |\n|---|---|---|\n"
-            + rows)
+    return (
+        'Every failure, on every endpoint, is `{"error": {"code", "message", "details"}}` with the HTTP '
+        "status below; every response carries `X-Request-ID`.\n\n| code | status | meaning |\n|---|---|---|\n" + rows
+    )
 
 
 def openapi_document(base: str) -> dict[str, Any]:
@@ -263,4 +396,3 @@ def openapi_document(base: str) -> dict[str, Any]:
 def request_base() -> str:
     """The URL this server was reached at (no trailing slash), for examples that work as pasted."""
     return request.host_url.rstrip("/")
-

@@ -3,6 +3,7 @@
 All three are cheap (no model call, no body parsing) and exempt from API keys and rate limits, so a
 load balancer or Kubernetes can poll them often; restrict /metrics at the proxy (see deploy/nginx.conf).
 """
+
 from __future__ import annotations
 
 import os

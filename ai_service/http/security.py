@@ -9,6 +9,7 @@
 - CORS for `/api/` only, and only for the origins listed in `AI_SERVICE_CORS_ORIGINS`.
 - A deadline for receiving the request body (ai_service/http/deadline.py).
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -28,9 +29,11 @@ from ai_service.errors import ServiceError
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 UNLIMITED_PATHS = frozenset({"/healthz", "/readyz", "/metrics", "/api/v1/health"})
-HTML_CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; "
-            "font-src 'self'; connect-src 'self'; media-src 'self' blob:; object-src 'none'; base-uri 'none'; "
-            "form-action 'self'; frame-ancestors 'none'")
+HTML_CSP = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; "
+    "font-src 'self'; connect-src 'self'; media-src 'self' blob:; object-src 'none'; base-uri 'none'; "
+    "form-action 'self'; frame-ancestors 'none'"
+)
 NON_HTML_CSP = "default-src 'none'; frame-ancestors 'none'; sandbox"
 COMMON_HEADERS = {
     "X-Content-Type-Options": "nosniff",
@@ -44,6 +47,7 @@ KEY_HELP = "send it as 'Authorization: Bearer <key>' or 'X-API-Key: <key>'"
 
 
 # --- API keys --------------------------------------------------------------------------------------
+
 
 def presented_key() -> str | None:
     """The credential the client sent, from `X-API-Key` or an `Authorization: Bearer` header."""
@@ -98,6 +102,7 @@ def _require_api_key(security: SecuritySettings) -> None:
 
 # --- rate limits -----------------------------------------------------------------------------------
 
+
 def _exempt_from_limits() -> bool:
     """Probes, metrics, static files and CORS preflights never count against a budget."""
     return request.method == "OPTIONS" or request.path in UNLIMITED_PATHS or request.path.startswith("/static/")
@@ -116,13 +121,21 @@ def install_rate_limits(app: Flask, security: SecuritySettings) -> None:
         raise ConfigError(f"setting rate_limit: {exc} (use e.g. '120/minute;2000/hour')") from None
     redis = bool(security.redis_url)
     limiter = Limiter(
-        partial(client_identity, security), app=app, application_limits=[security.rate_limit],
-        application_limits_exempt_when=_exempt_from_limits, storage_uri=security.redis_url or "memory://",
-        strategy="sliding-window-counter", headers_enabled=False, key_prefix="ai_service",
-        swallow_errors=redis, in_memory_fallback_enabled=redis)
+        partial(client_identity, security),
+        app=app,
+        application_limits=[security.rate_limit],
+        application_limits_exempt_when=_exempt_from_limits,
+        storage_uri=security.redis_url or "memory://",
+        strategy="sliding-window-counter",
+        headers_enabled=False,
+        key_prefix="ai_service",
+        swallow_errors=redis,
+        in_memory_fallback_enabled=redis,
+    )
     app.extensions["ai_service_limiter"] = limiter
-    logger.info("rate limit {} per client, storage {}", security.rate_limit,
-                "redis" if redis else "memory (per worker)")
+    logger.info(
+        "rate limit {} per client, storage {}", security.rate_limit, "redis" if redis else "memory (per worker)"
+    )
 
 
 def _rate_limit_headers(response):
@@ -141,6 +154,7 @@ def _rate_limit_headers(response):
 
 
 # --- headers and CORS ------------------------------------------------------------------------------
+
 
 def _origin_allowed(origin: str, allowed: tuple[str, ...]) -> bool:
     return "*" in allowed or origin.rstrip("/") in {item.rstrip("/") for item in allowed}
@@ -166,6 +180,7 @@ def _security_headers(security: SecuritySettings, response):
 
 
 # --- wiring ----------------------------------------------------------------------------------------
+
 
 def install_security(app: Flask, settings: Settings) -> None:
     """Proxy trust, body deadline, rate limits, API keys, then headers on the way out (hooks keep `settings`)."""

@@ -12,6 +12,7 @@ stays cheap - torch is loaded by `convert` only):
 - color: RGB <-> HSV/HLS/LAB/YCrCb/YUV/gray for NumPy and PIL (OpenCV's conventions)
 - ops: the validated operation pipeline behind POST /api/v1/convert and the Tools page
 """
+
 from __future__ import annotations
 
 from ai_service.imaging.errors import (

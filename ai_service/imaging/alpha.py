@@ -1,4 +1,5 @@
 """Transparency: detect it, split and re-attach it, flatten it onto a color, make it from a color key."""
+
 from __future__ import annotations
 
 from typing import Final, Literal, Union

@@ -1,4 +1,5 @@
 """Color spaces: RGB <-> HSV/HLS/LAB/YCrCb/YUV/gray on NumPy arrays and PIL images, with OpenCV's conventions."""
+
 from __future__ import annotations
 
 from typing import Final, Literal

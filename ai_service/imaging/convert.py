@@ -1,4 +1,5 @@
 """Conversions the models use: PIL <-> NumPy (HWC L/LA/RGB/RGBA), PIL batch -> NCHW tensor, tensor -> PIL, gray."""
+
 from __future__ import annotations
 
 from typing import Final, Literal, Sequence

@@ -1,4 +1,5 @@
 """Images inside responses: data URLs for JSON, small previews for server-rendered pages."""
+
 from __future__ import annotations
 
 import base64

@@ -1,5 +1,6 @@
 """Decode errors (each subclass carries the stable code the API answers with; its status is in ai_service.errors)
 and canvas limits."""
+
 from __future__ import annotations
 
 from ai_service.errors import ServiceError

@@ -3,6 +3,7 @@
 One type, Geometry, made by resize.plan_fit / fit_image: exact (unrounded) numbers for mapping points,
 boxes and masks back; `as_json()` gives the fields the predict API documents and rounds only there.
 """
+
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
@@ -44,13 +45,17 @@ class Geometry:
 
     def to_original(self, x: float, y: float) -> tuple[float, float]:
         """A point in result pixels → the same point in original pixels (continuous, pixel edges at integers)."""
-        return (self.crop[0] + (x - self.content[0]) / self.scale[0],
-                self.crop[1] + (y - self.content[1]) / self.scale[1])
+        return (
+            self.crop[0] + (x - self.content[0]) / self.scale[0],
+            self.crop[1] + (y - self.content[1]) / self.scale[1],
+        )
 
     def to_input(self, x: float, y: float) -> tuple[float, float]:
         """A point in original pixels → result pixels (the inverse of to_original)."""
-        return (self.content[0] + (x - self.crop[0]) * self.scale[0],
-                self.content[1] + (y - self.crop[1]) * self.scale[1])
+        return (
+            self.content[0] + (x - self.crop[0]) * self.scale[0],
+            self.content[1] + (y - self.crop[1]) * self.scale[1],
+        )
 
     def box_to_original(self, box: Sequence[float]) -> list[float]:
         """[x0, y0, x1, y1] in result pixels → original pixels, clipped to the image, rounded to 0.01 px."""
@@ -103,26 +108,38 @@ class Geometry:
         crop = tuple(v * f for v, f in zip(self.crop, (fx, fy, fx, fy)))
         if api_precision:
             scale, crop = (round(scale[0], 8), round(scale[1], 8)), tuple(round(v, 2) for v in crop)
-        return replace(self, original_size=source, scale=scale, crop=crop,
-                       decoded_size=self.decoded_size or self.original_size)
+        return replace(
+            self, original_size=source, scale=scale, crop=crop, decoded_size=self.decoded_size or self.original_size
+        )
 
     def as_json(self) -> dict[str, Any]:
         """The predict API's documented fields (schemas.Geometry), without the EXIF ones locate() adds."""
         rebased = self.decoded_size is not None
         data: dict[str, Any] = {
-            "original_size": list(self.original_size), "input_size": list(self.input_size), "fit": self.fit,
-            "resample": self.resample, "padding": list(self.padding),
+            "original_size": list(self.original_size),
+            "input_size": list(self.input_size),
+            "fit": self.fit,
+            "resample": self.resample,
+            "padding": list(self.padding),
             "scale": [round(s, 8) for s in self.scale] if rebased else list(self.scale),
-            "crop": [round(v, 2) for v in self.crop] if rebased else [round(v) for v in self.crop]}
+            "crop": [round(v, 2) for v in self.crop] if rebased else [round(v) for v in self.crop],
+        }
         if rebased:
             data["decoded_size"] = list(self.decoded_size)
         return data
 
     def as_convert_json(self) -> dict[str, Any]:
         """POST /api/v1/convert's `geometry`, in the field names that endpoint has always answered with."""
-        return {"mode": self.fit, "src_size": list(self.original_size), "dst_size": list(self.input_size),
-                "scale_x": self.scale[0], "scale_y": self.scale[1], "crop_box": list(self.crop),
-                "content_box": list(self.content), "padding": list(self.padding)}
+        return {
+            "mode": self.fit,
+            "src_size": list(self.original_size),
+            "dst_size": list(self.input_size),
+            "scale_x": self.scale[0],
+            "scale_y": self.scale[1],
+            "crop_box": list(self.crop),
+            "content_box": list(self.content),
+            "padding": list(self.padding),
+        }
 
     def _detection_to_original(self, detection: Mapping[str, Any]) -> dict[str, Any]:
         item = dict(detection)

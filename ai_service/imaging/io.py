@@ -1,4 +1,5 @@
 """Bytes -> pixels and back: format sniffing, safe bounded decoding, mode normalization, encoding."""
+
 from __future__ import annotations
 
 import io
@@ -71,8 +72,7 @@ def sniff_format(data: bytes) -> str:
     if _looks_like_svg(bytes(data[:_SVG_SNIFF_BYTES])):
         return "svg"
     raise UnsupportedFormatError(
-        "The file is not an image format we can read "
-        "(PNG, JPEG, WebP, BMP, TIFF, GIF, ICO, PSD or SVG).",
+        "The file is not an image format we can read (PNG, JPEG, WebP, BMP, TIFF, GIF, ICO, PSD or SVG).",
         magic=head[:8].hex(),
     )
 
@@ -137,7 +137,15 @@ def decode_image(
 
 def _plugin(fmt: str) -> type[ImageFile.ImageFile]:
     """The Pillow ImageFile class for one of our raster formats (instantiated directly, see open_raster)."""
-    from PIL import BmpImagePlugin, GifImagePlugin, IcoImagePlugin, JpegImagePlugin, PngImagePlugin, TiffImagePlugin, WebPImagePlugin
+    from PIL import (
+        BmpImagePlugin,
+        GifImagePlugin,
+        IcoImagePlugin,
+        JpegImagePlugin,
+        PngImagePlugin,
+        TiffImagePlugin,
+        WebPImagePlugin,
+    )
 
     return {
         "png": PngImagePlugin.PngImageFile,
@@ -150,7 +158,20 @@ def _plugin(fmt: str) -> type[ImageFile.ImageFile]:
     }[fmt]
 
 
-_OPEN_ERRORS: Final = (UnidentifiedImageError, SyntaxError, OSError, ValueError, EOFError, struct.error, IndexError, KeyError, TypeError, ZeroDivisionError, MemoryError, zlib.error)
+_OPEN_ERRORS: Final = (
+    UnidentifiedImageError,
+    SyntaxError,
+    OSError,
+    ValueError,
+    EOFError,
+    struct.error,
+    IndexError,
+    KeyError,
+    TypeError,
+    ZeroDivisionError,
+    MemoryError,
+    zlib.error,
+)
 
 
 def open_raster(data: bytes, fmt: str, max_pixels: int = DEFAULT_MAX_PIXELS) -> ImageFile.ImageFile:
@@ -163,7 +184,9 @@ def open_raster(data: bytes, fmt: str, max_pixels: int = DEFAULT_MAX_PIXELS) -> 
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         raise ImageTooLargeError("The image has too many pixels.", format=fmt) from exc
     except _OPEN_ERRORS as exc:
-        raise CorruptImageError(f"The {fmt.upper()} file is damaged or truncated and cannot be read.", format=fmt, reason=str(exc)[:200]) from exc
+        raise CorruptImageError(
+            f"The {fmt.upper()} file is damaged or truncated and cannot be read.", format=fmt, reason=str(exc)[:200]
+        ) from exc
     check_pixel_limit(im.size, max_pixels)
     return im
 
@@ -202,7 +225,9 @@ def load_pixels(im: Image.Image) -> None:
         raise
     except _OPEN_ERRORS as exc:
         fmt = (im.format or "image").upper()
-        raise CorruptImageError(f"The {fmt} file is damaged or truncated and cannot be read.", reason=str(exc)[:200]) from exc
+        raise CorruptImageError(
+            f"The {fmt} file is damaged or truncated and cannot be read.", reason=str(exc)[:200]
+        ) from exc
 
 
 #: Largest decoded first page the tifffile fallback may allocate (float64 RGB at 40 MP would be ~1 GB).
@@ -218,9 +243,13 @@ def decode_tiff_fallback(data: bytes, max_pixels: int) -> Image.Image:
             page = tif.pages.first
             check_pixel_limit((int(page.imagewidth), int(page.imagelength)), max_pixels)
             if int(page.samplesperpixel) > 4 or int(page.imagedepth) > 1:
-                raise UnsupportedFormatError("TIFF files with more than 4 samples per pixel or 3-D pages are not supported.", format="tiff")
+                raise UnsupportedFormatError(
+                    "TIFF files with more than 4 samples per pixel or 3-D pages are not supported.", format="tiff"
+                )
             if int(page.nbytes) > MAX_TIFF_FALLBACK_BYTES:
-                raise ImageTooLargeError("The TIFF page is too large to decode.", format="tiff", nbytes=int(page.nbytes))
+                raise ImageTooLargeError(
+                    "The TIFF page is too large to decode.", format="tiff", nbytes=int(page.nbytes)
+                )
             arr = np.asarray(page.asarray())
             shape = (int(page.imagelength), int(page.imagewidth))
             if "S" in str(page.axes) and str(page.axes).index("S") == 0:
@@ -233,7 +262,9 @@ def decode_tiff_fallback(data: bytes, max_pixels: int) -> Image.Image:
     except ImageDecodeError:
         raise
     except Exception as exc:  # noqa: BLE001 - tifffile/codec failures of every kind
-        raise CorruptImageError("The TIFF file is damaged or uses an encoding we cannot read.", format="tiff", reason=str(exc)[:200]) from exc
+        raise CorruptImageError(
+            "The TIFF file is damaged or uses an encoding we cannot read.", format="tiff", reason=str(exc)[:200]
+        ) from exc
     mode = MODE_BY_CHANNELS[pixels.shape[2]]
     return Image.fromarray(pixels[..., 0] if mode == "L" else np.ascontiguousarray(pixels), mode)
 
@@ -430,13 +461,23 @@ def check_png_structure(data: bytes) -> None:
             raise CorruptImageError("The PNG file is truncated (no IEND chunk).", format="png", offset=pos)
         length, ctype = struct.unpack_from(">I4s", data, pos)
         if length > 0x7FFFFFFF or pos + 12 + length > end:
-            raise CorruptImageError("The PNG file is truncated (a chunk runs past the end of the file).", format="png", chunk=ctype.decode("latin-1"), offset=pos)
+            raise CorruptImageError(
+                "The PNG file is truncated (a chunk runs past the end of the file).",
+                format="png",
+                chunk=ctype.decode("latin-1"),
+                offset=pos,
+            )
         if first and ctype != b"IHDR":
             raise CorruptImageError("The PNG file does not start with an IHDR chunk.", format="png")
         first = False
         crc_expected = struct.unpack_from(">I", data, pos + 8 + length)[0]
         if zlib.crc32(view[pos + 4 : pos + 8 + length]) != crc_expected:
-            raise CorruptImageError("The PNG file is damaged (a chunk checksum does not match).", format="png", chunk=ctype.decode("latin-1"), offset=pos)
+            raise CorruptImageError(
+                "The PNG file is damaged (a chunk checksum does not match).",
+                format="png",
+                chunk=ctype.decode("latin-1"),
+                offset=pos,
+            )
         pos += 12 + length
         if ctype == b"IEND":
             return

@@ -1,4 +1,5 @@
 """Validated image operations (the /api/v1/convert pipeline): parse untrusted parameters, then apply them."""
+
 from __future__ import annotations
 
 import json
@@ -50,7 +51,7 @@ def parse_operations(raw: Any, *, max_pixels: int) -> list[dict[str, Any]]:
     if isinstance(raw, dict):
         raw = [raw]
     if not isinstance(raw, list):
-        raise OperationError("operations", "must be a JSON list of objects like [{\"op\": \"to_gray\"}]")
+        raise OperationError("operations", 'must be a JSON list of objects like [{"op": "to_gray"}]')
     if len(raw) > MAX_OPERATIONS:
         raise OperationError("operations", f"at most {MAX_OPERATIONS} operations, got {len(raw)}")
     return [parse_operation(item, f"operations[{i}]", max_pixels) for i, item in enumerate(raw)]
@@ -67,7 +68,9 @@ def parse_operation(item: Any, where: str, max_pixels: int) -> dict[str, Any]:
     known = KNOWN_PARAMS[name]
     unknown = sorted(set(params) - known)
     if unknown:
-        raise OperationError(f"{where}.{unknown[0]}", f"is not a parameter of {name} (allowed: {', '.join(sorted(known)) or 'none'})")
+        raise OperationError(
+            f"{where}.{unknown[0]}", f"is not a parameter of {name} (allowed: {', '.join(sorted(known)) or 'none'})"
+        )
     return {"op": name, **PARSERS[name](params, where, max_pixels)}
 
 
@@ -124,13 +127,18 @@ def _color(params: Mapping[str, Any], key: str, default: Any, where: str, allow_
     try:
         r, g, b = parse_color(value)
     except (ValueError, TypeError):
-        raise OperationError(_path(where, key), f"must be a color like '#ff8800' or [255, 136, 0]; got {str(value)[:40]!r}") from None
+        raise OperationError(
+            _path(where, key), f"must be a color like '#ff8800' or [255, 136, 0]; got {str(value)[:40]!r}"
+        ) from None
     return f"#{r:02x}{g:02x}{b:02x}"
 
 
 def _parse_gray(p: Mapping[str, Any], where: str, _: int) -> dict[str, Any]:
     """to_gray: weights (bt601/bt709), keep_alpha."""
-    return {"weights": _choice(p, "weights", ("bt601", "bt709"), "bt601", where), "keep_alpha": _bool(p, "keep_alpha", True, where)}
+    return {
+        "weights": _choice(p, "weights", ("bt601", "bt709"), "bt601", where),
+        "keep_alpha": _bool(p, "keep_alpha", True, where),
+    }
 
 
 def _parse_colorspace(p: Mapping[str, Any], where: str, _: int) -> dict[str, Any]:
@@ -227,7 +235,9 @@ def _resize(im: Image.Image, p: dict[str, Any], where: str, max_pixels: int) -> 
     if h is None:
         h = max(1, round(im.height * w / im.width))
     if w > MAX_SIDE or h > MAX_SIDE or w * h > max_pixels:
-        raise OperationError(f"{where}.width", f"the result would be {w}x{h}, over the {max_pixels:,}-pixel / {MAX_SIDE}px limit")
+        raise OperationError(
+            f"{where}.width", f"the result would be {w}x{h}, over the {max_pixels:,}-pixel / {MAX_SIDE}px limit"
+        )
     return fit_image(im, (w, h), p["fit"], p["filter"], pad_color=p["pad_color"])
 
 

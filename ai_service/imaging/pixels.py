@@ -5,6 +5,7 @@ pixel buffer through the Arrow C data interface, which we read with ctypes. The 
 reference-counted by Pillow, so a view stays valid after the image is deleted. Anything unexpected (a
 multi-block image, an unknown layout, an older Pillow) falls back to `np.asarray`.
 """
+
 from __future__ import annotations
 
 import ctypes

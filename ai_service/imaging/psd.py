@@ -1,4 +1,5 @@
 """Photoshop (PSD/PSB) documents: header validation, flattened composite and the layer list."""
+
 from __future__ import annotations
 
 import io
@@ -15,7 +16,16 @@ from ai_service.imaging.errors import CorruptImageError, ImageDecodeError, Image
 MAX_PSD_SIDE: Final = 30_000
 #: Structural bytes psd-tools may read for a single record (layers, resources) before refusing.
 MAX_PSD_RECORD_BYTES: Final = 512 * 1024 * 1024
-_COLOR_MODES: Final = {0: "bitmap", 1: "grayscale", 2: "indexed", 3: "rgb", 4: "cmyk", 7: "multichannel", 8: "duotone", 9: "lab"}
+_COLOR_MODES: Final = {
+    0: "bitmap",
+    1: "grayscale",
+    2: "indexed",
+    3: "rgb",
+    4: "cmyk",
+    7: "multichannel",
+    8: "duotone",
+    9: "lab",
+}
 
 
 @dataclass(frozen=True)
@@ -58,7 +68,13 @@ def read_psd_header(data: bytes) -> PsdHeader:
     if sig != b"8BPS" or version not in (1, 2) or reserved != b"\x00" * 6:
         raise CorruptImageError("The PSD header is malformed (signature, version or reserved bytes).", format="psd")
     if not 1 <= channels <= 56 or depth not in (1, 8, 16, 32) or mode not in _COLOR_MODES:
-        raise CorruptImageError("The PSD header is malformed (channels, depth or color mode).", format="psd", channels=channels, depth=depth, mode=mode)
+        raise CorruptImageError(
+            "The PSD header is malformed (channels, depth or color mode).",
+            format="psd",
+            channels=channels,
+            depth=depth,
+            mode=mode,
+        )
     if width == 0 or height == 0:
         raise CorruptImageError("The PSD header declares an empty canvas.", format="psd")
     return PsdHeader(version, channels, width, height, depth, _COLOR_MODES[mode])
@@ -81,7 +97,11 @@ def open_psd(data: bytes, max_pixels: int) -> Any:
     except MemoryError as exc:
         raise ImageTooLargeError("The PSD file is too large to read.", format="psd") from exc
     except Exception as exc:  # noqa: BLE001 - psd-tools raises assorted types on damaged files
-        raise CorruptImageError("The PSD file is damaged or truncated and cannot be read.", format="psd", reason=f"{type(exc).__name__}: {str(exc)[:200]}") from exc
+        raise CorruptImageError(
+            "The PSD file is damaged or truncated and cannot be read.",
+            format="psd",
+            reason=f"{type(exc).__name__}: {str(exc)[:200]}",
+        ) from exc
 
 
 def decode_psd(data: bytes, *, max_pixels: int = 40_000_000) -> Image.Image:
@@ -98,7 +118,9 @@ def decode_psd(data: bytes, *, max_pixels: int = 40_000_000) -> Image.Image:
     except MemoryError as exc:
         raise ImageTooLargeError("The PSD file is too large to flatten.", format="psd") from exc
     except Exception as exc:  # noqa: BLE001
-        raise CorruptImageError("The PSD file could not be flattened.", format="psd", reason=f"{type(exc).__name__}: {str(exc)[:200]}") from exc
+        raise CorruptImageError(
+            "The PSD file could not be flattened.", format="psd", reason=f"{type(exc).__name__}: {str(exc)[:200]}"
+        ) from exc
     if im is None:
         raise CorruptImageError("The PSD file has no pixels to show.", format="psd")
     im.load()
@@ -140,4 +162,3 @@ def _walk(group: Any, prefix: str, out: list[PsdLayer]) -> None:
         )
         if layer.is_group():
             _walk(layer, path, out)
-

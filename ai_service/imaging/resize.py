@@ -1,4 +1,5 @@
 """Resizing PIL images with Pillow's filters, alpha-aware (premultiplied), plus fit modes."""
+
 from __future__ import annotations
 
 from typing import Final, Literal
@@ -72,8 +73,9 @@ def _resize_premultiplied(
 # ---------------------------------------------------------------- fit modes
 
 
-def plan_fit(src_size: tuple[int, int], dst_size: tuple[int, int], mode: FitMode = "stretch",
-             resample: str | None = None) -> Geometry:
+def plan_fit(
+    src_size: tuple[int, int], dst_size: tuple[int, int], mode: FitMode = "stretch", resample: str | None = None
+) -> Geometry:
     """Geometry for fitting src into dst: exact stretch, letterbox (keep aspect, pad) or center crop (keep aspect)."""
     sw, sh = check_size(src_size)
     dw, dh = check_size(dst_size)
@@ -89,8 +91,9 @@ def plan_fit(src_size: tuple[int, int], dst_size: tuple[int, int], mode: FitMode
         scale = max(dw / sw, dh / sh)
         cw, ch = dw / scale, dh / scale
         x0, y0 = (sw - cw) / 2.0, (sh - ch) / 2.0
-        return Geometry(mode, (sw, sh), (dw, dh), (dw / cw, dh / ch), (x0, y0, x0 + cw, y0 + ch), (0, 0, dw, dh),
-                        resample)
+        return Geometry(
+            mode, (sw, sh), (dw, dh), (dw / cw, dh / ch), (x0, y0, x0 + cw, y0 + ch), (0, 0, dw, dh), resample
+        )
     raise ValueError(f"unknown fit mode {mode!r}; choose one of {', '.join(FIT_MODES)}")
 
 
@@ -126,5 +129,3 @@ def _canvas(mode: str, size: tuple[int, int], pad_color: ColorLike | None) -> Im
         return Image.new(mode, size, (r, 255) if mode == "LA" else r)
     out_mode = "RGBA" if mode in ("RGBA", "LA") else "RGB"
     return Image.new(out_mode, size, (r, g, b, 255) if out_mode == "RGBA" else (r, g, b))
-
-

@@ -1,4 +1,5 @@
 """SVG rasterising with no network/file access, no entity expansion and bounded canvas and work."""
+
 from __future__ import annotations
 
 import base64
@@ -14,7 +15,13 @@ from defusedxml import DefusedXmlException
 from defusedxml import ElementTree as SafeET
 from PIL import Image
 
-from ai_service.imaging.errors import CorruptImageError, ImageDecodeError, ImageTooLargeError, UnsafeImageError, check_canvas
+from ai_service.imaging.errors import (
+    CorruptImageError,
+    ImageDecodeError,
+    ImageTooLargeError,
+    UnsafeImageError,
+    check_canvas,
+)
 
 #: Largest SVG source we parse (bytes).
 MAX_SVG_BYTES: Final = 5 * 1024 * 1024
@@ -31,7 +38,17 @@ _PROLOG = re.compile(
     rb"^(?:\xef\xbb\xbf)?\s*(?:<\?xml[^>]*\?>\s*|<!--.*?-->\s*|<!DOCTYPE\s+svg[^\[>]*(?:\[.*?\])?\s*>\s*|<\?[^>]*\?>\s*)*<(?:[A-Za-z_][\w.-]*:)?svg[\s>/]",
     re.S | re.I,
 )
-_UNITS: Final = {"": 1.0, "px": 1.0, "pt": 96 / 72, "pc": 16.0, "mm": 96 / 25.4, "cm": 96 / 2.54, "in": 96.0, "em": 16.0, "ex": 8.0}
+_UNITS: Final = {
+    "": 1.0,
+    "px": 1.0,
+    "pt": 96 / 72,
+    "pc": 16.0,
+    "mm": 96 / 25.4,
+    "cm": 96 / 2.54,
+    "in": 96.0,
+    "em": 16.0,
+    "ex": 8.0,
+}
 _LENGTH = re.compile(r"^\s*([+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?)\s*([a-z%]*)\s*$", re.I)
 _URL_FUNC = re.compile(r"url\(\s*['\"]?\s*([^'\")\s]*)", re.I)
 _XLINK = "{http://www.w3.org/1999/xlink}href"
@@ -66,13 +83,19 @@ def rasterize_svg(
 def parse_svg(data: bytes) -> Element:
     """Parse with defusedxml: any entity declaration or external reference in the DTD is refused."""
     if len(data) > MAX_SVG_BYTES:
-        raise ImageTooLargeError(f"The SVG source is larger than {MAX_SVG_BYTES // (1024 * 1024)} MB.", max_bytes=MAX_SVG_BYTES)
+        raise ImageTooLargeError(
+            f"The SVG source is larger than {MAX_SVG_BYTES // (1024 * 1024)} MB.", max_bytes=MAX_SVG_BYTES
+        )
     if re.search(rb"<!ENTITY", data, re.I):
-        raise UnsafeImageError("SVG files may not declare XML entities (entity expansion / external entities).", reason="entity")
+        raise UnsafeImageError(
+            "SVG files may not declare XML entities (entity expansion / external entities).", reason="entity"
+        )
     try:
         root = SafeET.fromstring(data, forbid_dtd=False, forbid_entities=True, forbid_external=True)
     except DefusedXmlException as exc:
-        raise UnsafeImageError("The SVG uses XML entities or external references, which are not allowed.", reason=type(exc).__name__) from exc
+        raise UnsafeImageError(
+            "The SVG uses XML entities or external references, which are not allowed.", reason=type(exc).__name__
+        ) from exc
     except SafeET.ParseError as exc:
         raise CorruptImageError("The SVG file is not well-formed XML.", reason=str(exc)[:200]) from exc
     if _local(root.tag) != "svg":
@@ -98,7 +121,9 @@ def check_svg_safety(data: bytes, root: Element, max_pixels: int) -> None:
         for name, value in el.attrib.items():
             attr = _local(name)
             if attr.startswith("on"):
-                raise UnsafeImageError(f"SVG event handler attributes ({attr}) are not allowed.", reason="script", attribute=attr)
+                raise UnsafeImageError(
+                    f"SVG event handler attributes ({attr}) are not allowed.", reason="script", attribute=attr
+                )
             if attr in ("href", "src") or name == _XLINK:
                 if tag != "a":  # hyperlinks are never fetched when rasterising
                     _check_reference(value, max_pixels)
@@ -136,7 +161,9 @@ def _check_data_url(url: str, max_pixels: int) -> None:
     parts = [p.strip().lower() for p in header.split(";")]
     mime = parts[0] if parts else ""
     if mime not in SAFE_DATA_MIME:
-        raise UnsafeImageError("SVG files may only embed PNG, JPEG, GIF, WebP or BMP images.", reason="data-url", mime=mime[:50])
+        raise UnsafeImageError(
+            "SVG files may only embed PNG, JPEG, GIF, WebP or BMP images.", reason="data-url", mime=mime[:50]
+        )
     try:
         raw = base64.b64decode(payload, validate=False) if "base64" in parts else unquote_to_bytes(payload)
     except (binascii.Error, ValueError) as exc:
@@ -149,7 +176,9 @@ def _check_data_url(url: str, max_pixels: int) -> None:
     except Exception as exc:  # noqa: BLE001 - anything Pillow cannot open is refused
         raise CorruptImageError("An image embedded in the SVG cannot be read.") from exc
     if w * h > max_pixels:
-        raise ImageTooLargeError("An image embedded in the SVG has too many pixels.", width=w, height=h, max_pixels=max_pixels)
+        raise ImageTooLargeError(
+            "An image embedded in the SVG has too many pixels.", width=w, height=h, max_pixels=max_pixels
+        )
 
 
 def count_rendered_nodes(root: Element, limit: int = MAX_SVG_NODES) -> int:
@@ -248,7 +277,9 @@ def _deny_fetch(url: str, resource_type: str) -> bytes:
         from cairosvg.url import fetch
 
         return fetch(url, resource_type)
-    raise UnsafeImageError("SVG files may not reference external resources.", reason="external-reference", reference=str(url)[:100])
+    raise UnsafeImageError(
+        "SVG files may not reference external resources.", reason="external-reference", reference=str(url)[:100]
+    )
 
 
 def _render(data: bytes, width: int, height: int) -> Image.Image:
@@ -264,7 +295,9 @@ def _render(data: bytes, width: int, height: int) -> Image.Image:
     except MemoryError as exc:
         raise ImageTooLargeError("The SVG is too large to render.") from exc
     except Exception as exc:  # noqa: BLE001 - cairosvg raises many unrelated types on bad input
-        raise CorruptImageError("The SVG file could not be rendered.", reason=f"{type(exc).__name__}: {str(exc)[:200]}") from exc
+        raise CorruptImageError(
+            "The SVG file could not be rendered.", reason=f"{type(exc).__name__}: {str(exc)[:200]}"
+        ) from exc
     out = Image.open(io.BytesIO(png))
     out.load()
     if out.size != (width, height):

@@ -1,4 +1,5 @@
 """Loguru everywhere: console + rotating file, optional JSON lines, request ids, stdlib routed in."""
+
 from __future__ import annotations
 
 import atexit
@@ -57,8 +58,15 @@ def _add_request_id(record: dict) -> None:
 def setup_logging(settings: "Settings") -> None:
     """Configure sinks once per settings; safe to call from the app factory and gunicorn hooks."""
     global _configured_for, _relay, _access_direct
-    key = (settings.log.level, settings.log.as_json, settings.log.to_file, str(settings.logs_dir),
-           settings.log.rotation, settings.log.retention, settings.log.compression)
+    key = (
+        settings.log.level,
+        settings.log.as_json,
+        settings.log.to_file,
+        str(settings.logs_dir),
+        settings.log.rotation,
+        settings.log.retention,
+        settings.log.compression,
+    )
     if _configured_for == key:
         return
     for sink_id in _sink_ids:
@@ -76,16 +84,31 @@ def setup_logging(settings: "Settings") -> None:
     # writes them to both; a terminal gets its own colored sink.
     console_via_relay = settings.log.to_file and not os.isatty(2)
     if not console_via_relay:
-        _sink_ids.append(logger.add(sys.stderr, level=level, format=CONSOLE_FORMAT, serialize=settings.log.as_json,
-                                    filter=not_relayed, backtrace=False, diagnose=False, enqueue=False))
+        _sink_ids.append(
+            logger.add(
+                sys.stderr,
+                level=level,
+                format=CONSOLE_FORMAT,
+                serialize=settings.log.as_json,
+                filter=not_relayed,
+                backtrace=False,
+                diagnose=False,
+                enqueue=False,
+            )
+        )
     if settings.log.to_file:
         settings.logs_dir.mkdir(parents=True, exist_ok=True)
         # One file for the gunicorn master and all its workers: see ai_service/server/log_relay.py.
-        _relay = FileRelay(settings.logs_dir / "ai_service.log", level=level, serialize=settings.log.as_json,
-                           format=CONSOLE_FORMAT.replace("<green>", "").replace("</green>", ""),
-                           echo_fd=2 if console_via_relay else None,
-                           rotation=settings.log.rotation, retention=settings.log.retention,
-                           compression=settings.log.compression or None)
+        _relay = FileRelay(
+            settings.logs_dir / "ai_service.log",
+            level=level,
+            serialize=settings.log.as_json,
+            format=CONSOLE_FORMAT.replace("<green>", "").replace("</green>", ""),
+            echo_fd=2 if console_via_relay else None,
+            rotation=settings.log.rotation,
+            retention=settings.log.retention,
+            compression=settings.log.compression or None,
+        )
     # The stdlib side filters at the same level: below it, libraries' records (Pillow logs 2 DEBUG lines
     # per PNG decoded) are not even created, instead of being built, routed here and dropped by loguru.
     _access_direct = console_via_relay and not settings.log.as_json
@@ -130,8 +153,9 @@ def _access_text(fields: dict) -> str:
     parts = []
     for key, value in fields.items():
         if isinstance(value, dict):
-            value = ",".join(f"{stage}:{ms:g}" if isinstance(ms, (int, float)) else f"{stage}:{ms}"
-                             for stage, ms in value.items())
+            value = ",".join(
+                f"{stage}:{ms:g}" if isinstance(ms, (int, float)) else f"{stage}:{ms}" for stage, ms in value.items()
+            )
         parts.append(f"{key}={value}")
     return " ".join(parts)
 
@@ -167,8 +191,11 @@ def write_access_line(message: str, fields: dict) -> None:
     handlers = getattr(getattr(logger, "_core", None), "handlers", None)  # loguru's sinks (private: checked)
     if _access_direct and relay is not None and isinstance(handlers, dict) and len(handlers) == 2:
         if relay.level_no <= INFO_NO:
-            relay.write_line(f"{_timestamp()} | INFO    | {os.getpid()} | {request_id_var.get()} | "
-                             f"{caller.f_globals['__name__']}:{caller.f_lineno} - {message}\n", INFO_NO)
+            relay.write_line(
+                f"{_timestamp()} | INFO    | {os.getpid()} | {request_id_var.get()} | "
+                f"{caller.f_globals['__name__']}:{caller.f_lineno} - {message}\n",
+                INFO_NO,
+            )
         return
     logger.bind(**fields).opt(depth=1).info(message)
 
@@ -204,11 +231,20 @@ def install_request_logging(app: "Flask") -> None:
             fields = {"client": g.get("client") or "ip:" + (request.remote_addr or "unknown"), **request_fields()}
             bytes_in, bytes_out = request.content_length or 0, response.calculate_content_length() or 0
             path = printable(request.path)
-            write_access_line(f"{request.method} {path} {response.status_code} in={bytes_in}B "
-                              f"out={bytes_out}B {elapsed:.1f}ms {_access_text(fields)}",
-                              {**fields, "access": True, "method": request.method, "path": path,
-                               "status": response.status_code, "bytes_in": bytes_in, "bytes_out": bytes_out,
-                               "duration_ms": round(elapsed, 3)})
+            write_access_line(
+                f"{request.method} {path} {response.status_code} in={bytes_in}B "
+                f"out={bytes_out}B {elapsed:.1f}ms {_access_text(fields)}",
+                {
+                    **fields,
+                    "access": True,
+                    "method": request.method,
+                    "path": path,
+                    "status": response.status_code,
+                    "bytes_in": bytes_in,
+                    "bytes_out": bytes_out,
+                    "duration_ms": round(elapsed, 3),
+                },
+            )
         return response
 
     @app.teardown_request

@@ -5,6 +5,7 @@ before any worker imports prometheus_client, empties it at start (on_starting) a
 worker's live gauges (child_exit); each worker writes its samples there and `/metrics` aggregates them. Without that variable (development server, tests) the default in-process
 registry is used. Recording functions are plain calls with no Flask, so models and the engine can use them.
 """
+
 from __future__ import annotations
 
 import os
@@ -12,8 +13,16 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from prometheus_client import (CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, Counter, Gauge, Histogram,
-                               generate_latest, multiprocess)
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    REGISTRY,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+    multiprocess,
+)
 
 from ai_service.devices import process_rss
 
@@ -27,37 +36,67 @@ LOAD_BUCKETS = (0.01, 0.05, 0.1, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0)
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
 KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 
-REQUESTS = Counter("ai_service_requests_total", "HTTP requests answered, by route, method, model and status.",
-                   ("endpoint", "method", "model", "status"))
-LATENCY = Histogram("ai_service_request_duration_seconds", "Time from request start to response, by route and model.",
-                    ("endpoint", "model"), buckets=LATENCY_BUCKETS)
-INFERENCE_ITEMS = Counter("ai_service_inference_items_total", "Images run through a model, by outcome.",
-                          ("model", "outcome"))
+REQUESTS = Counter(
+    "ai_service_requests_total",
+    "HTTP requests answered, by route, method, model and status.",
+    ("endpoint", "method", "model", "status"),
+)
+LATENCY = Histogram(
+    "ai_service_request_duration_seconds",
+    "Time from request start to response, by route and model.",
+    ("endpoint", "model"),
+    buckets=LATENCY_BUCKETS,
+)
+INFERENCE_ITEMS = Counter(
+    "ai_service_inference_items_total", "Images run through a model, by outcome.", ("model", "outcome")
+)
 BATCH_SIZE = Histogram("ai_service_batch_size", "Images per forward pass.", ("model",), buckets=BATCH_BUCKETS)
-FORWARD_SECONDS = Histogram("ai_service_forward_duration_seconds", "Time of one forward pass (one batch).",
-                            ("model",), buckets=LATENCY_BUCKETS)
-QUEUE_WAIT = Histogram("ai_service_queue_wait_seconds", "Time an item waited before its batch ran.", ("model",),
-                       buckets=LATENCY_BUCKETS)
-QUEUE_DEPTH = Gauge("ai_service_queue_depth", "Items waiting for a batch, summed over live workers.", ("model",),
-                    multiprocess_mode="livesum")
-OOM_EVENTS = Counter("ai_service_oom_total", "Device out-of-memory errors during a forward pass, by what followed.",
-                     ("model", "outcome"))
+FORWARD_SECONDS = Histogram(
+    "ai_service_forward_duration_seconds", "Time of one forward pass (one batch).", ("model",), buckets=LATENCY_BUCKETS
+)
+QUEUE_WAIT = Histogram(
+    "ai_service_queue_wait_seconds", "Time an item waited before its batch ran.", ("model",), buckets=LATENCY_BUCKETS
+)
+QUEUE_DEPTH = Gauge(
+    "ai_service_queue_depth",
+    "Items waiting for a batch, summed over live workers.",
+    ("model",),
+    multiprocess_mode="livesum",
+)
+OOM_EVENTS = Counter(
+    "ai_service_oom_total", "Device out-of-memory errors during a forward pass, by what followed.", ("model", "outcome")
+)
 MODEL_LOADS = Counter("ai_service_model_loads_total", "Model loads, by outcome.", ("model", "outcome"))
-MODEL_LOAD_SECONDS = Histogram("ai_service_model_load_duration_seconds", "Time to load a model.", ("model",),
-                               buckets=LOAD_BUCKETS)
+MODEL_LOAD_SECONDS = Histogram(
+    "ai_service_model_load_duration_seconds", "Time to load a model.", ("model",), buckets=LOAD_BUCKETS
+)
 MODEL_UNLOADS = Counter("ai_service_model_unloads_total", "Model unloads (admin, eviction, shutdown).", ("model",))
-MODEL_UNLOAD_SECONDS = Histogram("ai_service_model_unload_duration_seconds", "Time to unload a model.", ("model",),
-                                 buckets=LOAD_BUCKETS)
-MODELS_LOADED = Gauge("ai_service_model_loaded_workers", "Live workers that hold the model loaded.", ("model",),
-                      multiprocess_mode="livesum")
-DEVICE_MEMORY = Gauge("ai_service_device_memory_bytes", "Device memory held by PyTorch, summed over live workers.",
-                      ("device", "kind"), multiprocess_mode="livesum")
-DEVICE_MEMORY_TOTAL = Gauge("ai_service_device_memory_total_bytes", "Total memory of each device.", ("device",),
-                            multiprocess_mode="livemax")
-WORKER_RSS = Gauge("ai_service_worker_rss_bytes", "Resident memory of each live worker process.",
-                   multiprocess_mode="liveall")
-KEEPALIVE_REUSED = Counter("ai_service_keepalive_reused_total", "Keep-alive requests served by the thread that "
-                           "answered the previous one, without the poller (ai_service/server/worker.py).")
+MODEL_UNLOAD_SECONDS = Histogram(
+    "ai_service_model_unload_duration_seconds", "Time to unload a model.", ("model",), buckets=LOAD_BUCKETS
+)
+MODELS_LOADED = Gauge(
+    "ai_service_model_loaded_workers",
+    "Live workers that hold the model loaded.",
+    ("model",),
+    multiprocess_mode="livesum",
+)
+DEVICE_MEMORY = Gauge(
+    "ai_service_device_memory_bytes",
+    "Device memory held by PyTorch, summed over live workers.",
+    ("device", "kind"),
+    multiprocess_mode="livesum",
+)
+DEVICE_MEMORY_TOTAL = Gauge(
+    "ai_service_device_memory_total_bytes", "Total memory of each device.", ("device",), multiprocess_mode="livemax"
+)
+WORKER_RSS = Gauge(
+    "ai_service_worker_rss_bytes", "Resident memory of each live worker process.", multiprocess_mode="liveall"
+)
+KEEPALIVE_REUSED = Counter(
+    "ai_service_keepalive_reused_total",
+    "Keep-alive requests served by the thread that "
+    "answered the previous one, without the poller (ai_service/server/worker.py).",
+)
 
 
 def multiprocess_dir() -> Path | None:
@@ -163,7 +202,6 @@ def install_request_metrics(app: Flask, device: torch.device | None) -> None:
         if started is not None and request.path != "/metrics":
             model = str(request_fields().get("model", ""))
             method = request.method if request.method in KNOWN_METHODS else "OTHER"
-            record_request(_endpoint_label(), method, model, response.status_code,
-                           time.perf_counter() - started)
+            record_request(_endpoint_label(), method, model, response.status_code, time.perf_counter() - started)
             update_process_gauges(device)
         return response

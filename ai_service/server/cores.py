@@ -8,6 +8,7 @@ more CPU per image). Each worker owns one slot of a small shared-memory array (c
 master before forking, see gunicorn.conf.py) and writes only its own slot, so no lock is needed and a
 worker that dies cannot leave a lock held; the master clears a dead worker's slot.
 """
+
 from __future__ import annotations
 
 import multiprocessing

@@ -10,6 +10,7 @@ queue under a cross-process lock; on a tiny model that cost ~0.35 ms of CPU per 
 (gunicorn under systemd, Docker), it shows the same lines as the file, so the reader writes each
 batch there too and workers skip their own console sink.
 """
+
 from __future__ import annotations
 
 import os
@@ -42,8 +43,9 @@ def not_relayed(record: dict) -> bool:
 class FileRelay:
     """The pipe, its reader thread, and the loguru sinks on both ends (see the module docstring)."""
 
-    def __init__(self, path: Path, *, level: str, format: str, serialize: bool, echo_fd: int | None = None,
-                 **file_options: Any) -> None:
+    def __init__(
+        self, path: Path, *, level: str, format: str, serialize: bool, echo_fd: int | None = None, **file_options: Any
+    ) -> None:
         self.owner = os.getpid()
         self.level_no = logger.level(level).no
         self._echo_fd = echo_fd  # console lines ride along: one write per batch instead of one per line
@@ -51,10 +53,25 @@ class FileRelay:
         self._markers: dict[int, threading.Event] = {}
         # enqueue=True on the file end only so that a forked child never closes (or compresses) the file.
         self._sink_ids = [
-            logger.add(path, level=0, format="{extra[%s]}" % RELAYED, filter=self._is_mine, serialize=False,
-                       enqueue=True, **file_options),
-            logger.add(self._write, level=level, format=format, filter=not_relayed, serialize=serialize,
-                       backtrace=False, diagnose=False, enqueue=False),
+            logger.add(
+                path,
+                level=0,
+                format="{extra[%s]}" % RELAYED,
+                filter=self._is_mine,
+                serialize=False,
+                enqueue=True,
+                **file_options,
+            ),
+            logger.add(
+                self._write,
+                level=level,
+                format=format,
+                filter=not_relayed,
+                serialize=serialize,
+                backtrace=False,
+                diagnose=False,
+                enqueue=False,
+            ),
         ]
         self._reader = threading.Thread(target=self._read_loop, name="log-relay", daemon=True)
         self._reader.start()
@@ -71,7 +88,7 @@ class FileRelay:
         data = line.encode("utf-8", "replace")
         pid, level = os.getpid() & 0xFFFFFFFF, min(255, level_no)
         for start in range(0, max(1, len(data)), PAYLOAD_MAX):
-            chunk = data[start:start + PAYLOAD_MAX]
+            chunk = data[start : start + PAYLOAD_MAX]
             flags = LAST if start + PAYLOAD_MAX >= len(data) else 0
             os.write(self._write_fd, FRAME.pack(pid, len(chunk), flags, level) + chunk)
 
@@ -97,7 +114,7 @@ class FileRelay:
                 if flags & MARKER:
                     flushed.append(writer)
                 else:
-                    parts.setdefault(writer, []).append(pending[offset + FRAME.size:end])
+                    parts.setdefault(writer, []).append(pending[offset + FRAME.size : end])
                     if flags & LAST:
                         done.extend(parts.pop(writer))
                         level = max(level, frame_level)

@@ -4,6 +4,7 @@ The master assigns each new worker the lowest free slot (pre_fork), so a worker 
 one takes over its slot, its share of the cores and its GPU: with AI_SERVICE_GPUS=0,1,2,3 and four
 workers every GPU has exactly one worker, whatever crashed and restarted.
 """
+
 from __future__ import annotations
 
 import os

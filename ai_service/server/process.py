@@ -5,6 +5,7 @@ inside a process of their own. Whoever owns the process calls `configure_process
 registry) is built: gunicorn.conf.py's post_fork, app.py's development server, the CLI's in-process
 commands, and tests/conftest.py once per test session.
 """
+
 from __future__ import annotations
 
 import sys
@@ -35,6 +36,10 @@ def configure_process(settings: "Settings") -> int:
     literal_multipart = multipart.install()
     if not literal_multipart:
         logger.warning("werkzeug's multipart decoder changed shape: every upload compiles its boundary patterns")
-    logger.info("process configured: torch_threads={} gil_switch_interval={}s literal_multipart={}", threads,
-                sys.getswitchinterval(), literal_multipart)
+    logger.info(
+        "process configured: torch_threads={} gil_switch_interval={}s literal_multipart={}",
+        threads,
+        sys.getswitchinterval(),
+        literal_multipart,
+    )
     return threads

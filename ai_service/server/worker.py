@@ -1,4 +1,5 @@
 """gunicorn's gthread worker, with one change to its keep-alive path (see ThreadWorker)."""
+
 from __future__ import annotations
 
 import select
@@ -47,8 +48,11 @@ class ThreadWorker(gthread.ThreadWorker):
         """Check, in the worker with its thread pool built, that the fast path can run; then gthread's loop."""
         problems = fast_path_problems(self)
         if problems:
-            self.log.warning("keep-alive fast path off, serving as plain gthread (gunicorn %s changed shape): %s",
-                             gunicorn.__version__, "; ".join(problems))
+            self.log.warning(
+                "keep-alive fast path off, serving as plain gthread (gunicorn %s changed shape): %s",
+                gunicorn.__version__,
+                "; ".join(problems),
+            )
         else:
             from ai_service.observability.metrics import KEEPALIVE_REUSED  # after fork, the app already imported it
 
@@ -57,8 +61,13 @@ class ThreadWorker(gthread.ThreadWorker):
 
     def handle(self, conn):
         keepalive = super().handle(conn)
-        while (self.fast_path and keepalive is True and self.alive and not getattr(conn, "is_http2", False)
-               and self._next_request_ready(conn)):
+        while (
+            self.fast_path
+            and keepalive is True
+            and self.alive
+            and not getattr(conn, "is_http2", False)
+            and self._next_request_ready(conn)
+        ):
             keepalive = super().handle(conn)
             if keepalive is True:  # a request served (not a client that closed while we lingered)
                 self._reused.inc()

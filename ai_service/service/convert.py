@@ -2,6 +2,7 @@
 
 POST /api/v1/convert and the Tools page both call `convert`, so the same inputs give the same bytes.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -47,10 +48,16 @@ class ConvertOutcome:
     def as_dict(self) -> dict[str, Any]:
         """The JSON answer (ConvertResponse): output facts, the data URL, the operations, any resize geometry."""
         body: dict[str, Any] = {
-            "format": self.format, "content_type": self.content_type, "width": self.width, "height": self.height,
-            "mode": self.mode, "bytes": len(self.data), "filename": self.filename,
+            "format": self.format,
+            "content_type": self.content_type,
+            "width": self.width,
+            "height": self.height,
+            "mode": self.mode,
+            "bytes": len(self.data),
+            "filename": self.filename,
             "source": {"format": self.source_format, "width": self.source_size[0], "height": self.source_size[1]},
-            "operations": self.operations, "data_url": self.data_url,
+            "operations": self.operations,
+            "data_url": self.data_url,
         }
         if self.geometry is not None:
             body["geometry"] = self.geometry
@@ -70,9 +77,18 @@ def convert(data: bytes, filename: str, operations: Any, fmt: Any, quality: Any,
     except OperationError as error:
         raise ServiceError("invalid_parameter", error.message, {"parameter": error.parameter}) from None
     body = encode_image(result.image, fmt, quality=quality)
-    return ConvertOutcome(body, fmt, result.image.width, result.image.height, result.image.mode, result.applied,
-                          result.geometry, sniff_format(data), image.info.get("source_size", image.size),
-                          output_name(filename, "converted", fmt))
+    return ConvertOutcome(
+        body,
+        fmt,
+        result.image.width,
+        result.image.height,
+        result.image.mode,
+        result.applied,
+        result.geometry,
+        sniff_format(data),
+        image.info.get("source_size", image.size),
+        output_name(filename, "converted", fmt),
+    )
 
 
 def decode_hints(ops: list[dict[str, Any]]) -> dict[str, tuple[int, int] | None]:

@@ -1,4 +1,5 @@
 """What is served and whether it is up: the model list, one model by ref, the system report, health, readiness."""
+
 from __future__ import annotations
 
 import os
@@ -45,9 +46,14 @@ def system_report(runtime: Runtime) -> dict[str, Any]:
     registry = runtime.registry
     device = describe_device(registry.device)
     return {
-        "version": __version__, "pid": os.getpid(), "time": time.time(), "device": device,
-        "devices": describe_devices(), "memory_allocated": device.get("memory_allocated"),
-        "memory_reserved": device.get("memory_reserved"), "process_rss": process_rss(),
+        "version": __version__,
+        "pid": os.getpid(),
+        "time": time.time(),
+        "device": device,
+        "devices": describe_devices(),
+        "memory_allocated": device.get("memory_allocated"),
+        "memory_reserved": device.get("memory_reserved"),
+        "process_rss": process_rss(),
         "memory": registry.memory(),
         "models": [{field: status[field] for field in SYSTEM_FIELDS} for status in registry.statuses()],
     }
@@ -56,8 +62,13 @@ def system_report(runtime: Runtime) -> dict[str, Any]:
 def health(runtime: Runtime) -> dict[str, Any]:
     """Liveness for people and scripts: version, device, which models are loaded and which exist."""
     registry = runtime.registry
-    return {"status": "ok", "version": __version__, "device": describe_device(registry.device),
-            "loaded_models": registry.loaded_names(), "models": registry.names()}
+    return {
+        "status": "ok",
+        "version": __version__,
+        "device": describe_device(registry.device),
+        "loaded_models": registry.loaded_names(),
+        "models": registry.names(),
+    }
 
 
 #: The state readiness reports for a required model whose ref fails to resolve, by the ServiceError's code.

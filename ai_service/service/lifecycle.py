@@ -1,4 +1,5 @@
 """Model lifecycle on request: load (or bring back), unload (free the memory), offload (weights to CPU RAM)."""
+
 from __future__ import annotations
 
 import time

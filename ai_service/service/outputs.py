@@ -2,6 +2,7 @@
 
 The JSON API, the HTML result page, the CLI and jobs encode outputs here, so they never disagree.
 """
+
 from __future__ import annotations
 
 import re
@@ -29,8 +30,11 @@ def check_image_return(name: str, task: str, inputs: int, batch: bool) -> None:
     elif task not in IMAGE_TASKS:
         problem = f"model {name} is a {task} model and returns no image; use return=json"
     if problem:
-        raise ServiceError("validation_error", f"Invalid request: return: {problem}.",
-                           [{"loc": ["return"], "msg": problem, "type": "value_error"}])
+        raise ServiceError(
+            "validation_error",
+            f"Invalid request: return: {problem}.",
+            [{"loc": ["return"], "msg": problem, "type": "value_error"}],
+        )
 
 
 def prepare_output(image: Image.Image, options: PredictOptions) -> Image.Image:
@@ -62,8 +66,10 @@ def serialize(result: dict[str, Any], options: PredictOptions) -> dict[str, Any]
         elif isinstance(value, Image.Image):
             value = to_data_url(value, "png")
         elif key == "detections" and isinstance(value, list):
-            value = [{k: to_data_url(v, "png") if isinstance(v, Image.Image) else v for k, v in item.items()}
-                     for item in value]
+            value = [
+                {k: to_data_url(v, "png") if isinstance(v, Image.Image) else v for k, v in item.items()}
+                for item in value
+            ]
         out[key] = value
     return out
 

@@ -1,5 +1,6 @@
 """The predict path, free of Flask: bytes → decode → preprocess (request thread) → batched forward
 (the model's inference thread) → postprocess (request thread), every stage timed."""
+
 from __future__ import annotations
 
 import time
@@ -50,8 +51,9 @@ class Group:
     tickets: list[Ticket] = field(default_factory=list)
 
 
-def decode_uploads(model: ImageModel, uploads: Sequence[Upload], max_pixels: int
-                   ) -> list[Image.Image | ImageDecodeError]:
+def decode_uploads(
+    model: ImageModel, uploads: Sequence[Upload], max_pixels: int
+) -> list[Image.Image | ImageDecodeError]:
     """Decode each upload at the size the model needs; a bad item becomes its error, not an exception."""
     decoded: list[Image.Image | ImageDecodeError] = []
     for upload in uploads:
@@ -62,8 +64,9 @@ def decode_uploads(model: ImageModel, uploads: Sequence[Upload], max_pixels: int
     return decoded
 
 
-def preprocess_groups(model: ImageModel, images: dict[int, Image.Image], options: ModelOptions
-                      ) -> tuple[list[Group], list[torch.Tensor], dict[int, Exception]]:
+def preprocess_groups(
+    model: ImageModel, images: dict[int, Image.Image], options: ModelOptions
+) -> tuple[list[Group], list[torch.Tensor], dict[int, Exception]]:
     """One preprocess call for all images; if it fails, one call per image so only the bad one fails."""
     indices = list(images)
     try:
@@ -114,15 +117,21 @@ class PredictOutcome:
 
     def as_dict(self) -> dict[str, Any]:
         """The fields of the API's PredictResponse (`batch_size` only when the network ran)."""
-        body = {"model": self.model, "version": self.version, "task": self.task, "results": self.results,
-                "timing_ms": self.timing_ms}
+        body = {
+            "model": self.model,
+            "version": self.version,
+            "task": self.task,
+            "results": self.results,
+            "timing_ms": self.timing_ms,
+        }
         if self.batch_size:
             body["batch_size"] = self.batch_size
         return body
 
 
-def predict(runtime: Runtime, model_ref: str | None, uploads: Sequence[Upload | ServiceError],
-            options: ModelOptions) -> PredictOutcome:
+def predict(
+    runtime: Runtime, model_ref: str | None, uploads: Sequence[Upload | ServiceError], options: ModelOptions
+) -> PredictOutcome:
     """Run the model `model_ref` names (None: the default) over the uploads; one result per input, in order.
 
     An input rejected before decoding (a ServiceError in `uploads`) keeps its place as an error entry. Raises
@@ -135,8 +144,10 @@ def predict(runtime: Runtime, model_ref: str | None, uploads: Sequence[Upload | 
         with model_errors(runtime.registry, info.key):  # removed or failed to load since it was resolved
             outcome = _predict(runtime, info.key, usable, options)
     produced = iter(outcome.results)
-    outcome.results = [locate(next(produced), index) if isinstance(item, Upload) else item_error(item, index)
-                       for index, item in enumerate(uploads)]
+    outcome.results = [
+        locate(next(produced), index) if isinstance(item, Upload) else item_error(item, index)
+        for index, item in enumerate(uploads)
+    ]
     return outcome
 
 
@@ -158,22 +169,34 @@ def _predict(runtime: Runtime, key: str, uploads: Sequence[Upload], options: Mod
         batcher = engine.batcher(model)
         name = model.info.name
         try:
-            results, batch_size = _run(model, batcher, uploads, options, runtime.settings.limits.max_pixels, deadline,
-                                       timer, started)
+            results, batch_size = _run(
+                model, batcher, uploads, options, runtime.settings.limits.max_pixels, deadline, timer, started
+            )
         except Overloaded as error:
-            raise ServiceError("overloaded", f"The server is busy ({error}); retry in a moment.",
-                               {"model": name}, headers={"Retry-After": "1"}) from None
+            raise ServiceError(
+                "overloaded",
+                f"The server is busy ({error}); retry in a moment.",
+                {"model": name},
+                headers={"Retry-After": "1"},
+            ) from None
         except DeadlineExceeded:
             metrics.record_items(name, "timeout", len(uploads))
             timeout = engine.settings.request_timeout_s
-            raise ServiceError("timeout", f"No result within the {timeout:g} s request deadline; the server is "
-                               "overloaded or the model is too slow for it.",
-                               {"model": name, "timeout_s": timeout}) from None
+            raise ServiceError(
+                "timeout",
+                f"No result within the {timeout:g} s request deadline; the server is "
+                "overloaded or the model is too slow for it.",
+                {"model": name, "timeout_s": timeout},
+            ) from None
         except DeviceOutOfMemory:
             metrics.record_items(name, "oom", len(uploads))
-            raise ServiceError("out_of_memory", "The model ran out of device memory for these images; retry in a "
-                               "moment or send fewer or smaller images.", {"model": name},
-                               headers={"Retry-After": "1"}) from None
+            raise ServiceError(
+                "out_of_memory",
+                "The model ran out of device memory for these images; retry in a "
+                "moment or send fewer or smaller images.",
+                {"model": name},
+                headers={"Retry-After": "1"},
+            ) from None
     for kind in ("ok", "invalid", "error"):
         metrics.record_items(name, kind, sum(_outcome(result) == kind for result in results))
     timer.set("total", (time.perf_counter() - began) * 1000.0)
@@ -187,8 +210,16 @@ def _outcome(result: dict[str, Any]) -> str:
     return "invalid" if result["status"] < 500 else "error"
 
 
-def _run(model: ImageModel, batcher: Batcher, uploads: Sequence[Upload], options: ModelOptions, max_pixels: int,
-         deadline: float, timer: Timer, started: float) -> tuple[list[dict[str, Any]], int]:
+def _run(
+    model: ImageModel,
+    batcher: Batcher,
+    uploads: Sequence[Upload],
+    options: ModelOptions,
+    max_pixels: int,
+    deadline: float,
+    timer: Timer,
+    started: float,
+) -> tuple[list[dict[str, Any]], int]:
     """decode → preprocess → batched forward → postprocess for one request, inside its batcher arrival."""
     per_item: dict[int, dict[str, Any]] = {}
     with batcher.arrival(len(uploads)) as arrival:
@@ -204,13 +235,14 @@ def _run(model: ImageModel, batcher: Batcher, uploads: Sequence[Upload], options
             started = timer.add("preprocess", started)
             for index, error in failures.items():
                 logger.warning("model {} could not preprocess {}: {}", model.info.name, uploads[index].filename, error)
-                per_item[index] = error_entry(ServiceError("invalid_image",
-                                                            f"The model could not prepare this image: {error}"))
+                per_item[index] = error_entry(
+                    ServiceError("invalid_image", f"The model could not prepare this image: {error}")
+                )
             if time.perf_counter() > deadline:
                 raise DeadlineExceeded("deadline passed while decoding")
             tickets = arrival.submit(samples, deadline, tags=[i for g in groups for i in g.indices])
             for group in groups:
-                group.tickets, tickets = tickets[:len(group.indices)], tickets[len(group.indices):]
+                group.tickets, tickets = tickets[: len(group.indices)], tickets[len(group.indices) :]
     all_tickets = [ticket for group in groups for ticket in group.tickets]
     batch_size = 0
     if all_tickets:
@@ -248,8 +280,9 @@ def _postprocess(model: ImageModel, group: Group) -> dict[int, dict[str, Any]]:
     if not good:
         return entries
     try:
-        produced = model.postprocess(merge_batches([output for _, _, output in good]), [item for _, item, _ in good],
-                                     group.options)
+        produced = model.postprocess(
+            merge_batches([output for _, _, output in good]), [item for _, item, _ in good], group.options
+        )
         if len(produced) != len(good):
             raise RuntimeError(f"postprocess returned {len(produced)} results for {len(good)} images")
     except Exception as error:  # noqa: BLE001 - a model bug becomes a logged 500 for these images only

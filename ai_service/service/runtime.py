@@ -1,4 +1,5 @@
 """What a prediction needs, built once per process: the settings, the model registry and the engine."""
+
 from __future__ import annotations
 
 from collections.abc import Iterator
@@ -54,15 +55,19 @@ def model_errors(registry: ModelRegistry, ref: str) -> Iterator[None]:
         yield
     except UnknownModelError:
         available = registry.names()
-        raise ServiceError("unknown_model", f"No model named {ref!r}. Available: {', '.join(available)} "
-                           "(address a version as name@version).", {"model": ref, "available": available}) from None
+        raise ServiceError(
+            "unknown_model",
+            f"No model named {ref!r}. Available: {', '.join(available)} (address a version as name@version).",
+            {"model": ref, "available": available},
+        ) from None
     except ModelLoadError as error:
         raise ServiceError("model_unavailable", str(error), {"model": ref}) from None
     except ModelStateError as error:
         raise ServiceError("invalid_state", str(error), {"model": ref}) from None
     except ModelBusyError as error:
-        raise ServiceError("model_busy", f"{error}; try again when its requests have finished.",
-                           {"model": ref}) from None
+        raise ServiceError(
+            "model_busy", f"{error}; try again when its requests have finished.", {"model": ref}
+        ) from None
 
 
 def build_runtime(settings: Settings) -> Runtime:

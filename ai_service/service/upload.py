@@ -1,4 +1,5 @@
 """`Upload`, the service layer's input type, in a module without torch so that HTTP parsing can build it cheaply."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass

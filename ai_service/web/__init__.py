@@ -3,10 +3,17 @@
 May import Flask, ai_service.http, .service, .schemas, .errors and .imaging; never ai_service.api (NAV names its
 endpoints only as strings), models or engine. Only the app factory (ai_service/__init__.py) imports this package.
 """
+
 from flask import Blueprint
 
 bp = Blueprint("web", __name__)
-NAV = (("web.index", "Predict"), ("web.tools", "Tools"), ("web.status", "Status"), ("web.docs", "API docs"), ("api.health", "Health (JSON)"))
+NAV = (
+    ("web.index", "Predict"),
+    ("web.tools", "Tools"),
+    ("web.status", "Status"),
+    ("web.docs", "API docs"),
+    ("api.health", "Health (JSON)"),
+)
 
 
 @bp.app_context_processor

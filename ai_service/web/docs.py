@@ -1,4 +1,5 @@
 """GET /docs: the API reference rendered from the OpenAPI document, with curl lines and a try-it console."""
+
 from __future__ import annotations
 
 from typing import Any, Mapping
@@ -20,11 +21,19 @@ METHOD_ORDER = {"get": 0, "post": 1, "put": 2, "patch": 3, "delete": 4}
 def docs():
     document = openapi_document(request_base())
     schemas = document["components"]["schemas"]
-    return render_template("docs.html", info=document["info"], base=request_base(), schema_names=set(schemas),
-                           default_model=runtime().settings.models.default_model,
-                           operations=list_operations(document), error_codes=ERRORS,
-                           schemas=[{"name": name, "description": schema.get("description", ""),
-                                     "fields": schema_fields(schema, schemas)} for name, schema in sorted(schemas.items())])
+    return render_template(
+        "docs.html",
+        info=document["info"],
+        base=request_base(),
+        schema_names=set(schemas),
+        default_model=runtime().settings.models.default_model,
+        operations=list_operations(document),
+        error_codes=ERRORS,
+        schemas=[
+            {"name": name, "description": schema.get("description", ""), "fields": schema_fields(schema, schemas)}
+            for name, schema in sorted(schemas.items())
+        ],
+    )
 
 
 @bp.app_template_filter("code_spans")
@@ -41,22 +50,54 @@ def list_operations(document: Mapping[str, Any]) -> list[dict[str, Any]]:
     for path, methods in document["paths"].items():
         for method, op in methods.items():
             body = op.get("requestBody", {}).get("content", {})
-            found.append({
-                "id": op["operationId"], "method": method.upper(), "path": path, "tag": op["tags"][0],
-                "summary": op["summary"], "description": op.get("description", ""),
-                "params": [{"name": p["name"], "description": p.get("description", ""), "example": p.get("example", ""),
-                            "choices": choices(p["schema"])} for p in op.get("parameters", [])],
-                "bodies": [{"content_type": kind, "schema": ref_name(media["schema"]),
-                            "fields": schema_fields(media["schema"], schemas)} for kind, media in body.items()],
-                "responses": [{"status": status, "description": response["description"],
-                               "types": list(response.get("content", {})),
-                               "schema": next((ref_name(m["schema"]) for m in response.get("content", {}).values()
-                                               if "$ref" in m["schema"]), None)}
-                              for status, response in op["responses"].items()],
-                "examples": op.get("x-codeSamples", []),
-            })
+            found.append(
+                {
+                    "id": op["operationId"],
+                    "method": method.upper(),
+                    "path": path,
+                    "tag": op["tags"][0],
+                    "summary": op["summary"],
+                    "description": op.get("description", ""),
+                    "params": [
+                        {
+                            "name": p["name"],
+                            "description": p.get("description", ""),
+                            "example": p.get("example", ""),
+                            "choices": choices(p["schema"]),
+                        }
+                        for p in op.get("parameters", [])
+                    ],
+                    "bodies": [
+                        {
+                            "content_type": kind,
+                            "schema": ref_name(media["schema"]),
+                            "fields": schema_fields(media["schema"], schemas),
+                        }
+                        for kind, media in body.items()
+                    ],
+                    "responses": [
+                        {
+                            "status": status,
+                            "description": response["description"],
+                            "types": list(response.get("content", {})),
+                            "schema": next(
+                                (
+                                    ref_name(m["schema"])
+                                    for m in response.get("content", {}).values()
+                                    if "$ref" in m["schema"]
+                                ),
+                                None,
+                            ),
+                        }
+                        for status, response in op["responses"].items()
+                    ],
+                    "examples": op.get("x-codeSamples", []),
+                }
+            )
     order = {name: index for index, name in enumerate(tags)}
-    return sorted(found, key=lambda op: (order.get(op["tag"], len(order)), op["path"], METHOD_ORDER[op["method"].lower()]))
+    return sorted(
+        found, key=lambda op: (order.get(op["tag"], len(order)), op["path"], METHOD_ORDER[op["method"].lower()])
+    )
 
 
 def ref_name(schema: Mapping[str, Any]) -> str | None:
@@ -73,9 +114,18 @@ def schema_fields(schema: Mapping[str, Any], schemas: Mapping[str, Any]) -> list
     required = set(schema.get("required", []))
     rows = []
     for field, prop in schema.get("properties", {}).items():
-        rows.append({"name": field, "type": type_label(prop), "required": field in required,
-                     "default": prop.get("default"), "has_default": "default" in prop and prop["default"] is not None,
-                     "description": prop.get("description", ""), "limits": limits(prop), "choices": choices(prop)})
+        rows.append(
+            {
+                "name": field,
+                "type": type_label(prop),
+                "required": field in required,
+                "default": prop.get("default"),
+                "has_default": "default" in prop and prop["default"] is not None,
+                "description": prop.get("description", ""),
+                "limits": limits(prop),
+                "choices": choices(prop),
+            }
+        )
     return rows
 
 
@@ -108,6 +158,14 @@ def choices(prop: Mapping[str, Any]) -> list[Any]:
 def limits(prop: Mapping[str, Any]) -> str:
     """Range and length constraints in words (from the first non-null branch of an anyOf)."""
     branch = next((option for option in prop.get("anyOf", []) if option.get("type") != "null"), prop)
-    words = {"minimum": "≥ {}", "maximum": "≤ {}", "exclusiveMinimum": "> {}", "minLength": "length ≥ {}",
-             "maxLength": "length ≤ {}", "minItems": "≥ {} items", "maxItems": "≤ {} items", "pattern": "matches {}"}
+    words = {
+        "minimum": "≥ {}",
+        "maximum": "≤ {}",
+        "exclusiveMinimum": "> {}",
+        "minLength": "length ≥ {}",
+        "maxLength": "length ≤ {}",
+        "minItems": "≥ {} items",
+        "maxItems": "≤ {} items",
+        "pattern": "matches {}",
+    }
     return ", ".join(template.format(branch[key]) for key, template in words.items() if key in branch)

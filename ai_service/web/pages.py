@@ -3,6 +3,7 @@
 The form runs models through the same service call as POST /api/v1/predict, so a result page and a JSON
 answer never disagree.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -30,13 +31,20 @@ FORM_OPTIONS = ("model", "top_k", "fit", "output_format", "quality")
 
 def model_choices() -> list[dict[str, Any]]:
     """Registry statuses plus the value the form sends: the bare name for a default version, else name@version."""
-    return [{**status, "ref": status["name"] if status.get("default") else status.get("key", status["name"])}
-            for status in list_models(runtime())]
+    return [
+        {**status, "ref": status["name"] if status.get("default") else status.get("key", status["name"])}
+        for status in list_models(runtime())
+    ]
 
 
 def _form_page(error: ServiceError | None = None, status: int = 200):
-    return render_template("index.html", models=model_choices(), settings=runtime().settings, error=error,
-                           selected_model=request.values.get("model")), status
+    return render_template(
+        "index.html",
+        models=model_choices(),
+        settings=runtime().settings,
+        error=error,
+        selected_model=request.values.get("model"),
+    ), status
 
 
 @bp.get("/")
@@ -57,8 +65,12 @@ def present(result: dict[str, Any], upload: Upload, model: str, options: Predict
     image = result.get("image")
     shown = serialize(result, options)
     if isinstance(image, Image.Image):
-        shown.update(image_url=shown.pop("image"), image_width=image.width, image_height=image.height,
-                     image_format=options.output_format)
+        shown.update(
+            image_url=shown.pop("image"),
+            image_width=image.width,
+            image_height=image.height,
+            image_format=options.output_format,
+        )
     if isinstance(shown.get("mask"), str):
         shown["mask_url"] = shown.pop("mask")
     shown["download_name"] = output_name(upload.filename, model, options.output_format if image is not None else "png")
@@ -79,7 +91,9 @@ def predict_form():
     except ServiceError as error:
         return _form_page(error, error.status)
     encode_started = time.perf_counter()
-    shown = [result if "error" in result else present(result, upload, outcome.model, options)
-             for upload, result in zip(uploads, outcome.results)]
+    shown = [
+        result if "error" in result else present(result, upload, outcome.model, options)
+        for upload, result in zip(uploads, outcome.results)
+    ]
     finish_timing(outcome.timing_ms, encode_started)
     return render_template("result.html", outcome=dataclasses.replace(outcome, results=shown))

@@ -1,4 +1,5 @@
 """GET /status: the device, its memory, and every model's state and footprint, for people (JSON: /api/v1/system)."""
+
 from __future__ import annotations
 
 import time

@@ -3,6 +3,7 @@
 The plain form post works without JavaScript and calls the same service function as POST /api/v1/convert;
 static/tools.js upgrades it to call the API directly and offer the result as a download.
 """
+
 from __future__ import annotations
 
 from collections.abc import Mapping
@@ -27,14 +28,27 @@ def form_operations(form: Mapping[str, str]) -> Any:
         return advanced
     ops: list[dict[str, Any]] = []
     if form.get("key_enabled"):
-        ops.append({"op": "color_key", "color": form.get("key_color", "#ffffff"),
-                    "tolerance": form.get("key_tolerance") or 0, "softness": form.get("key_softness") or 0})
+        ops.append(
+            {
+                "op": "color_key",
+                "color": form.get("key_color", "#ffffff"),
+                "tolerance": form.get("key_tolerance") or 0,
+                "softness": form.get("key_softness") or 0,
+            }
+        )
     if form.get("flatten_enabled"):
         ops.append({"op": "flatten_alpha", "background": form.get("flatten_background", "#ffffff")})
     if form.get("width") or form.get("height"):
-        ops.append({"op": "resize", "width": form.get("width") or None, "height": form.get("height") or None,
-                    "fit": form.get("fit", "stretch"), "filter": form.get("filter", "lanczos"),
-                    "pad_color": None if form.get("pad_transparent") else form.get("pad_color", "#000000")})
+        ops.append(
+            {
+                "op": "resize",
+                "width": form.get("width") or None,
+                "height": form.get("height") or None,
+                "fit": form.get("fit", "stretch"),
+                "filter": form.get("filter", "lanczos"),
+                "pad_color": None if form.get("pad_transparent") else form.get("pad_color", "#000000"),
+            }
+        )
     if form.get("gray_enabled"):
         ops.append({"op": "to_gray", "weights": form.get("gray_weights", "bt601")})
     if form.get("space"):
@@ -61,12 +75,24 @@ def tools_form():
     try:
         if upload is None or not upload.filename and not upload.content_length:
             raise ServiceError("missing_file", "Choose an image file first.", {"parameter": "file"})
-        outcome = convert(upload.read(), upload.filename or "", form_operations(request.form),
-                          request.form.get("format"), request.form.get("quality"),
-                          runtime().settings.limits.max_pixels)
+        outcome = convert(
+            upload.read(),
+            upload.filename or "",
+            form_operations(request.form),
+            request.form.get("format"),
+            request.form.get("quality"),
+            runtime().settings.limits.max_pixels,
+        )
     except ServiceError as error:
         return _page(error.status, error={"code": error.code, "message": error.message})
-    output = {"url": outcome.data_url, "width": outcome.width, "height": outcome.height,
-              "mode": outcome.mode, "bytes": len(outcome.data), "format": outcome.format,
-              "download": outcome.filename, "operations": outcome.operations}
+    output = {
+        "url": outcome.data_url,
+        "width": outcome.width,
+        "height": outcome.height,
+        "mode": outcome.mode,
+        "bytes": len(outcome.data),
+        "format": outcome.format,
+        "download": outcome.filename,
+        "operations": outcome.operations,
+    }
     return _page(output=output)

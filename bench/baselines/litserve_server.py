@@ -7,6 +7,7 @@ inference loop does not steal CPU from the measured one).
 
     python bench/baselines/litserve_server.py --model resnet18-demo --port 8002 --workers 2
 """
+
 from __future__ import annotations
 
 import argparse
@@ -21,9 +22,10 @@ from torchvision.transforms import functional as TF
 
 from ai_service.models.builtin.digits import WEIGHTS_PATH, SimpleCNN
 
-SPECS = {"digits": {"size": (28, 28), "mode": "L", "mean": [0.1307], "std": [0.3081]},
-         "resnet18-demo": {"size": (224, 224), "mode": "RGB", "mean": [0.485, 0.456, 0.406],
-                           "std": [0.229, 0.224, 0.225]}}
+SPECS = {
+    "digits": {"size": (28, 28), "mode": "L", "mean": [0.1307], "std": [0.3081]},
+    "resnet18-demo": {"size": (224, 224), "mode": "RGB", "mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225]},
+}
 
 
 class ImageClassifierAPI(ls.LitAPI):
@@ -41,8 +43,9 @@ class ImageClassifierAPI(ls.LitAPI):
             network.load_state_dict(torch.load(WEIGHTS_PATH, map_location="cpu", weights_only=True))
         else:
             network = torchvision.models.resnet18(num_classes=1000)
-            network.load_state_dict(torch.load(os.environ["BENCH_RESNET_WEIGHTS"], map_location="cpu",
-                                               weights_only=True))
+            network.load_state_dict(
+                torch.load(os.environ["BENCH_RESNET_WEIGHTS"], map_location="cpu", weights_only=True)
+            )
             network = network.to(memory_format=torch.channels_last)
         self.network = network.eval().to(device)
         self.device = device
@@ -65,8 +68,10 @@ class ImageClassifierAPI(ls.LitAPI):
 
     def encode_response(self, probabilities):
         scores, indices = torch.topk(probabilities, 3)
-        return {"model": self.model_name, "predictions": [{"index": int(i), "score": float(s)}
-                                                          for s, i in zip(scores, indices)]}
+        return {
+            "model": self.model_name,
+            "predictions": [{"index": int(i), "score": float(s)} for s, i in zip(scores, indices)],
+        }
 
 
 def main() -> None:
@@ -78,8 +83,13 @@ def main() -> None:
     parser.add_argument("--max-batch-size", type=int, default=8)
     parser.add_argument("--batch-timeout", type=float, default=0.005)
     args = parser.parse_args()
-    api = ImageClassifierAPI(args.model, args.threads, max_batch_size=args.max_batch_size,
-                             batch_timeout=args.batch_timeout, api_path="/predict")
+    api = ImageClassifierAPI(
+        args.model,
+        args.threads,
+        max_batch_size=args.max_batch_size,
+        batch_timeout=args.batch_timeout,
+        api_path="/predict",
+    )
     server = ls.LitServer(api, accelerator="cpu", devices=1, workers_per_device=args.workers, timeout=60)
     server.run(host="127.0.0.1", port=args.port, generate_client_file=False, log_level="warning")
 

@@ -7,6 +7,7 @@ torch threads. Served by `gunicorn -k sync -w N naive_flask:app` (bench/serving.
 
 BENCH_RESNET_WEIGHTS names the resnet18 state_dict the benchmark generated (random, timing only).
 """
+
 from __future__ import annotations
 
 import io
@@ -36,18 +37,30 @@ def predict():
     name = request.form.get("model", "digits")
     image = Image.open(io.BytesIO(request.files["file"].read()))
     if name == "digits":
-        transform = transforms.Compose([transforms.Grayscale(), transforms.Resize((28, 28)), transforms.ToTensor(),
-                                        transforms.Normalize((0.1307,), (0.3081,))])
+        transform = transforms.Compose(
+            [
+                transforms.Grayscale(),
+                transforms.Resize((28, 28)),
+                transforms.ToTensor(),
+                transforms.Normalize((0.1307,), (0.3081,)),
+            ]
+        )
     else:
-        transform = transforms.Compose([transforms.Resize((224, 224)), transforms.ToTensor(),
-                                        transforms.Normalize([0.485, 0.456, 0.406], [0.229, 0.224, 0.225])])
+        transform = transforms.Compose(
+            [
+                transforms.Resize((224, 224)),
+                transforms.ToTensor(),
+                transforms.Normalize([0.485, 0.456, 0.406], [0.229, 0.224, 0.225]),
+            ]
+        )
     tensor = transform(image.convert("RGB")).unsqueeze(0)
     with torch.no_grad():
         outputs = MODELS[name](tensor)
     probabilities = torch.nn.functional.softmax(outputs[0], dim=0)
     scores, indices = torch.topk(probabilities, 3)
-    return jsonify({"model": name, "predictions": [{"index": int(i), "score": float(s)}
-                                                   for s, i in zip(scores, indices)]})
+    return jsonify(
+        {"model": name, "predictions": [{"index": int(i), "score": float(s)} for s, i in zip(scores, indices)]}
+    )
 
 
 @app.route("/health")
