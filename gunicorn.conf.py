@@ -39,9 +39,9 @@ if _settings.metrics:
     # Before any worker imports prometheus_client: every worker writes its samples to this folder.
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(_settings.data_dir / "prometheus")
 
+from ai_service.observability.logging import InterceptHandler, setup_logging  # noqa: E402
 from ai_service.server import placement  # noqa: E402 - light: no prometheus_client in the master
 from ai_service.server.cores import shared_slots  # noqa: E402
-from ai_service.observability.logging import InterceptHandler, setup_logging  # noqa: E402
 
 bind = _settings.server.bind
 workers = _settings.server.workers or placement.default_workers(_settings.compute.gpus, _settings.compute.device)

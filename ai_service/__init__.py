@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 __version__ = "0.1.0"
 
@@ -13,14 +14,13 @@ def create_app(overrides: Mapping[str, Any] | None = None):
     from loguru import logger
 
     from ai_service import api, web
-    from ai_service.settings import PROJECT_ROOT, load_settings
-    from ai_service.http import probes
+    from ai_service.http import context, probes
     from ai_service.http.errors import register_error_handlers
-    from ai_service.observability.metrics import install_request_metrics
     from ai_service.http.security import install_security
     from ai_service.observability.logging import install_request_logging, setup_logging
-    from ai_service.http import context
+    from ai_service.observability.metrics import install_request_metrics
     from ai_service.service.runtime import build_runtime
+    from ai_service.settings import PROJECT_ROOT, load_settings
 
     settings = load_settings(overrides)
     settings.ensure_dirs()

@@ -140,8 +140,8 @@ def _models_action(args: argparse.Namespace) -> int:
 
 
 def _export_example(args: argparse.Namespace) -> int:
-    from ai_service.settings import load_settings
     from ai_service.models.examples import ExampleExists, write_example
+    from ai_service.settings import load_settings
 
     home = Path(args.home).expanduser().resolve() if args.home else load_settings().home
     try:

@@ -10,14 +10,15 @@ import time
 import urllib.error
 import urllib.request
 import uuid
+from collections.abc import Sequence
 from pathlib import Path
-from typing import IO, Any, Sequence, Union
+from typing import IO, Any
 
 from PIL import Image
 
 from ai_service.schemas import HealthResponse, ModelStatus, PredictResponse
 
-ImageInput = Union[str, os.PathLike, bytes, bytearray, memoryview, Image.Image, IO[bytes]]
+ImageInput = str | os.PathLike | bytes | bytearray | memoryview | Image.Image | IO[bytes]
 RETRY_STATUSES = (429, 503)
 
 

@@ -40,7 +40,7 @@ def select_device(
     *,
     cuda_available: bool | None = None,
     cuda_count: int | None = None,
-) -> "torch.device":
+) -> torch.device:
     """Resolve auto|cpu|cuda|cuda:N to a usable torch.device, falling back to CPU with a warning."""
     import torch
 
@@ -83,7 +83,7 @@ def configure_torch_threads(threads: int, workers: int = 1) -> int:
     return threads
 
 
-def describe_device(device: "torch.device") -> dict[str, Any]:
+def describe_device(device: torch.device) -> dict[str, Any]:
     """What the health endpoint reports about the device: name, and memory on CUDA."""
     import torch
 
@@ -98,7 +98,7 @@ def describe_device(device: "torch.device") -> dict[str, Any]:
     return info
 
 
-def release_memory(device: "torch.device | None" = None) -> None:
+def release_memory(device: torch.device | None = None) -> None:
     """Collect garbage and hand cached CUDA blocks back, after a model's references are dropped."""
     import torch
 
@@ -125,7 +125,7 @@ MEMORY_UNITS = {
 }
 
 
-def total_memory(device: "torch.device") -> int:
+def total_memory(device: torch.device) -> int:
     """Bytes of memory behind `device`: the GPU's total on CUDA, physical RAM otherwise."""
     import torch
 
@@ -134,7 +134,7 @@ def total_memory(device: "torch.device") -> int:
     return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
 
 
-def parse_memory_budget(value: str, device: "torch.device") -> int | None:
+def parse_memory_budget(value: str, device: torch.device) -> int | None:
     """'8GiB', '2500000000', '75%' (of the device's memory) → bytes; empty → None (no budget)."""
     text = (value or "").strip().lower().replace(" ", "")
     if not text:
@@ -176,7 +176,7 @@ def describe_devices() -> list[dict[str, Any]]:
     return devices
 
 
-def memory_allocated(device: "torch.device") -> int:
+def memory_allocated(device: torch.device) -> int:
     """Bytes PyTorch's allocator currently holds for tensors on `device` (0 off CUDA)."""
     import torch
 

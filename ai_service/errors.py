@@ -6,7 +6,8 @@ Flask-free: the service layer raises `ServiceError`; `ai_service.http.errors` re
 
 from __future__ import annotations
 
-from typing import Any, Final, Mapping, NamedTuple
+from collections.abc import Mapping
+from typing import Any, Final, NamedTuple
 
 
 class ErrorKind(NamedTuple):

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Final, Literal, Optional, Union
+from typing import TYPE_CHECKING, Any, Final, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from ai_service.errors import ERRORS
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 if TYPE_CHECKING:  # the models import torch; request schemas (and the client) must not
     from ai_service.models.base import ModelOptions
@@ -32,7 +33,7 @@ class ResponseSchema(BaseModel):
 class ValidationIssue(Schema):
     """One problem with one field of the request."""
 
-    loc: list[Union[str, int]] = Field(description='Path to the offending field, e.g. ["top_k"] or ["images", 2].')
+    loc: list[str | int] = Field(description='Path to the offending field, e.g. ["top_k"] or ["images", 2].')
     msg: str = Field(description="What is wrong with it, in words.")
     type: str = Field(description="pydantic's machine-readable error type, e.g. `greater_than_equal`.")
 
@@ -42,7 +43,7 @@ class ErrorBody(Schema):
 
     code: Literal[tuple(ERRORS)] = Field(description="Stable, machine-readable error code (see the table in the docs).")  # type: ignore[valid-type]
     message: str = Field(description="Human-readable explanation, written for the person who sent the request.")
-    details: Optional[Union[list[ValidationIssue], dict[str, Any]]] = Field(
+    details: list[ValidationIssue] | dict[str, Any] | None = Field(
         None, description="For `validation_error` a list of {loc, msg, type}; otherwise facts such as the limit."
     )
 
@@ -56,24 +57,22 @@ class ErrorResponse(Schema):
 class PredictOptions(Schema):
     """Options accepted by POST /api/v1/predict, as multipart form fields or JSON members."""
 
-    model: Optional[str] = Field(
+    model: str | None = Field(
         None,
         pattern=MODEL_NAME_PATTERN,
         examples=["digits"],
         description="Model name, optionally `name@version`; default: the configured default model.",
     )
-    top_k: Optional[int] = Field(
-        None, ge=1, le=1000, description="Classification: how many labels to return (default 3)."
-    )
-    fit: Optional[FitPolicy] = Field(
+    top_k: int | None = Field(None, ge=1, le=1000, description="Classification: how many labels to return (default 3).")
+    fit: FitPolicy | None = Field(
         None,
         description="How the image is fitted to the model's input size: "
         "`stretch` (ignore aspect ratio), `letterbox` (pad), `crop` (center crop). "
         "Models that do their own fitting report what they did in `geometry`.",
     )
-    resample: Optional[Resample] = Field(None, description="Resampling filter used when fitting (`box` = `area`).")
-    score_threshold: Optional[float] = Field(None, ge=0, le=1, description="Detection: drop boxes scoring below this.")
-    background: Optional[str] = Field(
+    resample: Resample | None = Field(None, description="Resampling filter used when fitting (`box` = `area`).")
+    score_threshold: float | None = Field(None, ge=0, le=1, description="Detection: drop boxes scoring below this.")
+    background: str | None = Field(
         None,
         max_length=64,
         examples=["#ffffff", "white"],
@@ -91,7 +90,7 @@ class PredictOptions(Schema):
 
     @field_validator("background")
     @classmethod
-    def _known_color(cls, value: Optional[str]) -> Optional[str]:
+    def _known_color(cls, value: str | None) -> str | None:
         """Reject colors the imaging library cannot parse, before any work is done."""
         if value is None:
             return value
@@ -129,13 +128,13 @@ class PredictForm(PredictOptions):
 class PredictJSON(PredictOptions):
     """application/json body of POST /api/v1/predict: `image` (one) or `images` (a batch), base64 or data: URLs."""
 
-    image: Optional[str] = Field(
+    image: str | None = Field(
         None,
         min_length=1,
         description="One image as base64 or a `data:image/...;base64,` "
         "URL. Remote URLs (http://, https://, ...) are refused, never fetched.",
     )
-    images: Optional[list[str]] = Field(
+    images: list[str] | None = Field(
         None,
         min_length=1,
         description="Several images (same encodings as `image`);"
@@ -143,7 +142,7 @@ class PredictJSON(PredictOptions):
     )
 
     @model_validator(mode="after")
-    def _exactly_one_source(self) -> "PredictJSON":
+    def _exactly_one_source(self) -> PredictJSON:
         """`image` and `images` are alternatives; one of them is required."""
         if (self.image is None) == (self.images is None):
             raise ValueError("send exactly one of `image` (one image) or `images` (a list of images)")
@@ -164,8 +163,8 @@ class Detection(ResponseSchema):
     label: str
     score: float = Field(ge=0, le=1)
     box: list[float] = Field(min_length=4, max_length=4)
-    keypoints: Optional[list[list[float]]] = Field(None, description="[x, y, ...] in original-image pixels.")
-    mask: Optional[str] = Field(None, description="Instance mask as a data URL, sized like the original image.")
+    keypoints: list[list[float]] | None = Field(None, description="[x, y, ...] in original-image pixels.")
+    mask: str | None = Field(None, description="Instance mask as a data URL, sized like the original image.")
 
 
 class Geometry(ResponseSchema):
@@ -180,21 +179,21 @@ class Geometry(ResponseSchema):
         description="True when the pixels were rotated/flipped upright per EXIF "
         "(for orientations 5-8 the stored width and height are swapped).",
     )
-    fit: Optional[str] = Field(None, description="`stretch`, `letterbox`, `crop`, or the model's own policy.")
-    resample: Optional[str] = Field(None, description="Resampling filter used when fitting.")
-    input_size: Optional[list[int]] = Field(
+    fit: str | None = Field(None, description="`stretch`, `letterbox`, `crop`, or the model's own policy.")
+    resample: str | None = Field(None, description="Resampling filter used when fitting.")
+    input_size: list[int] | None = Field(
         None, min_length=2, max_length=2, description="[width, height] fed to the model."
     )
-    scale: Optional[list[float]] = Field(
+    scale: list[float] | None = Field(
         None, min_length=2, max_length=2, description="[sx, sy]: model-input pixels per original pixel."
     )
-    padding: Optional[list[int]] = Field(
+    padding: list[int] | None = Field(
         None, min_length=4, max_length=4, description="[left, top, right, bottom] padding added, in model-input pixels."
     )
-    crop: Optional[list[float]] = Field(
+    crop: list[float] | None = Field(
         None, min_length=4, max_length=4, description="[x0, y0, x1, y1] region of the original image that was used."
     )
-    decoded_size: Optional[list[int]] = Field(
+    decoded_size: list[int] | None = Field(
         None,
         min_length=2,
         max_length=2,
@@ -212,12 +211,12 @@ class ItemResult(ResponseSchema):
     width: int = Field(ge=1, description="Width of the upright source image (as the user sees it).")
     height: int = Field(ge=1, description="Height of the upright source image.")
     mode: str = Field(description="Pixel mode after decoding: L, LA, RGB or RGBA.")
-    geometry: Optional[Geometry] = None
-    predictions: Optional[list[Prediction]] = Field(None, description="Classification: best labels first.")
-    detections: Optional[list[Detection]] = Field(None, description="Detection: objects in original-image pixels.")
-    keypoints: Optional[list[list[float]]] = Field(None, description="[x, y, ...] in original-image pixels.")
-    image: Optional[str] = Field(None, description="Image-to-image: the output as a data URL (`output_format`).")
-    mask: Optional[str] = Field(None, description="Segmentation: the mask as a data URL, sized like the original.")
+    geometry: Geometry | None = None
+    predictions: list[Prediction] | None = Field(None, description="Classification: best labels first.")
+    detections: list[Detection] | None = Field(None, description="Detection: objects in original-image pixels.")
+    keypoints: list[list[float]] | None = Field(None, description="[x, y, ...] in original-image pixels.")
+    image: str | None = Field(None, description="Image-to-image: the output as a data URL (`output_format`).")
+    mask: str | None = Field(None, description="Segmentation: the mask as a data URL, sized like the original.")
 
 
 class ItemError(Schema):
@@ -238,7 +237,7 @@ class Timing(ResponseSchema):
     forward: float = Field(0.0, ge=0)
     postprocess: float = Field(0.0, ge=0)
     encode: float = Field(0.0, ge=0, description="Encoding image outputs (PNG/WebP/JPEG).")
-    load: Optional[float] = Field(None, ge=0, description="Present when this request loaded the model.")
+    load: float | None = Field(None, ge=0, description="Present when this request loaded the model.")
     total: float = Field(0.0, ge=0)
 
 
@@ -248,8 +247,8 @@ class PredictResponse(ResponseSchema):
     model: str
     version: str
     task: str
-    batch_size: Optional[int] = Field(None, ge=1, description="How many images ran through the network together.")
-    results: list[Union[ItemResult, ItemError]]
+    batch_size: int | None = Field(None, ge=1, description="How many images ran through the network together.")
+    results: list[ItemResult | ItemError]
     timing_ms: Timing
 
 
@@ -257,7 +256,7 @@ class ConvertForm(BaseModel):
     """multipart/form-data body of POST /api/v1/convert (other fields are ignored)."""
 
     file: bytes = Field(description="The image (one part).")
-    operations: Optional[str] = Field(
+    operations: str | None = Field(
         None,
         examples=['[{"op": "resize", "width": 224, "fit": "letterbox"}]'],
         description="JSON list of up to 20 operations applied in order: "
@@ -265,12 +264,12 @@ class ConvertForm(BaseModel):
         "`flatten_alpha` {background}, `color_key` {color, tolerance, softness, metric}, "
         "`resize` {width, height, fit: stretch|letterbox|crop, filter, pad_color}.",
     )
-    format: Optional[Literal["png", "jpeg", "jpg", "webp"]] = Field(None, description="Output format (default png).")
-    quality: Optional[int] = Field(None, ge=1, le=100, description="JPEG/WebP quality (default 90).")
-    response: Optional[Literal["image", "json"]] = Field(
+    format: Literal["png", "jpeg", "jpg", "webp"] | None = Field(None, description="Output format (default png).")
+    quality: int | None = Field(None, ge=1, le=100, description="JPEG/WebP quality (default 90).")
+    response: Literal["image", "json"] | None = Field(
         None, description="`image` (default, or by Accept header): the encoded image; `json`: facts plus a data URL."
     )
-    download: Optional[str] = Field(None, description="`1`: Content-Disposition attachment instead of inline.")
+    download: str | None = Field(None, description="`1`: Content-Disposition attachment instead of inline.")
 
 
 class ConvertSource(ResponseSchema):
@@ -294,7 +293,7 @@ class ConvertResponse(ResponseSchema):
     source: ConvertSource
     operations: list[dict[str, Any]] = Field(description="The operations as applied, with defaults filled in.")
     data_url: str
-    geometry: Optional[dict[str, Any]] = Field(None, description="How the last resize fitted the image.")
+    geometry: dict[str, Any] | None = Field(None, description="How the last resize fitted the image.")
 
 
 ModelState = Literal["registered", "loaded", "offloaded", "failed"]
@@ -311,12 +310,12 @@ class SystemModel(ResponseSchema):
     task: str = Field(description="classification, image-to-image, detection or segmentation.")
     source: str = Field(description="Where it came from: builtin, the models file, or a plugin.")
     state: ModelState = Field(description="registered (not loaded), loaded, offloaded (weights in CPU RAM), failed.")
-    error: Optional[str] = Field(description="Why loading failed, when state is failed.")
+    error: str | None = Field(description="Why loading failed, when state is failed.")
     parameters: int = Field(ge=0, description="Learnable parameters currently held (0 when not loaded).")
     bytes_on_device: int = Field(ge=0)
     bytes_offloaded: int = Field(ge=0)
-    last_used: Optional[float] = Field(description="Unix time of the last use.")
-    load_seconds: Optional[float] = Field(description="How long the last load took.")
+    last_used: float | None = Field(description="Unix time of the last use.")
+    load_seconds: float | None = Field(description="How long the last load took.")
     loads: int = Field(ge=0, description="How many times it was loaded.")
     in_use: int = Field(ge=0, description="Requests using it right now.")
 
@@ -324,7 +323,7 @@ class SystemModel(ResponseSchema):
 class ModelStatus(SystemModel):
     """A registered model: its metadata, where its weights are, and its lifecycle state."""
 
-    input_size: Optional[list[int]] = Field(description="[width, height] the model is fed; null = any size.")
+    input_size: list[int] | None = Field(description="[width, height] the model is fed; null = any size.")
     input_mode: str
     labels: list[str]
     mean: list[float]
@@ -372,8 +371,8 @@ class HealthResponse(ResponseSchema):
 class MemoryBudget(ResponseSchema):
     """The registry's memory limits and how much of them the loaded models use."""
 
-    budget_bytes: Optional[int] = None
-    max_loaded_models: Optional[int] = None
+    budget_bytes: int | None = None
+    max_loaded_models: int | None = None
     eviction: str
     loaded_models: int = Field(ge=0)
     models_bytes_on_device: int = Field(ge=0)
@@ -387,8 +386,8 @@ class SystemResponse(ResponseSchema):
     time: float
     device: DeviceInfo
     devices: list[DeviceInfo]
-    memory_allocated: Optional[int] = None
-    memory_reserved: Optional[int] = None
+    memory_allocated: int | None = None
+    memory_reserved: int | None = None
     process_rss: int = Field(ge=0)
     memory: MemoryBudget
     models: list[SystemModel]

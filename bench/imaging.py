@@ -14,9 +14,10 @@ import platform
 import sys
 import time
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import cv2
 import numpy as np
@@ -215,7 +216,8 @@ def table(rows: list[Row]) -> str:
     ]
     for r in rows:
         lines.append(
-            f"| {r.name} | {r.ours_ms:.2f} | {r.base_ms:.2f} | {r.baseline} | {r.speedup:.1f}x | {r.target} | {r.verdict} |"
+            f"| {r.name} | {r.ours_ms:.2f} | {r.base_ms:.2f} | {r.baseline} | {r.speedup:.1f}x | {r.target} "
+            f"| {r.verdict} |"
         )
     return "\n".join(lines)
 
@@ -224,7 +226,8 @@ def environment() -> str:
     """One line describing where the numbers came from."""
     return (
         f"Python {platform.python_version()}, torch {torch.__version__} ({torch.get_num_threads()} threads), "
-        f"OpenCV {cv2.__version__} ({cv2.getNumThreads()} threads), Pillow {Image.__version__}, NumPy {np.__version__}; "
+        f"OpenCV {cv2.__version__} ({cv2.getNumThreads()} threads), Pillow {Image.__version__}, "
+        f"NumPy {np.__version__}; "
         f"{os.cpu_count()} CPUs ({platform.machine()}), CUDA {'yes' if torch.cuda.is_available() else 'no'}."
     )
 

@@ -28,7 +28,7 @@ import tempfile
 import time
 import urllib.request
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from statistics import fmean
 
@@ -129,10 +129,10 @@ def measure_limit(home: Path, seconds: float = 2.0) -> dict:
     """Per model: decode+preprocess ms per image (one core), forward images/s per batch size (all cores)."""
     import torch
 
-    from ai_service.settings import load_settings
     from ai_service.imaging.io import decode_image
-    from ai_service.models.catalog import build_registry
     from ai_service.models.base import ModelOptions
+    from ai_service.models.catalog import build_registry
+    from ai_service.settings import load_settings
 
     settings = load_settings({"home": str(home), "log_level": "WARNING", "log_to_file": False})
     registry = build_registry(settings, torch.device("cpu"))
@@ -141,14 +141,12 @@ def measure_limit(home: Path, seconds: float = 2.0) -> dict:
         model = registry.get(name)
         data = (home / PAYLOAD[name]).read_bytes()
         torch.set_num_threads(1)
-        prepare = lambda: (
-            model.preprocess(
-                [decode_image(data, target_size=model.decode_size())],  # noqa: E731
-                ModelOptions(),
-            ).tensor
-        )
+
+        def prepare(model=model, data=data) -> torch.Tensor:
+            return model.preprocess([decode_image(data, target_size=model.decode_size())], ModelOptions()).tensor
+
         sample = prepare()
-        preprocess_ms = 1000.0 / best_rate(lambda: (prepare(), 1)[1], seconds)
+        preprocess_ms = 1000.0 / best_rate(lambda prepare=prepare: (prepare(), 1)[1], seconds)
         torch.set_num_threads(cores())
         network = model.network.to(memory_format=torch.channels_last)
         forward = {}
@@ -156,7 +154,7 @@ def measure_limit(home: Path, seconds: float = 2.0) -> dict:
             batch = sample.expand(size, *sample.shape[1:]).contiguous(memory_format=torch.channels_last)
             with torch.inference_mode():
                 network(batch)
-                forward[size] = best_rate(lambda: (network(batch), size)[1], seconds)
+                forward[size] = best_rate(lambda n=network, b=batch, s=size: (n(b), s)[1], seconds)
         best = max(forward, key=forward.get)
         limit = 1.0 / (preprocess_ms / 1000.0 + 1.0 / forward[best])
         report[name] = {
@@ -678,7 +676,8 @@ def render(
         "resnet18 weights are random (seed 0): **timing only**, the predictions mean nothing. Payloads: a "
         "640×480 JPEG photo (resnet18, 224×224 input) and a 64×64 PNG digit (digits). Every point is a "
         f"closed loop of C clients from a separate load-generator process on loopback, "
-        f"{meta['warmup']:g} s warm-up then {meta['durations']}; {repetitions_text()} so the noise is visible. All servers run at once but only the measured one is "
+        f"{meta['warmup']:g} s warm-up then {meta['durations']}; {repetitions_text()} so the noise is visible. "
+        "All servers run at once but only the measured one is "
         "awake (the others are paused with SIGSTOP), and the servers take turns at every point, so drift in the "
         "machine's load hits all of them alike.",
         "",
@@ -815,7 +814,7 @@ def machine(durations: dict[str, float], warmup: float, litserve: str) -> dict:
         else "no GPU was lent to this run, so nothing here measures CUDA (batching buys far more on a GPU)"
     )
     return {
-        "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "cpu": cpu,
         "cores": cores(),
         "memory_gb": round(memory),

@@ -26,18 +26,17 @@ import tempfile
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import requests
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
-from live_gunicorn import rss_bytes, running_gunicorn  # noqa: E402
-
 import imaging_samples  # noqa: E402
+from live_gunicorn import rss_bytes, running_gunicorn  # noqa: E402
 
 RSS_GROWTH_LIMIT = 0.10
 

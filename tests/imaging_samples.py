@@ -82,9 +82,9 @@ def sample_rgb() -> list[tuple[str, np.ndarray]]:
 
 def skimage_file(name: str) -> bytes:
     """Raw bytes of a file shipped inside scikit-image's data folder."""
-    import skimage.data
-
     from pathlib import Path
+
+    import skimage.data
 
     return (Path(skimage.data.__file__).parent / name).read_bytes()
 
@@ -215,7 +215,7 @@ def psd_layered() -> tuple[bytes, np.ndarray]:
 
 # ---------------------------------------------------------------- SVG
 
-SVG_OK = f'<svg {SVG_NS} width="40" height="20" viewBox="0 0 40 20"><rect x="0" y="0" width="20" height="20" fill="#ff0000"/></svg>'.encode()
+SVG_OK = f'<svg {SVG_NS} width="40" height="20" viewBox="0 0 40 20"><rect x="0" y="0" width="20" height="20" fill="#ff0000"/></svg>'.encode()  # noqa: E501 (literal test data)
 
 SVG_XXE = f"""<?xml version="1.0"?>
 <!DOCTYPE svg [<!ENTITY xxe SYSTEM "file:///etc/passwd">]>
@@ -227,7 +227,7 @@ SVG_ENTITY_BOMB = (
     + f']>\n<svg {SVG_NS} width="10" height="10"><text>&a9;</text></svg>'
 ).encode()
 
-SVG_EXTERNAL_HTTP = f'<svg {SVG_NS} width="10" height="10"><image xlink:href="http://169.254.169.254/latest/meta-data" width="10" height="10"/></svg>'.encode()
+SVG_EXTERNAL_HTTP = f'<svg {SVG_NS} width="10" height="10"><image xlink:href="http://169.254.169.254/latest/meta-data" width="10" height="10"/></svg>'.encode()  # noqa: E501 (literal test data)
 SVG_EXTERNAL_FILE = (
     f'<svg {SVG_NS} width="10" height="10"><image href="file:///etc/passwd" width="10" height="10"/></svg>'.encode()
 )
@@ -252,7 +252,7 @@ SVG_USE_BOMB = (
     )
     + '</defs><use xlink:href="#l8"/></svg>'
 ).encode()
-SVG_USE_CYCLE = f'<svg {SVG_NS} width="10" height="10"><g id="a"><use xlink:href="#b"/></g><g id="b"><use xlink:href="#a"/></g></svg>'.encode()
+SVG_USE_CYCLE = f'<svg {SVG_NS} width="10" height="10"><g id="a"><use xlink:href="#b"/></g><g id="b"><use xlink:href="#a"/></g></svg>'.encode()  # noqa: E501 (literal test data)
 SVG_MALFORMED = f"<svg {SVG_NS} width='10'><rect></svg>".encode()
 
 

@@ -1,9 +1,8 @@
 import io
 
 import pytest
-from PIL import Image
-
 from conftest import digit_variants, encode
+from PIL import Image
 
 
 def post_file(client, data: bytes, filename: str = "digit.png", **form):

@@ -11,13 +11,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import digit_variants, encode
 from PIL import Image
 
 from ai_service import create_app
 from ai_service.errors import ERRORS
 from ai_service.imaging.resize import fit_image, plan_fit
 from ai_service.models.base import Batch, ImageModel, ModelInfo
-from conftest import digit_variants, encode
 
 PREDICT = "/api/v1/predict"
 STAGES = {"decode", "preprocess", "queue", "forward", "postprocess", "encode", "total"}

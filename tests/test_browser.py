@@ -14,14 +14,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
-
-from ai_service import create_app
+from browser_support import launch_chromium
 from conftest import digit_variants, encode
 from live_server import serve
+from PIL import Image
 from web_doubles import register_doubles
 
-from browser_support import launch_chromium
+from ai_service import create_app
 
 SCREENSHOTS = Path(__file__).resolve().parent.parent / "test-artifacts" / "screenshots"
 MAX_UPLOAD_MB = 2
@@ -104,7 +103,7 @@ def run_and_wait(page, count: int = 1) -> None:
 
 def cutout_png() -> bytes:
     """A red disc on a transparent canvas: alpha that a checkerboard makes visible."""
-    image = Image.new("RGBA", (120, 90), (0, 0, 0, 0))
+    Image.new("RGBA", (120, 90), (0, 0, 0, 0))
     yy, xx = np.mgrid[0:90, 0:120]
     inside = (xx - 60) ** 2 + (yy - 45) ** 2 < 35**2
     pixels = np.zeros((90, 120, 4), np.uint8)

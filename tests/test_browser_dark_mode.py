@@ -10,11 +10,11 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-
-from ai_service import create_app
 from browser_support import launch_chromium
 from live_server import serve
 from web_doubles import register_doubles
+
+from ai_service import create_app
 
 AA_TEXT = 4.5
 AA_LARGE_TEXT = 3.0  # WCAG: 24px, or 18.66px bold, and larger
@@ -56,7 +56,8 @@ TEXT_COLORS_JS = (
     + """
   const found = [];
   for (const element of document.body.querySelectorAll("*")) {
-    const text = [...element.childNodes].filter((n) => n.nodeType === Node.TEXT_NODE).map((n) => n.textContent).join("").trim();
+    const text = [...element.childNodes].filter((n) => n.nodeType === Node.TEXT_NODE)
+      .map((n) => n.textContent).join("").trim();
     if (!text || !element.checkVisibility({ checkOpacity: true, checkVisibilityCSS: true })) continue;
     if (element.closest(":disabled, option, .compare, .overlay-frame, .box-labels")) continue;
     let plain = true;
@@ -209,7 +210,8 @@ INK = (20, 20, 20, 1)  # the dark ink of a digit on a transparent background (co
 
 
 def test_canvas_and_checkerboard_keep_dark_ink_visible(browser, live_server, scheme):
-    """The drawing canvas stays white paper for black ink; a transparency checkerboard shows dark ink in both schemes."""
+    """The drawing canvas stays white paper for black ink; a transparency checkerboard shows dark ink in both
+    schemes."""
     context, page = open_page(browser, live_server, "/", scheme)
     try:
         canvas_background = colors(page, "#digit-canvas")[1]

@@ -9,14 +9,13 @@ import sys
 from pathlib import Path
 
 import pytest
-from PIL import Image
-
-from ai_service import create_app
-from ai_service.schemas import ItemError, ItemResult
-from ai_service.client import Client, ServiceError, decode_data_url
-from ai_service import errors
 from conftest import digit_variants
 from live_server import serve
+from PIL import Image
+
+from ai_service import create_app, errors
+from ai_service.client import Client, ServiceError, decode_data_url
+from ai_service.schemas import ItemError, ItemResult
 
 
 @pytest.fixture(scope="module")

@@ -3,13 +3,12 @@ import hashlib
 import numpy as np
 import pytest
 import torch
+from conftest import digit_variants
 from PIL import Image
 
 from ai_service.models.base import ModelOptions
 from ai_service.models.builtin.digits import WEIGHTS_PATH, DigitsModel, normalize_digit
 from ai_service.models.builtin.digits_training import render_digit, train_digits
-
-from conftest import digit_variants
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,6 @@ from pathlib import Path
 
 import pytest
 import requests
-
 from conftest import digit_variants
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -77,7 +76,7 @@ def test_digits_predicted_over_http(server, digits_split):
     checked = 0
     for index in range(0, 40, 4):
         label = str(digits_split.test_labels[index])
-        for name, (data, mime) in digit_variants(digits_split.test_images[index]).items():
+        for data, _mime in digit_variants(digits_split.test_images[index]).values():
             [result] = client.predict(data, model="digits", top_k=2).results
             assert len(result.predictions) == 2
             checked += result.predictions[0].label == label

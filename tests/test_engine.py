@@ -5,23 +5,24 @@ from __future__ import annotations
 import io
 import threading
 import time
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import pytest
 import torch
+from conftest import digit_variants, encode
 from PIL import Image
 
 from ai_service import create_app
-from ai_service.settings import ConfigError, EngineSettings
-from ai_service.server import cores
-from ai_service.server.cores import CoreBudget
 from ai_service.engine.runner import ForwardRunner, bucket_sizes
-from ai_service.service.predict import predict
-from ai_service.service.upload import Upload
 from ai_service.models.base import Batch, ImageModel, ModelInfo, ModelOptions
 from ai_service.models.pytree import merge_batches, split_batch
-from conftest import digit_variants, encode
+from ai_service.server import cores
+from ai_service.server.cores import CoreBudget
+from ai_service.service.predict import predict
+from ai_service.service.upload import Upload
+from ai_service.settings import ConfigError, EngineSettings
 
 
 class GatedModel(ImageModel):
@@ -94,7 +95,7 @@ def test_full_queue_answers_503_with_retry_after(gated_app):
     assert response.status_code == 503 and response.headers["Retry-After"] == "1"
     assert response.get_json()["error"]["code"] == "overloaded"
     model.gate.set()
-    for thread, box in [(running, None), *waiting]:
+    for thread, _ in [(running, None), *waiting]:
         thread.join(10)
     assert all(box[0].status_code == 200 for _, box in waiting)
     assert model.batch_sizes == [1, 2]  # the two that queued during the first forward ran together

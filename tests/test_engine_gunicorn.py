@@ -15,7 +15,6 @@ from pathlib import Path
 import pytest
 import requests
 from PIL import Image
-
 from test_e2e_gunicorn import free_port
 
 ROOT = Path(__file__).resolve().parent.parent

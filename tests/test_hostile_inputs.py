@@ -4,22 +4,22 @@ case is 2xx with the right answer, nothing is ever 5xx, and /healthz answers aft
 from __future__ import annotations
 
 import base64
-import io
 import json
 import socket
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
+import imaging_samples as samples
 import numpy as np
 import pytest
 import requests
-from PIL import Image
-
-import imaging_samples as samples
-from ai_service.errors import ERRORS
-from ai_service.imaging import errors as decode_errors
 from conftest import encode
 from live_gunicorn import running_gunicorn
+from PIL import Image
+
+from ai_service.errors import ERRORS
+from ai_service.imaging import errors as decode_errors
 
 pytestmark = pytest.mark.e2e
 MAX_UPLOAD_MB = 2

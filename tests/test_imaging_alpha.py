@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
+import imaging_samples as S
 import numpy as np
 import pytest
 from PIL import Image
 
-import imaging_samples as S
 from ai_service.imaging.alpha import (
     color_key,
     color_key_alpha,

@@ -6,11 +6,11 @@ import base64
 import io
 import json
 
+import imaging_samples as S
 import numpy as np
 import pytest
 from PIL import Image
 
-import imaging_samples as S
 from ai_service.imaging.io import decode_image
 from ai_service.imaging.ops import OperationError, apply_operations, parse_operations, parse_output
 

@@ -5,13 +5,13 @@ from __future__ import annotations
 import io
 import time
 
+import imaging_samples as S
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image, ImageCms, ImageOps
 
-import imaging_samples as S
 from ai_service.imaging import errors
 from ai_service.imaging.io import DEFAULT_MAX_PIXELS, decode_image, encode_image, sniff_format
 from ai_service.imaging.psd import decode_psd, psd_layers, read_psd_header
@@ -49,7 +49,7 @@ def test_sniff_psd_and_svg_variants() -> None:
     assert sniff_format(S.SVG_OK) == "svg"
     assert (
         sniff_format(
-            b'\xef\xbb\xbf<?xml version="1.0"?>\n<!-- c -->\n<!DOCTYPE svg PUBLIC "-//W3C//DTD SVG 1.1//EN" "x.dtd">\n<svg/>'
+            b'\xef\xbb\xbf<?xml version="1.0"?>\n<!-- c -->\n<!DOCTYPE svg PUBLIC "-//W3C//DTD SVG 1.1//EN" "x.dtd">\n<svg/>'  # noqa: E501 (literal test data)
         )
         == "svg"
     )
@@ -430,12 +430,12 @@ def test_svg_intrinsic_size_rules() -> None:
 def test_svg_safe_features_allowed() -> None:
     gradient = (
         f'<!DOCTYPE svg PUBLIC "-//W3C//DTD SVG 1.1//EN" "http://www.w3.org/Graphics/SVG/1.1/DTD/svg11.dtd">'
-        f'<svg {S.SVG_NS} width="10" height="10"><defs><linearGradient id="g"><stop offset="0" stop-color="#00f"/></linearGradient>'
-        f'<rect id="r" width="5" height="5"/></defs><rect width="10" height="10" fill="url(#g)"/><use xlink:href="#r" fill="red"/></svg>'
+        f'<svg {S.SVG_NS} width="10" height="10"><defs><linearGradient id="g"><stop offset="0" stop-color="#00f"/></linearGradient>'  # noqa: E501 (literal test data)
+        f'<rect id="r" width="5" height="5"/></defs><rect width="10" height="10" fill="url(#g)"/><use xlink:href="#r" fill="red"/></svg>'  # noqa: E501 (literal test data)
     ).encode()
     im = decode_image(gradient)
     assert im.getpixel((8, 8)) == (0, 0, 255, 255)
-    link = f'<svg {S.SVG_NS} width="4" height="4"><a xlink:href="https://example.com"><rect width="4" height="4"/></a></svg>'
+    link = f'<svg {S.SVG_NS} width="4" height="4"><a xlink:href="https://example.com"><rect width="4" height="4"/></a></svg>'  # noqa: E501 (literal test data)
     assert decode_image(link.encode()).getpixel((1, 1)) == (0, 0, 0, 255)  # a hyperlink is not a fetch
     embedded = decode_image(S.svg_with_data_image(S.encode(Image.new("RGB", (8, 8), (0, 255, 0)), "PNG")))
     assert embedded.getpixel((4, 4)) == (0, 255, 0, 255)
@@ -466,7 +466,7 @@ def test_psd_layered_composite_and_layer_list() -> None:
     assert im.mode == "RGB" and np.array_equal(np.asarray(im), expected)
     assert np.array_equal(np.asarray(decode_psd(data)), expected)
     layers = psd_layers(data)
-    assert [(l.name, l.visible, l.left, l.top, l.width, l.height) for l in layers] == [
+    assert [(layer.name, layer.visible, layer.left, layer.top, layer.width, layer.height) for layer in layers] == [
         ("Background blue", True, 0, 0, 40, 30),
         ("Red box", True, 10, 5, 20, 10),
         ("Hidden green", False, 0, 0, 40, 30),

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import gc
 
+import imaging_samples as S
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-import imaging_samples as S
 from ai_service.imaging.pixels import _arrow_view, pixel_array, pixel_view, pixel_view4
 
 MODES = ["L", "LA", "RGB", "RGBA", "P", "1", "I", "I;16", "F", "CMYK", "YCbCr"]

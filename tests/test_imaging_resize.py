@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
+import imaging_samples as S
 import numpy as np
 import pytest
 from PIL import Image
 
-import imaging_samples as S
 from ai_service.imaging.geometry import Geometry
 from ai_service.imaging.resize import (
     FILTERS,
@@ -60,15 +60,15 @@ def test_fit_image_letterbox_pads_with_color_or_transparency() -> None:
     im = Image.fromarray(S.sample_images()["chelsea"])  # 451x300
     out, geo = fit_image(im, (224, 224), "letterbox", "bilinear", pad_color=(114, 114, 114))
     assert out.size == (224, 224) and out.mode == "RGB"
-    l, t, r, b = geo.content
+    left, top, right, bottom = geo.content
     assert (
-        (l, r) == (0, 224)
-        and t > 0
+        (left, right) == (0, 224)
+        and top > 0
         and out.getpixel((5, 0)) == (114, 114, 114)
         and out.getpixel((5, 223)) == (114, 114, 114)
     )
-    ref = im.resize((r - l, b - t), Image.Resampling.BILINEAR)
-    assert np.array_equal(np.asarray(out)[t:b, l:r], np.asarray(ref))
+    ref = im.resize((right - left, bottom - top), Image.Resampling.BILINEAR)
+    assert np.array_equal(np.asarray(out)[top:bottom, left:right], np.asarray(ref))
     clear, _ = fit_image(im, (224, 224), "letterbox", pad_color=None)
     assert clear.mode == "RGBA" and clear.getpixel((5, 0))[3] == 0 and clear.getpixel((112, 112))[3] == 255
     gray, _ = fit_image(im.convert("L"), (50, 100), "letterbox", pad_color=0)

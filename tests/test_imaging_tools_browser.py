@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
+import imaging_samples as S
 import numpy as np
 import pytest
-
-import imaging_samples as S
-from ai_service import create_app
-from ai_service.imaging.io import decode_image
+from browser_support import launch_chromium
 from live_server import serve
 
-from browser_support import launch_chromium
+from ai_service import create_app
+from ai_service.imaging.io import decode_image
 
 TIMEOUT_MS = 15_000
 

@@ -15,10 +15,9 @@ from pathlib import Path
 
 import pytest
 import requests
-from PIL import Image
-
 from conftest import encode
 from live_gunicorn import ROOT, running_gunicorn
+from PIL import Image
 from test_metrics import samples, value
 
 pytestmark = pytest.mark.e2e
@@ -184,8 +183,8 @@ def run_batch(batcher, count: int) -> list:
 
 
 def test_oom_batch_is_split_into_smaller_batches():
-    from ai_service.observability import metrics
     from ai_service.engine import Batcher
+    from ai_service.observability import metrics
 
     sizes = []
 

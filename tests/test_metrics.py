@@ -10,11 +10,11 @@ import textwrap
 from pathlib import Path
 
 import pytest
+from conftest import encode
 from PIL import Image
 from prometheus_client.parser import text_string_to_metric_families
 
 from ai_service import create_app
-from conftest import encode
 
 ROOT = Path(__file__).resolve().parent.parent
 

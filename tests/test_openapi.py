@@ -13,18 +13,17 @@ from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
+from conftest import encode
 from jsonschema import Draft202012Validator
+from live_server import serve
 from openapi_spec_validator import validate
 from PIL import Image
 from referencing import Registry
 from referencing.jsonschema import DRAFT202012
 
-from ai_service import create_app
-from ai_service import schemas
+from ai_service import create_app, schemas
 from ai_service.errors import ERRORS, HTTP_STATUS_CODES
 from ai_service.imaging import errors as imaging_errors
-from conftest import encode
-from live_server import serve
 
 PACKAGE = Path(__file__).resolve().parent.parent / "ai_service"
 ADMIN_TOKEN = "test-admin-token"

@@ -78,9 +78,11 @@ def test_plugin_failures_are_logged_with_traceback_and_the_app_serves_anyway(plu
     models = {s["name"]: s for s in client.get("/api/v1/models").get_json()["models"]}
     assert models["broken"]["state"] == "failed" and models["good"]["state"] == "registered"
     assert "Traceback (most recent call last)" in capfd.readouterr().err
-    from tests.conftest import encode
-    from PIL import Image
     import io
+
+    from PIL import Image
+
+    from tests.conftest import encode
 
     body = client.post(
         "/api/v1/predict", data={"model": "good", "file": (io.BytesIO(encode(Image.new("L", (2, 2), 255))), "w.png")}

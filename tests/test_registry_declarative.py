@@ -2,7 +2,6 @@
 
 import base64
 import io
-from typing import Dict
 
 import numpy as np
 import pytest
@@ -38,7 +37,7 @@ class FixedBox(torch.nn.Module):
 class ThresholdSegmenter(torch.nn.Module):
     """Two-class logits: class 1 where the (normalized) first channel is bright."""
 
-    def forward(self, x: torch.Tensor) -> Dict[str, torch.Tensor]:
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         bright = x[:, :1]
         return {"out": torch.cat([-bright, bright], dim=1)}
 

@@ -12,11 +12,11 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import encode
 
 from ai_service import create_app
-from ai_service.settings import PROJECT_ROOT, ConfigError
 from ai_service.http.security import key_fingerprint, key_matches
-from conftest import encode
+from ai_service.settings import PROJECT_ROOT, ConfigError
 
 PREDICT = "/api/v1/predict"
 

@@ -8,9 +8,8 @@ import re
 
 import numpy as np
 import pytest
-from PIL import Image
-
 from conftest import digit_variants, encode
+from PIL import Image
 from web_doubles import register_doubles
 
 INLINE_CODE = re.compile(r"<script(?![^>]*\bsrc=)[^>]*>|\son[a-z]+\s*=|\sstyle\s*=", re.IGNORECASE)

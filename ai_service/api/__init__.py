@@ -8,4 +8,4 @@ from flask import Blueprint
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
 
-from ai_service.api import models, system, predict, openapi, admin, convert  # noqa: E402,F401  (routes register on import)
+from ai_service.api import admin, convert, models, openapi, predict, system  # noqa: E402,F401  (routes register on import)

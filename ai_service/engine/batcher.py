@@ -18,14 +18,15 @@ from __future__ import annotations
 import threading
 import time
 from collections import deque
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import torch
 from loguru import logger
 
-from ai_service.observability import metrics
 from ai_service.devices import release_memory
+from ai_service.observability import metrics
 
 RunBatch = Callable[[list[torch.Tensor]], list[Any]]
 #: Forwards seen before their typical duration caps the wait (the first ones include warm-up costs).
@@ -97,7 +98,7 @@ class BatchRecord:
 class Arrival:
     """A request that announced `expected` samples; holds its place until it submits or leaves."""
 
-    def __init__(self, batcher: "Batcher", expected: int) -> None:
+    def __init__(self, batcher: Batcher, expected: int) -> None:
         self._batcher = batcher
         self.expected = expected
 
@@ -156,7 +157,7 @@ class Batcher:
 
     # -- request side ------------------------------------------------------------------------------
 
-    def arrival(self, expected: int) -> "_ArrivalScope":
+    def arrival(self, expected: int) -> _ArrivalScope:
         """Announce a request of `expected` images; raises Overloaded when the queue has no room."""
         return _ArrivalScope(self, expected)
 
@@ -192,7 +193,7 @@ class Batcher:
                 self._queue.extend(tickets)
                 self._wake()
                 return
-        for ticket in tickets:
+        for _ in tickets:
             metrics.record_queue(self.label, 0, 0.0)
         self._execute(tickets, False, 0)
 

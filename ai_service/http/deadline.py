@@ -9,7 +9,8 @@ from __future__ import annotations
 import socket
 import threading
 import time
-from typing import Any, Callable, Iterable
+from collections.abc import Callable, Iterable
+from typing import Any
 
 from werkzeug.exceptions import RequestTimeout
 
@@ -31,14 +32,14 @@ class BodyWatchdog:
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
 
-    def watch(self, stream: "DeadlineInput") -> None:
+    def watch(self, stream: DeadlineInput) -> None:
         with self._lock:
             self._watched.add(stream)
             if self._thread is None or not self._thread.is_alive():
                 self._thread = threading.Thread(target=self._run, name="body-watchdog", daemon=True)
                 self._thread.start()
 
-    def forget(self, stream: "DeadlineInput") -> None:
+    def forget(self, stream: DeadlineInput) -> None:
         with self._lock:
             self._watched.discard(stream)
 

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from flask import Flask, jsonify, render_template, request
 from loguru import logger
 from werkzeug.exceptions import HTTPException
 
 from ai_service.errors import HTTP_STATUS_CODES, ServiceError
-
 
 #: Blueprints for machines (load balancers, scrapers) whose errors are JSON although they live outside /api/.
 JSON_BLUEPRINTS = frozenset({"probes"})

@@ -16,16 +16,16 @@ import hashlib
 import hmac
 import math
 import time
+from collections.abc import Iterable
 from functools import partial
-from typing import Iterable
 
 from flask import Flask, current_app, g, request
 from loguru import logger
 from werkzeug.middleware.proxy_fix import ProxyFix
 
+from ai_service.errors import ServiceError
 from ai_service.http.deadline import BodyDeadlineMiddleware
 from ai_service.settings import ConfigError, SecuritySettings, Settings
-from ai_service.errors import ServiceError
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 UNLIMITED_PATHS = frozenset({"/healthz", "/readyz", "/metrics", "/api/v1/health"})

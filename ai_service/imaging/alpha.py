@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Final, Literal, Union
+from typing import Final, Literal
 
 import cv2
 import numpy as np
 from PIL import Image, ImageChops, ImageColor
 
 #: A color as "#rrggbb", a CSS name, an (r, g, b) tuple or a single gray level.
-ColorLike = Union[str, int, tuple[int, int, int], tuple[int, int, int, int], list[int]]
+ColorLike = str | int | tuple[int, int, int] | tuple[int, int, int, int] | list[int]
 #: Pillow modes with an alpha band (P and L/RGB images may carry transparency in `info` instead).
 ALPHA_MODES: Final = ("LA", "RGBA", "PA", "La", "RGBa")
 WHITE: Final = (255, 255, 255)

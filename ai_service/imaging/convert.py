@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Final, Literal, Sequence
+from collections.abc import Sequence
+from typing import Final, Literal
 
 import cv2
 import numpy as np

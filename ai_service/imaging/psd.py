@@ -82,7 +82,7 @@ def read_psd_header(data: bytes) -> PsdHeader:
 
 def open_psd(data: bytes, max_pixels: int) -> Any:
     """Open with psd-tools under parse and allocation budgets derived from the pixel limit."""
-    from psd_tools import ParseLimitError, PSDImage, ParseLimits
+    from psd_tools import ParseLimitError, ParseLimits, PSDImage
 
     header = read_psd_header(data)
     check_canvas("The PSD canvas is", header.width, header.height, MAX_PSD_SIDE, max_pixels)

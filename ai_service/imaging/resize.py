@@ -109,14 +109,14 @@ def fit_image(
     geo = plan_fit(im.size, size, mode, resample)
     if mode == "crop":
         return resize_image(im, geo.input_size, resample, box=geo.crop), geo
-    l, t, r, b = geo.content
-    content = resize_image(im, (r - l, b - t), resample)
+    left, top, right, bottom = geo.content
+    content = resize_image(im, (right - left, bottom - top), resample)
     if mode == "stretch":
         return content, geo
     canvas = _canvas(content.mode, geo.input_size, pad_color)
     if canvas.mode != content.mode:
         content = content.convert(canvas.mode)
-    canvas.paste(content, (l, t))
+    canvas.paste(content, (left, top))
     return canvas, geo
 
 

@@ -67,7 +67,7 @@ def rasterize_svg(
     cover: tuple[int, int] | None = None,
     max_pixels: int = 40_000_000,
 ) -> Image.Image:
-    """Render SVG bytes to RGBA at exactly `size` (w, h), else its intrinsic size scaled (aspect kept) to cover `cover`."""
+    """Render SVG bytes to RGBA at exactly `size` (w, h), else at its intrinsic size scaled to cover `cover`."""
     root = parse_svg(data)
     check_svg_safety(data, root, max_pixels)
     natural = intrinsic_size(root)

@@ -55,7 +55,7 @@ def _add_request_id(record: dict) -> None:
     record["extra"].setdefault("request_id", request_id_var.get())
 
 
-def setup_logging(settings: "Settings") -> None:
+def setup_logging(settings: Settings) -> None:
     """Configure sinks once per settings; safe to call from the app factory and gunicorn hooks."""
     global _configured_for, _relay, _access_direct
     key = (
@@ -210,7 +210,7 @@ def printable(text: str) -> str:
     return CONTROL_CHARACTERS.sub(lambda match: match.group().encode("unicode_escape").decode("ascii"), text)
 
 
-def install_request_logging(app: "Flask") -> None:
+def install_request_logging(app: Flask) -> None:
     """Give every request an id (X-Request-ID or new), echo it back, and log one access line."""
     from flask import g, request
 

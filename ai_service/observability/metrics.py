@@ -2,8 +2,9 @@
 
 Under gunicorn, gunicorn.conf.py points PROMETHEUS_MULTIPROC_DIR at AI_SERVICE_HOME/var/prometheus
 before any worker imports prometheus_client, empties it at start (on_starting) and drops a dead
-worker's live gauges (child_exit); each worker writes its samples there and `/metrics` aggregates them. Without that variable (development server, tests) the default in-process
-registry is used. Recording functions are plain calls with no Flask, so models and the engine can use them.
+worker's live gauges (child_exit); each worker writes its samples there and `/metrics` aggregates them.
+Without that variable (development server, tests) the default in-process registry is used. Recording
+functions are plain calls with no Flask, so models and the engine can use them.
 """
 
 from __future__ import annotations
@@ -153,7 +154,7 @@ GAUGE_REFRESH_S = 1.0
 _gauges_refreshed = [-GAUGE_REFRESH_S]
 
 
-def update_process_gauges(device: "torch.device | None", force: bool = False) -> None:
+def update_process_gauges(device: torch.device | None, force: bool = False) -> None:
     """Refresh this worker's RSS and, on CUDA, its allocator counters, at most once a second."""
     now = time.monotonic()
     if not force and now - _gauges_refreshed[0] < GAUGE_REFRESH_S:

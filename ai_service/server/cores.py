@@ -14,8 +14,8 @@ from __future__ import annotations
 import multiprocessing
 import os
 import threading
+from collections.abc import Iterator, MutableSequence
 from contextlib import contextmanager
-from typing import Iterator, MutableSequence
 
 import torch
 

@@ -56,7 +56,7 @@ class FileRelay:
             logger.add(
                 path,
                 level=0,
-                format="{extra[%s]}" % RELAYED,
+                format=f"{{extra[{RELAYED}]}}",
                 filter=self._is_mine,
                 serialize=False,
                 enqueue=True,

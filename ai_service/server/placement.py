@@ -8,7 +8,7 @@ workers every GPU has exactly one worker, whatever crashed and restarted.
 from __future__ import annotations
 
 import os
-from typing import Iterable, MutableSequence
+from collections.abc import Iterable, MutableSequence
 
 from ai_service.server import cores
 

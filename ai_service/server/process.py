@@ -22,7 +22,7 @@ if TYPE_CHECKING:
 GIL_SWITCH_INTERVAL_S = 0.0005
 
 
-def configure_process(settings: "Settings") -> int:
+def configure_process(settings: Settings) -> int:
     """Set GPU visibility, torch threads, the GIL switch interval and the multipart parser; returns torch threads.
 
     Must run before CUDA initializes (CUDA_VISIBLE_DEVICES is read once). Idempotent.

@@ -4,23 +4,24 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any
 
 import torch
 from loguru import logger
 from PIL import Image
 
-from ai_service.observability import metrics
 from ai_service.engine import DeadlineExceeded, DeviceOutOfMemory, Overloaded
 from ai_service.engine.batcher import Batcher, Ticket
-from ai_service.server.cores import single_threaded
 from ai_service.errors import ServiceError
 from ai_service.imaging.errors import ImageDecodeError
 from ai_service.imaging.geometry import Geometry, source_json
 from ai_service.imaging.io import decode_image
 from ai_service.models.base import ImageModel, ModelOptions
 from ai_service.models.pytree import merge_batches
+from ai_service.observability import metrics
+from ai_service.server.cores import single_threaded
 from ai_service.service.runtime import Runtime, model_errors
 from ai_service.service.upload import Upload
 

@@ -24,4 +24,4 @@ def nav_links() -> dict:
     return {"nav_links": [(endpoint, label) for endpoint, label in NAV if endpoint in current_app.view_functions]}
 
 
-from ai_service.web import pages, status, docs, tools  # noqa: E402,F401  (routes register on import)
+from ai_service.web import docs, pages, status, tools  # noqa: E402,F401  (routes register on import)

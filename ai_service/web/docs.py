@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any, Mapping
-
 import re
+from collections.abc import Mapping
+from typing import Any
 
 from flask import render_template
 from markupsafe import Markup, escape
