@@ -187,6 +187,7 @@ class Server:
     health: str
     config: str
     levels: tuple[int, ...] = ()  # measured only at these concurrency levels, once (informational servers)
+    cwd: Path = ROOT  # where it starts: its code is imported from here first
     process: subprocess.Popen | None = field(default=None, repr=False)
 
     def url(self, model: str) -> str:
@@ -196,7 +197,7 @@ class Server:
         log = log_path.open("ab")
         self.process = subprocess.Popen(
             self.command,
-            cwd=ROOT,
+            cwd=self.cwd,
             env={**os.environ, **self.env},
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -351,6 +352,23 @@ def servers(home: Path, litserve: bool) -> list[Server]:
         if server.name.startswith("ai_service"):
             server.env["AI_SERVICE_BIND"] = f"127.0.0.1:{server.port}"
     return found
+
+
+def ai_service_at(production: Server, rev: str, worktree: Path) -> Server:
+    """The same server running the code of git revision `rev` (checked out in `worktree`): an A/B of a change."""
+    subject = subprocess.run(
+        ["git", "-C", str(ROOT), "log", "-1", "--format=%h %s", rev], check=True, capture_output=True, text=True
+    ).stdout.strip()
+    return Server(
+        f"{production.name}@{subject.split()[0]}",
+        [production.command[0], "-c", str(worktree / "gunicorn.conf.py"), "app:app"],
+        {**production.env, "PYTHONPATH": str(worktree)},
+        production.port,
+        production.paths,
+        production.health,
+        f"the same, running the code of {subject[:100]} (a git worktree; same settings, same venv)",
+        cwd=worktree,
+    )
 
 
 def ai_service_bf16(production: Server, home: Path) -> Server | None:
@@ -842,6 +860,9 @@ def main() -> None:
     )
     parser.add_argument("--models", help="comma-separated models instead of all (no write)")
     parser.add_argument("--no-profile", action="store_true", help="skip the py-spy profile of ai_service")
+    parser.add_argument(
+        "--compare", metavar="REV", help="also run ai_service at git revision REV, side by side (implies --no-write)"
+    )
     parser.add_argument("--measure-limit", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     global MODELS, PROFILE
@@ -873,6 +894,18 @@ def main() -> None:
         if args.only:
             wanted = set(args.only.split(","))
             contenders = [s for s in contenders if s.name.split(":")[0] in wanted]
+        if args.compare:
+            worktree = Path(workdir) / "compare"
+            subprocess.run(
+                ["git", "-C", str(ROOT), "worktree", "add", "--detach", str(worktree), args.compare],
+                check=True,
+                capture_output=True,
+            )
+            production = next(s for s in contenders if s.name == "ai_service")
+            other = ai_service_at(production, args.compare, worktree)
+            other.port = free_port()
+            other.env["AI_SERVICE_BIND"] = f"127.0.0.1:{other.port}"
+            contenders.insert(contenders.index(production) + 1, other)
         for server in contenders:
             if server.name == "ai_service" and args.set:
                 server.env.update(item.split("=", 1) for item in args.set)
@@ -891,7 +924,9 @@ def main() -> None:
         text = render(results, limits, machine(durations, warmup, litserve_text), configs, profiles)
     print(text)
     print(f"-- finished in {time.monotonic() - started:.0f} s", flush=True)
-    if not (args.no_write or args.quick or args.set or args.concurrency or args.only or args.models):
+    if args.compare:
+        subprocess.run(["git", "-C", str(ROOT), "worktree", "prune"], check=False)
+    if not (args.no_write or args.quick or args.set or args.concurrency or args.only or args.models or args.compare):
         write_results(text)
         print(f"-- wrote {RESULTS.relative_to(ROOT)}")
 
