@@ -402,9 +402,11 @@ def litserve_status() -> tuple[bool, str]:
 # ---- load -----------------------------------------------------------------------------------------
 
 
-def load_point(server: Server, model: str, concurrency: int, home: Path, duration: float, warmup: float) -> dict:
-    """One closed-loop measurement from a separate loadgen process."""
-    command = [
+def loadgen_command(
+    server: Server, model: str, concurrency: int, home: Path, duration: float, warmup: float
+) -> list[str]:
+    """bench/loadgen.py driving `model` on `server` with the model's payload."""
+    return [
         PY,
         str(ROOT / "bench" / "loadgen.py"),
         "--url",
@@ -419,9 +421,13 @@ def load_point(server: Server, model: str, concurrency: int, home: Path, duratio
         str(duration),
         "--warmup",
         str(warmup),
-        "--watch-pgid",
-        str(server.process.pid),
     ]
+
+
+def load_point(server: Server, model: str, concurrency: int, home: Path, duration: float, warmup: float) -> dict:
+    """One closed-loop measurement from a separate loadgen process."""
+    command = loadgen_command(server, model, concurrency, home, duration, warmup)
+    command += ["--watch-pgid", str(server.process.pid)]
     output = subprocess.run(command, check=True, capture_output=True, text=True, timeout=duration + warmup + 180)
     result = json.loads(output.stdout)
     return result
@@ -569,22 +575,7 @@ def profile(server: Server, model: str, home: Path, seconds: float = 8.0) -> dic
     spy = Path(PY).with_name("py-spy")
     if not spy.exists():
         return None
-    command = [
-        PY,
-        str(ROOT / "bench" / "loadgen.py"),
-        "--url",
-        server.url(model),
-        "--file",
-        str(home / PAYLOAD[model]),
-        "--field",
-        f"model={model}",
-        "--concurrency",
-        "16",
-        "--duration",
-        str(seconds + 4),
-        "--warmup",
-        "1",
-    ]
+    command = loadgen_command(server, model, 16, home, seconds + 4, 1)
     with tempfile.NamedTemporaryFile(suffix=".txt") as raw:
         server.resume()
         try:
