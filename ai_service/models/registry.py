@@ -195,9 +195,11 @@ class ModelRegistry:
 
     def statuses(self) -> list[dict[str, Any]]:
         """One status per registered model (then per failed plugin), sorted by name and version."""
-        defaults = {id(self.resolve(name)) for name in self.names()}
-        return ([entry.status(self.device, id(entry) in defaults) for entry in self._sorted_entries()]
-                + [failure.status(self.device, False) for failure in list(self._failures)])
+        return [self.status(entry) for entry in (*self._sorted_entries(), *list(self._failures))]
+
+    def status(self, entry: ModelEntry) -> dict[str, Any]:
+        """One entry's status, as statuses() lists it; `default` marks the version its bare name addresses."""
+        return entry.status(self.device, entry.model is not None and self.resolve(entry.info.name) is entry)
 
     def memory(self) -> dict[str, Any]:
         """The budget and how much of it the loaded models use."""

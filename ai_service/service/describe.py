@@ -29,16 +29,16 @@ def model_detail(runtime: Runtime, ref: str) -> dict[str, Any]:
     """
     registry = runtime.registry
     try:
-        key = runtime.resolve(ref).info.key
-        found = [s for s in registry.statuses() if s["key"] == key]
+        entry = runtime.resolve(ref)
     except ServiceError as error:
         if error.code != "model_unavailable":
             raise
         name = ref.strip().partition("@")[0]
-        found = [s for s in registry.statuses() if s["name"] == name and s["state"] == "failed"]
-    if not found:  # removed between the lookup and the listing
-        raise ServiceError("unknown_model", f"No model named {ref!r}.", {"model": ref})
-    return {**found[0], "versions": registry.versions(found[0]["name"])}
+        failed = [s for s in registry.statuses() if s["name"] == name and s["state"] == "failed"]
+        if not failed:
+            raise
+        return {**failed[0], "versions": []}
+    return {**registry.status(entry), "versions": registry.versions(entry.info.name)}
 
 
 def system_report(runtime: Runtime) -> dict[str, Any]:

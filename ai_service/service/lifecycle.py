@@ -19,5 +19,5 @@ def manage(runtime: Runtime, ref: str, action: str) -> dict[str, Any]:
     started = time.perf_counter()
     with model_errors(registry, ref):
         entry = getattr(registry, action)(ref)
-    status = next(s for s in registry.statuses() if s["key"] == entry.info.key)
-    return {"action": action, "seconds": round(time.perf_counter() - started, 4), "model": status}
+    seconds = round(time.perf_counter() - started, 4)
+    return {"action": action, "seconds": seconds, "model": registry.status(entry)}
