@@ -20,7 +20,10 @@ setup(
     long_description_content_type="text/markdown",
     python_requires=">=3.11",
     packages=find_packages(include=["ai_service", "ai_service.*"]),
-    package_data={"ai_service.models.builtin": ["weights/*.pt"]},
+    package_data={
+        "ai_service.models.builtin": ["weights/*.pt"],
+        "ai_service.storage": ["migrations/*.py", "migrations/*.mako", "migrations/versions/*.py"],
+    },
     include_package_data=True,
     install_requires=requirements(),
     entry_points={"console_scripts": ["ai-service = ai_service.cli:main"]},

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import TYPE_CHECKING, Any, Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -217,6 +218,7 @@ class ItemResult(ResponseSchema):
     keypoints: list[list[float]] | None = Field(None, description="[x, y, ...] in original-image pixels.")
     image: str | None = Field(None, description="Image-to-image: the output as a data URL (`output_format`).")
     mask: str | None = Field(None, description="Segmentation: the mask as a data URL, sized like the original.")
+    history_id: str | None = Field(None, description="The history row of this image (GET /api/v1/history/{id}).")
 
 
 class ItemError(Schema):
@@ -226,6 +228,7 @@ class ItemError(Schema):
     filename: str = ""
     status: int = Field(ge=400, le=599, description="The HTTP status this error would have on its own.")
     error: ErrorBody
+    history_id: str | None = Field(None, description="The history row that recorded this failure.")
 
 
 class Timing(ResponseSchema):
@@ -378,8 +381,20 @@ class MemoryBudget(ResponseSchema):
     models_bytes_on_device: int = Field(ge=0)
 
 
+class HistoryStatus(ResponseSchema):
+    """This worker's history writer: where rows go and how many are written, waiting or dropped."""
+
+    enabled: bool
+    backend: str | None = Field(None, description="sqlite, mysql or postgresql.")
+    database: str | None = Field(None, description="The database URL without its password.")
+    images: str | None = Field(None, description="What the image store keeps: none, outputs or all.")
+    written: int = Field(0, ge=0, description="Rows this worker wrote since it started.")
+    waiting: int = Field(0, ge=0, description="Rows queued for the database.")
+    dropped: int = Field(0, ge=0, description="Rows dropped because the queue was full (database slow or down).")
+
+
 class SystemResponse(ResponseSchema):
-    """GET /api/v1/system: devices, memory counters, process RSS and every model's state."""
+    """GET /api/v1/system: devices, memory counters, process RSS, every model's state and the history writer."""
 
     version: str
     pid: int
@@ -391,6 +406,7 @@ class SystemResponse(ResponseSchema):
     process_rss: int = Field(ge=0)
     memory: MemoryBudget
     models: list[SystemModel]
+    history: HistoryStatus | None = None
 
 
 def validation_details(error: ValidationError) -> list[dict[str, Any]]:
@@ -400,3 +416,69 @@ def validation_details(error: ValidationError) -> list[dict[str, Any]]:
         loc = [part for part in item["loc"] if not (isinstance(part, str) and part.startswith("function-"))]
         issues.append({"loc": loc, "msg": item["msg"].removeprefix("Value error, "), "type": item["type"]})
     return issues
+
+
+class HistoryFilters(Schema):
+    """Query parameters of GET /api/v1/history and its export: every filter is optional and they combine (AND)."""
+
+    model: str | None = Field(None, max_length=128, description="Model name (any version unless `version` is set).")
+    version: str | None = Field(None, max_length=64)
+    status: Literal["ok", "error"] | None = None
+    source: Literal["api", "web", "job", "cli"] | None = None
+    since: datetime | None = Field(None, description="Oldest time included (ISO 8601; UTC when no offset is given).")
+    until: datetime | None = Field(None, description="Rows strictly before this time.")
+    request_id: str | None = Field(None, max_length=64)
+    sha256: str | None = Field(None, pattern="^[0-9a-f]{64}$", description="The input image's sha256 (hex).")
+    job_id: str | None = Field(None, max_length=32)
+
+
+class HistoryPageQuery(HistoryFilters):
+    """GET /api/v1/history: the filters plus paging (newest first)."""
+
+    limit: int = Field(50, ge=1, le=500, description="Rows per page.")
+    cursor: str | None = Field(None, max_length=200, description="`next_cursor` of the previous page.")
+
+
+class HistoryExportQuery(HistoryFilters):
+    """GET /api/v1/history/export: the filters plus the file format."""
+
+    format: Literal["csv", "jsonl", "parquet"] = "csv"
+
+
+class HistoryEntry(ResponseSchema):
+    """One recorded input image: what it was, what the model said, how long it took, who asked."""
+
+    id: str = Field(description="Time-ordered id; results of POST /api/v1/predict name it as `history_id`.")
+    created_at: datetime
+    request_id: str
+    source: Literal["api", "web", "job", "cli"]
+    job_id: str | None = None
+    item_index: int = Field(ge=0, description="Position of the image in its request or job.")
+    model: str
+    version: str
+    task: str
+    input_sha256: str | None = None
+    filename: str
+    width: int | None = None
+    height: int | None = None
+    mode: str | None = None
+    status: Literal["ok", "error"]
+    error_code: str | None = None
+    error_message: str | None = None
+    http_status: int = Field(description="200, or the status this image alone would have answered with.")
+    result: dict[str, Any] | None = Field(None, description="The result as the API gave it; images as references.")
+    top1_label: str | None = None
+    top1_score: float | None = None
+    timing_ms: dict[str, float] | None = None
+    total_ms: float | None = None
+    batch_size: int = Field(ge=0)
+    client: str = Field(description="`key:<fingerprint>` or `ip:<address>`; never a secret.")
+    input_stored: bool = Field(description="GET /api/v1/history/{id}/input returns the image.")
+    output_sha256: str | None = Field(None, description="GET /api/v1/history/{id}/output returns the image.")
+
+
+class HistoryPage(ResponseSchema):
+    """A page of history, newest first; pass `next_cursor` back as `cursor` for the next one (null: the end)."""
+
+    items: list[HistoryEntry]
+    next_cursor: str | None = None

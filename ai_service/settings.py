@@ -190,6 +190,40 @@ class SecuritySettings(Section):
     csp: str = ""
 
 
+class DatabaseSettings(Section):
+    """The SQL database every stored feature shares (history now): embedded SQLite unless a URL says otherwise."""
+
+    #: SQLAlchemy URL: mysql+pymysql://user:pw@host/db, postgresql+psycopg://user@host/db ("" = SQLite in var/).
+    url: str = Field("", alias="database_url", repr=False)
+    #: Upgrade the schema at start-up (under a lock, so workers starting together upgrade once); off = only
+    #: `ai-service db upgrade` does, and start-up refuses an out-of-date schema.
+    migrate: Flag = Field(True, alias="database_migrate")
+    #: Connections each process keeps open (the history writer uses one; reads use the rest).
+    pool_size: int = Field(5, ge=1, alias="database_pool_size")
+
+
+HISTORY_IMAGES = ("none", "outputs", "all")
+
+
+class HistorySettings(Section):
+    """One row per predicted image, written off the hot path by a background writer."""
+
+    #: Record predictions (off = no database is opened at all).
+    enabled: Flag = Field(True, alias="history")
+    #: Which images to keep in the content-addressed store under var/blobs: none, outputs, or all (inputs too).
+    images: Annotated[Literal[HISTORY_IMAGES], BeforeValidator(_word)] = Field(  # type: ignore[valid-type]
+        "none", alias="history_images"
+    )
+    #: Delete rows (and images no row refers to) older than this many days; 0 = keep forever.
+    days: float = Field(0.0, ge=0, alias="history_days")
+    #: Rows waiting for the database per process; beyond it rows are dropped and counted, never blocking.
+    queue_size: int = Field(10_000, ge=1, alias="history_queue_size")
+    #: Most rows per INSERT transaction.
+    batch_size: int = Field(500, ge=1, alias="history_batch_size")
+    #: Longest a row waits for more rows to join its transaction.
+    flush_ms: float = Field(200.0, ge=0, alias="history_flush_ms")
+
+
 class Settings(BaseSettings):
     """Every knob of the service; paths are derived from `home`, never from the working directory."""
 
@@ -206,6 +240,8 @@ class Settings(BaseSettings):
     models: ModelSettings = ModelSettings()
     engine: EngineSettings = EngineSettings()
     security: SecuritySettings = SecuritySettings()
+    database: DatabaseSettings = DatabaseSettings()
+    history: HistorySettings = HistorySettings()
     #: Keys no setting has (lower case): kept, not refused, as before the sections.
     extra: dict[str, Any] = {}
 
@@ -220,6 +256,16 @@ class Settings(BaseSettings):
     @property
     def logs_dir(self) -> Path:
         return self.home / "logs"
+
+    @property
+    def database_url(self) -> str:
+        """The configured URL, or the embedded SQLite file under var/ (so `make run` needs no server)."""
+        return self.database.url or f"sqlite:///{self.data_dir / 'ai_service.db'}"
+
+    @property
+    def blobs_dir(self) -> Path:
+        """Stored history images, by sha256."""
+        return self.data_dir / "blobs"
 
     def ensure_dirs(self) -> None:
         """Create the derived folders on demand (first start, fresh AI_SERVICE_HOME)."""
@@ -254,7 +300,7 @@ def _flat_names() -> dict[str, tuple[str | None, str]]:
 #: Every setting by its flat name (the environment's, the config file's and create_app's overrides').
 FLAT_NAMES: dict[str, tuple[str | None, str]] = _flat_names()
 SECTIONS = {section for section, _ in FLAT_NAMES.values() if section}
-_SECRETS = {"admin_token", "api_keys", "redis_url"}
+_SECRETS = {"admin_token", "api_keys", "redis_url", "database_url"}
 
 
 def nest(values: Mapping[str, Any]) -> dict[str, Any]:

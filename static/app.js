@@ -4,7 +4,7 @@ import { errorMessage, fetchModels, normalize, postForm } from "./api.js";
 import { el, formatBytes, percent } from "./dom.js";
 import { setupDrawing } from "./draw.js";
 import { Selection } from "./files.js";
-import { History, thumbnail } from "./history.js";
+import { History, ServerHistory, thumbnail } from "./history.js";
 import { imageUrl, renderRun } from "./results.js";
 
 const MULTIPART_ALLOWANCE = 64 * 1024;  // headers and boundaries around the files in one request
@@ -95,8 +95,11 @@ function start(form) {
   input.removeAttribute("required");
   const selection = new Selection({ input, list: byId("file-list"), messages: byId("file-messages"), limits,
     onChange: (current) => { runButton.textContent = current.valid().length > 1 ? `Run on ${current.valid().length} images` : "Run"; } });
-  const history = new History({ panel: byId("history-panel"), list: byId("history"), clearButton: byId("clear-history"),
-    onShow: (run) => { results.replaceChildren(renderRun(run)); results.focus(); } });
+  const panel = byId("history-panel");
+  const serverHistory = panel.dataset.history === "on";  // the server records predictions: show its entries
+  const history = new (serverHistory ? ServerHistory : History)({ panel, list: byId("history"), clearButton: byId("clear-history"),
+    onShow: (run) => { results.replaceChildren(renderRun(run)); results.focus(); },
+    apiUrl: panel.dataset.historyApi, pageUrl: panel.dataset.historyPage });
   results.tabIndex = -1;
 
   // Model picker and the options that apply to the chosen model.
@@ -220,8 +223,9 @@ function start(form) {
     for (const batch of run.batches) {
       for (const { input, result } of batch.items) {
         const output = imageUrl(result.image || result.output_image || result.image_url);
-        history.add({ runId: run.id, time: Date.now(), model: batch.model, filename: input.name, summary: summarise(result),
-          requestId: batch.requestId || null, thumb: await thumbnail(output || input.url) }, run);
+        const entry = { runId: run.id, time: Date.now(), model: batch.model, filename: input.name, summary: summarise(result),
+          requestId: batch.requestId || null, thumb: await thumbnail(output || input.url) };
+        history.add(serverHistory ? { id: result.history_id || null, ...entry } : entry, run);
       }
     }
   }
@@ -262,7 +266,6 @@ function start(form) {
       const failed = outcomes.filter(({ result }) => result.error).length;
       const single = outcomes.length === 1 ? ` ${outcomes[0].input.name}: ${summarise(outcomes[0].result)}.` : "";
       setProgress(failed ? `Finished with ${failed} error(s) in ${seconds} s.${single}` : `Done in ${seconds} s.${single}`, null);
-      await remember(run);
     } finally {
       busy = false;
       form.classList.remove("busy");
@@ -270,6 +273,7 @@ function start(form) {
       results.removeAttribute("aria-busy");
       runButton.disabled = false;
     }
+    await remember(run);  // thumbnails for the history panel: the form is usable again meanwhile
   });
 
   // Drawing: the selected drawable model predicts from the canvas as the user draws.

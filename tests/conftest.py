@@ -31,6 +31,7 @@ def home(tmp_path: Path) -> Path:
 def app(home: Path):
     app = create_app({"TESTING": True, "home": str(home), "log_level": "DEBUG"})
     yield app
+    app.extensions["ai_service"].close()  # flush the history writer, stop inference threads
 
 
 @pytest.fixture

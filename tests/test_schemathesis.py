@@ -2,10 +2,13 @@
 
 Valid and invalid requests generated from /api/v1/openapi.json must never produce a 5xx, an undocumented
 status or content type, or a body that violates the documented schema. Bounded: 50 examples per operation.
+The history endpoints run against a few recorded predictions (DELETE with the admin token).
 """
 
 from __future__ import annotations
 
+import base64
+import io
 import tempfile
 
 import schemathesis
@@ -17,8 +20,11 @@ from schemathesis.specs.openapi.checks import (
     response_schema_conformance,
     status_code_conformance,
 )
+from sqlalchemy import insert, select
 
 from ai_service import create_app
+from ai_service.http.openapi import PATH_PARAMETERS, SAMPLE_PNG_BASE64
+from ai_service.storage.schema import Prediction
 
 ADMIN_TOKEN = "schemathesis-admin-token"
 CHECKS = [
@@ -42,10 +48,27 @@ APP = create_app(
     }
 )  # admin token: lifecycle endpoints can succeed too
 schema = schemathesis.openapi.from_wsgi("/api/v1/openapi.json", APP)
+ADMIN_PATHS = ("/api/v1/models/{ref}/{action}", "/api/v1/history/{id}")
+
+
+def record_some_history() -> None:
+    """A few rows (one with the id the document's example names) so the history endpoints answer with content."""
+    client = APP.test_client()
+    for name in ("a.png", "b.png"):
+        client.post("/api/v1/predict", data={"file": (io.BytesIO(SAMPLE_PNG), name)})
+    history = APP.extensions["ai_service"].history
+    history.writer.flush(5)
+    with history.engine.begin() as connection:
+        newest = connection.execute(select(Prediction).order_by(Prediction.created_at.desc())).mappings().first()
+        connection.execute(insert(Prediction), [{**newest, "id": PATH_PARAMETERS["id"]["example"]}])
+
+
+SAMPLE_PNG = base64.b64decode(SAMPLE_PNG_BASE64)
+record_some_history()
 
 
 @schema.parametrize()
 @settings(max_examples=50, deadline=None, derandomize=True, database=None, suppress_health_check=list(HealthCheck))
 def test_api_honours_its_openapi_document(case):
-    headers = {"Authorization": f"Bearer {ADMIN_TOKEN}"} if case.operation.path.endswith("{action}") else None
+    headers = {"Authorization": f"Bearer {ADMIN_TOKEN}"} if case.operation.path in ADMIN_PATHS else None
     case.call_and_validate(headers=headers, checks=CHECKS)

@@ -20,7 +20,8 @@ DOCUMENTED = (
     "load_plugins warmup admin_token gpu_memory_budget max_loaded_models eviction bind workers threads timeout "
     "keepalive max_batch_size max_batch_delay_ms max_queue request_timeout_s amp compile compile_mode "
     "channels_last fuse_batchnorm api_keys rate_limit redis_url trusted_proxies cors_origins csp body_timeout "
-    "metrics max_requests max_requests_jitter"
+    "metrics max_requests max_requests_jitter history database_url database_migrate database_pool_size history_images "
+    "history_days history_queue_size history_batch_size history_flush_ms"
 ).split()
 
 
@@ -46,6 +47,7 @@ def sample(flat: str, default):
         "amp": ("BF16", "bf16"),
         "compile_mode": ("max-autotune", "max-autotune"),
         "eviction": ("offload", "offload"),
+        "history_images": ("ALL", "all"),
         "home": ("/tmp/elsewhere", Path("/tmp/elsewhere").resolve()),
     }
     if flat in special:

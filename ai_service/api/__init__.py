@@ -8,4 +8,5 @@ from flask import Blueprint
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
 
-from ai_service.api import admin, convert, models, openapi, predict, system  # noqa: E402,F401  (routes register on import)
+# routes register on import
+from ai_service.api import admin, convert, history, models, openapi, predict, system  # noqa: E402,F401

@@ -9,7 +9,7 @@ from flask import Response, jsonify
 from ai_service.api import bp
 from ai_service.api.common import parse_predict_request
 from ai_service.errors import ServiceError
-from ai_service.http.context import runtime
+from ai_service.http.context import caller, runtime
 from ai_service.imaging.io import mime_type
 from ai_service.observability.logging import annotate_request
 from ai_service.schemas import PredictOptions, PredictResponse
@@ -35,7 +35,7 @@ def predict_endpoint():
     if call.options.return_ == "image":
         check_image_return(info.key, info.task, len(call.items), call.batch)
     options = call.options.model_options(current.settings.models.default_top_k)
-    outcome = predict(current, info.key, call.items, options)
+    outcome = predict(current, info.key, call.items, options, caller("api"))
     annotate_request(timing_ms=outcome.timing_ms)
     first = outcome.results[0]
     if not call.batch and "error" in first:

@@ -6,6 +6,10 @@ from typing import TYPE_CHECKING
 
 from flask import Flask, current_app
 
+from ai_service.http.security import client_identity
+from ai_service.observability.logging import request_id_var
+from ai_service.service.upload import Caller
+
 if TYPE_CHECKING:  # http/ never imports the engine or models at run time
     from ai_service.service.runtime import Runtime
 
@@ -21,3 +25,8 @@ def init_app(app: Flask, runtime: Runtime) -> None:
 def runtime() -> Runtime:
     """The current app's Runtime: settings, registry and engine."""
     return current_app.extensions[EXTENSION]
+
+
+def caller(source: str) -> Caller:
+    """Who is asking, for the history: this request's id and its client (API-key fingerprint or address)."""
+    return Caller(source, request_id_var.get(), client_identity(runtime().settings.security))

@@ -34,6 +34,19 @@ SAMPLE_PNG_BASE64 = (
 SAMPLE_FILE = "seven.png"
 CACHED_BASES = 8  # the Host header is client-controlled: never cache without bound
 IMAGE_TYPES = ("image/png", "image/webp", "image/jpeg")
+#: What a stored history image may be served as: any format the service reads, by its magic numbers.
+STORED_TYPES = (
+    "image/png",
+    "image/jpeg",
+    "image/webp",
+    "image/gif",
+    "image/bmp",
+    "image/tiff",
+    "image/vnd.microsoft.icon",
+    "image/vnd.adobe.photoshop",
+    "image/svg+xml",
+    "application/octet-stream",
+)
 
 
 @dataclass(frozen=True)
@@ -52,6 +65,9 @@ class Operation:
     examples: tuple[tuple[str, str], ...] = ()
     security: str | None = None  # "admin": needs the admin token; "key": needs an API key when keys are configured
     image_response: bool = False  # 200 may also be the encoded image (png/webp/jpeg)
+    query: type[BaseModel] | None = None  # the query-string parameters, one per field of this model
+    success: int = 200  # the success status (204: no body)
+    media: tuple[str, ...] = ()  # the success body's content types when it is not JSON (files, images)
 
 
 def predict_examples(model: str, image_model: str | None) -> tuple[tuple[str, str], ...]:
@@ -99,6 +115,116 @@ def convert_examples() -> tuple[tuple[str, str], ...]:
             f"curl -s -F file=@{SAMPLE_FILE} -F 'operations={ops}' -F response=json {{base}}/api/v1/convert",
         ),
     )
+
+
+def history_examples(model: str) -> tuple[tuple[str, str], ...]:
+    """curl lines for GET /api/v1/history and its export (the download saves under the server's file name)."""
+    saved = """-w '{"file": "%{filename_effective}", "status": %{http_code}}\\n'"""
+    return (
+        ("The newest five predictions", "curl -s '{base}/api/v1/history?limit=5'"),
+        (
+            "Filtered: one model, successes, since a date",
+            f"curl -s '{{base}}/api/v1/history?model={model}&status=ok&since=2025-01-01T00:00:00Z'",
+        ),
+        ("Export as CSV", f"curl -s -OJ {saved} '{{base}}/api/v1/history/export?format=csv&model={model}'"),
+        ("Export as Parquet", f"curl -s -OJ {saved} '{{base}}/api/v1/history/export?format=parquet'"),
+    )
+
+
+def history_operations(model: str) -> list[Operation]:
+    """The prediction history: list, export, one entry, its stored images, deletion."""
+    stored = (
+        "The image is there when `AI_SERVICE_HISTORY_IMAGES` kept it (`all`: inputs and outputs, `outputs`); "
+        "otherwise, and after the entry was deleted, 404 `not_found`. Content-addressed, so cacheable."
+    )
+    off = " 404 `history_disabled` when the server records no history."
+    return [
+        Operation(
+            "GET",
+            "/api/v1/history",
+            "listHistory",
+            "Recorded predictions, newest first, filtered and paged",
+            s.HistoryPage,
+            "history",
+            errors=(401, 404, 422, 503),
+            security="key",
+            query=s.HistoryPageQuery,
+            examples=history_examples(model)[:2],
+            description=(
+                "One entry per input image of every predict call (API, pages, jobs, CLI). Filters combine; pass "
+                "`next_cursor` back as `cursor` for the next page (null: the end). Bad values are 422 "
+                "`invalid_parameter`." + off
+            ),
+        ),
+        Operation(
+            "GET",
+            "/api/v1/history/export",
+            "exportHistory",
+            "Every matching prediction as CSV, JSON lines or Parquet",
+            None,
+            "history",
+            errors=(401, 404, 422, 503),
+            security="key",
+            query=s.HistoryExportQuery,
+            media=("text/csv", "application/x-ndjson", "application/vnd.apache.parquet"),
+            examples=history_examples(model)[2:],
+            description=(
+                "Oldest first, up to the moment the export started, streamed as it is read (any size). One column "
+                "per field of HistoryEntry in its order; `result` and `timing_ms` as JSON text; times in UTC (ISO "
+                "8601 in CSV and JSON lines, timestamp[us, UTC] in Parquet)." + off
+            ),
+        ),
+        Operation(
+            "GET",
+            "/api/v1/history/<id>",
+            "getHistoryEntry",
+            "One recorded prediction",
+            s.HistoryEntry,
+            "history",
+            errors=(401, 404, 503),
+            security="key",
+            description="`history_id` of a predict result names its entry." + off,
+        ),
+        Operation(
+            "DELETE",
+            "/api/v1/history/<id>",
+            "deleteHistoryEntry",
+            "Forget one recorded prediction",
+            None,
+            "history",
+            errors=(401, 403, 404, 503),
+            security="admin",
+            success=204,
+            description=(
+                "Needs `Authorization: Bearer <AI_SERVICE_ADMIN_TOKEN>`. Stored images that no other entry uses go "
+                "with the next retention run." + off
+            ),
+        ),
+        Operation(
+            "GET",
+            "/api/v1/history/<id>/input",
+            "getHistoryInput",
+            "The uploaded image of a recorded prediction",
+            None,
+            "history",
+            errors=(401, 404, 503),
+            security="key",
+            media=STORED_TYPES,
+            description=stored + off,
+        ),
+        Operation(
+            "GET",
+            "/api/v1/history/<id>/output",
+            "getHistoryOutput",
+            "The output image (PNG) of a recorded prediction",
+            None,
+            "history",
+            errors=(401, 404, 503),
+            security="key",
+            media=STORED_TYPES,
+            description=stored + off,
+        ),
+    ]
 
 
 def operations(model: str, image_model: str | None) -> list[Operation]:
@@ -213,6 +339,7 @@ def operations(model: str, image_model: str | None) -> list[Operation]:
             "service",
             examples=(("The document", get + "/api/v1/openapi.json"),),
         ),
+        *history_operations(model),
     ]
 
 
@@ -268,6 +395,7 @@ def build_document(app: Flask, current: Runtime, base: str) -> dict[str, Any]:
             {"name": "images", "description": "Image utilities without a model"},
             {"name": "models", "description": "What is served, and its lifecycle"},
             {"name": "service", "description": "Health and this document"},
+            {"name": "history", "description": "Recorded predictions: browse, export, delete"},
         ],
         "paths": paths,
         "components": {"schemas": defs.get("$defs", {}), "headers": HEADERS, "securitySchemes": SECURITY_SCHEMES},
@@ -300,6 +428,11 @@ PATH_PARAMETERS = {
         "description": "What to do with the model.",
         "schema": {"type": "string", "enum": ["load", "unload", "offload"]},
     },
+    "id": {
+        "description": "A history entry's id (`history_id` in predict results): 32 lowercase hex digits.",
+        "example": "0192f1c3a5b4e6d7c8b9a0f1e2d3c4b5",
+        "schema": {"type": "string", "pattern": "^[0-9a-f]{32}$"},
+    },
 }
 SECURITY_SCHEMES = {
     "adminToken": {"type": "http", "scheme": "bearer", "description": "AI_SERVICE_ADMIN_TOKEN"},
@@ -321,7 +454,11 @@ def operation_object(op: Operation, params: list[str], refs: dict, base: str, ap
         "headers": {**request_id, "Retry-After": {"$ref": "#/components/headers/Retry-After"}},
     }
     success: dict[str, Any] = {"description": "Success", "headers": request_id}
-    if op.response is not None:
+    if op.success == 204:
+        success["description"] = "Done; no body"
+    elif op.media:
+        success["content"] = {kind: {"schema": {"type": "string", "contentMediaType": kind}} for kind in op.media}
+    elif op.response is not None:
         success["content"] = {"application/json": {"schema": refs[(op.response, "serialization")]}}
     else:
         success["content"] = {"application/json": {"schema": {"type": "object"}}}
@@ -330,7 +467,7 @@ def operation_object(op: Operation, params: list[str], refs: dict, base: str, ap
             {kind: {"schema": {"type": "string", "contentMediaType": kind}} for kind in IMAGE_TYPES}
         )
         success["description"] = "JSON, or the encoded output image itself (see `return` / `response`)"
-    responses: dict[str, Any] = {"200": success}
+    responses: dict[str, Any] = {str(op.success): success}
     for status in op.errors:
         responses[str(status)] = {"description": status_description(status), **error}
     responses["default"] = {"description": "Any other error (401, 429, 500, ...): the same error envelope", **error}
@@ -342,10 +479,10 @@ def operation_object(op: Operation, params: list[str], refs: dict, base: str, ap
     }
     if op.description:
         result["description"] = op.description
-    if params:
-        result["parameters"] = [
-            {"name": name, "in": "path", "required": True, **PATH_PARAMETERS[name]} for name in params
-        ]
+    parameters = [{"name": name, "in": "path", "required": True, **PATH_PARAMETERS[name]} for name in params]
+    parameters += query_parameters(op.query) if op.query else []
+    if parameters:
+        result["parameters"] = parameters
     if op.security == "admin":
         result["security"] = [{"adminToken": []}]
     elif op.security == "key" and api_keys:
@@ -366,6 +503,27 @@ def operation_object(op: Operation, params: list[str], refs: dict, base: str, ap
             {"lang": "Shell", "label": label, "source": line.replace("{base}", base)} for label, line in op.examples
         ]
     return result
+
+
+def query_parameters(model: type[BaseModel]) -> list[dict[str, Any]]:
+    """One query parameter per field of `model`, its schema from pydantic (the null of an optional field dropped:
+    a query parameter is left out, never null)."""
+    schema = model.model_json_schema()
+    required = set(schema.get("required", []))
+    found = []
+    for name, prop in schema["properties"].items():
+        prop = {key: value for key, value in prop.items() if key != "title"}
+        description = prop.pop("description", "")
+        options = [option for option in prop.pop("anyOf", []) if option.get("type") != "null"]
+        if len(options) == 1:
+            prop = {**options[0], **prop}
+        elif options:
+            prop["anyOf"] = options
+        if prop.get("default", 0) is None:
+            del prop["default"]
+        parameter = {"name": name, "in": "query", "required": name in required, "schema": prop}
+        found.append({**parameter, "description": description} if description else parameter)
+    return found
 
 
 def status_description(status: int) -> str:

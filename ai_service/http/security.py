@@ -88,16 +88,22 @@ def client_identity(security: SecuritySettings) -> str:
     return g.client
 
 
-def _require_api_key(security: SecuritySettings) -> None:
-    """Refuse state-changing requests without a valid key when keys are configured."""
-    if not security.api_keys or request.method in SAFE_METHODS:
+def require_api_key(security: SecuritySettings, needed_for: str = "This server requires an API key") -> None:
+    """With keys configured, a valid one or the errors that say what to send (missing_api_key, invalid_api_key)."""
+    if not security.api_keys:
         return
     challenge = {"WWW-Authenticate": 'Bearer realm="ai_service"'}
     key = presented_key()
     if key is None:
-        raise ServiceError("missing_api_key", f"This server requires an API key: {KEY_HELP}.", headers=challenge)
+        raise ServiceError("missing_api_key", f"{needed_for}: {KEY_HELP}.", headers=challenge)
     if not key_matches(key, accepted_keys(security)):
         raise ServiceError("invalid_api_key", "The API key is not valid.", headers=challenge)
+
+
+def _require_api_key(security: SecuritySettings) -> None:
+    """Refuse state-changing requests without a valid key when keys are configured."""
+    if request.method not in SAFE_METHODS:
+        require_api_key(security)
 
 
 # --- rate limits -----------------------------------------------------------------------------------

@@ -229,7 +229,9 @@ def install_request_logging(app: Flask) -> None:
             response.headers["X-Request-ID"] = request_id
             elapsed = (time.perf_counter() - g.request_started) * 1000.0
             fields = {"client": g.get("client") or "ip:" + (request.remote_addr or "unknown"), **request_fields()}
-            bytes_in, bytes_out = request.content_length or 0, response.calculate_content_length() or 0
+            bytes_in = request.content_length or 0
+            # A streamed body (the history export) is not counted: counting would read it all into memory first.
+            bytes_out = 0 if response.is_streamed else response.calculate_content_length() or 0
             path = printable(request.path)
             write_access_line(
                 f"{request.method} {path} {response.status_code} in={bytes_in}B "

@@ -99,6 +99,26 @@ KEEPALIVE_REUSED = Counter(
     "answered the previous one, without the poller (ai_service/server/worker.py).",
 )
 
+HISTORY_ROWS = Counter(
+    "ai_service_history_rows_total",
+    "History rows by fate: written to the database, or dropped because its queue was full.",
+    ("outcome",),
+)
+HISTORY_DROPPED = Counter(
+    "ai_service_history_dropped_total", "History rows dropped because the write queue was full (database slow or down)."
+)
+HISTORY_QUEUE = Gauge(
+    "ai_service_history_queue_depth",
+    "History rows waiting for the database, summed over live workers.",
+    multiprocess_mode="livesum",
+)
+HISTORY_WRITE_ERRORS = Counter(
+    "ai_service_history_write_errors_total", "Failed history write transactions (each is retried)."
+)
+HISTORY_WRITE_SECONDS = Histogram(
+    "ai_service_history_write_duration_seconds", "Time of one history write transaction.", buckets=LATENCY_BUCKETS
+)
+
 
 def multiprocess_dir() -> Path | None:
     """The shared sample folder when running under gunicorn, else None."""
@@ -146,6 +166,23 @@ def record_model_unload(model: str, seconds: float) -> None:
     MODEL_UNLOADS.labels(model).inc()
     MODEL_UNLOAD_SECONDS.labels(model).observe(seconds)
     MODELS_LOADED.labels(model).set(0)
+
+
+def record_history(written: int = 0, dropped: int = 0, queued: int | None = None) -> None:
+    """Rows the history writer wrote or dropped, and how many wait."""
+    if written:
+        HISTORY_ROWS.labels("written").inc(written)
+    if dropped:
+        HISTORY_ROWS.labels("dropped").inc(dropped)
+        HISTORY_DROPPED.inc(dropped)
+    if queued is not None:
+        HISTORY_QUEUE.set(queued)
+
+
+def record_history_write(seconds: float, ok: bool) -> None:
+    HISTORY_WRITE_SECONDS.observe(seconds)
+    if not ok:
+        HISTORY_WRITE_ERRORS.inc()
 
 
 #: Process gauges are samples: refreshing them once a second per worker is as good for a scrape as on

@@ -11,6 +11,7 @@ from ai_service.devices import describe_device, describe_devices, process_rss
 from ai_service.errors import ServiceError
 from ai_service.schemas import SystemModel
 from ai_service.service.runtime import Runtime
+from ai_service.storage.database import backend, safe_url
 
 #: The registry status keys the system report lists per model.
 SYSTEM_FIELDS = tuple(SystemModel.model_fields)
@@ -56,6 +57,24 @@ def system_report(runtime: Runtime) -> dict[str, Any]:
         "process_rss": process_rss(),
         "memory": registry.memory(),
         "models": [{field: status[field] for field in SYSTEM_FIELDS} for status in registry.statuses()],
+        "history": history_status(runtime),
+    }
+
+
+def history_status(runtime: Runtime) -> dict[str, Any]:
+    """Where this worker's history goes and how its writer keeps up (no database round trip: cheap to poll)."""
+    history = runtime.history
+    if history is None:
+        return {"enabled": False}
+    writer = history.writer
+    return {
+        "enabled": True,
+        "backend": backend(history.engine),
+        "database": safe_url(history.engine),
+        "images": history.settings.images,
+        "written": writer.written,
+        "waiting": writer.waiting,
+        "dropped": writer.dropped,
     }
 
 

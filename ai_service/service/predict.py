@@ -23,7 +23,7 @@ from ai_service.models.pytree import merge_batches
 from ai_service.observability import metrics
 from ai_service.server.cores import single_threaded
 from ai_service.service.runtime import Runtime, model_errors
-from ai_service.service.upload import Upload
+from ai_service.service.upload import Caller, Upload
 
 
 @dataclass
@@ -131,24 +131,47 @@ class PredictOutcome:
 
 
 def predict(
-    runtime: Runtime, model_ref: str | None, uploads: Sequence[Upload | ServiceError], options: ModelOptions
+    runtime: Runtime,
+    model_ref: str | None,
+    uploads: Sequence[Upload | ServiceError],
+    options: ModelOptions,
+    caller: Caller | None = None,
 ) -> PredictOutcome:
     """Run the model `model_ref` names (None: the default) over the uploads; one result per input, in order.
 
     An input rejected before decoding (a ServiceError in `uploads`) keeps its place as an error entry. Raises
-    only ServiceError: unknown_model, model_unavailable, overloaded, timeout, out_of_memory.
+    only ServiceError: unknown_model, model_unavailable, overloaded, timeout, out_of_memory. With a `caller` and
+    history on, every input is recorded (failures too) and its result names its row (`history_id`).
     """
     info = runtime.resolve(model_ref).info
+    history = runtime.history if caller is not None else None
     usable = [item for item in uploads if isinstance(item, Upload)]
     outcome = PredictOutcome(info.name, info.version, info.task, [], {})
     if usable:
-        with model_errors(runtime.registry, info.key):  # removed or failed to load since it was resolved
-            outcome = _predict(runtime, info.key, usable, options)
+        try:
+            with model_errors(runtime.registry, info.key):  # removed or failed to load since it was resolved
+                outcome = _predict(runtime, info.key, usable, options)
+        except ServiceError as error:
+            if history is not None:
+                history.record_failure(caller, (info.name, info.version, info.task), uploads, error)
+            raise
     produced = iter(outcome.results)
     outcome.results = [
         locate(next(produced), index) if isinstance(item, Upload) else item_error(item, index)
         for index, item in enumerate(uploads)
     ]
+    if history is not None:
+        ids = history.record(
+            caller,
+            (outcome.model, outcome.version, outcome.task),
+            uploads,
+            outcome.results,
+            outcome.timing_ms,
+            outcome.batch_size,
+        )
+        for result, row_id in zip(outcome.results, ids):
+            if row_id is not None:
+                result["history_id"] = row_id
     return outcome
 
 

@@ -18,6 +18,7 @@ from ai_service.models.registry import (
     ModelStateError,
     UnknownModelError,
 )
+from ai_service.service.history.recorder import History, open_history
 from ai_service.settings import Settings
 
 
@@ -31,6 +32,8 @@ class Runtime:
     registry: ModelRegistry
     #: One batcher per loaded model: batching, back-pressure and deadlines.
     engine: Engine
+    #: The prediction history (database, background writer, image store); None when AI_SERVICE_HISTORY=off.
+    history: History | None = None
 
     @property
     def device(self) -> torch.device:
@@ -44,8 +47,10 @@ class Runtime:
             return self.registry.resolve(ref)
 
     def close(self) -> None:
-        """Stop the engine's inference threads (tests and short-lived tools create many runtimes)."""
+        """Stop the engine's inference threads and flush the history (tests and tools create many runtimes)."""
         self.engine.close()
+        if self.history is not None:
+            self.history.close()
 
 
 @contextmanager
@@ -71,9 +76,10 @@ def model_errors(registry: ModelRegistry, ref: str) -> Iterator[None]:
 
 
 def build_runtime(settings: Settings) -> Runtime:
-    """Select the device, register the models, create the engine; loads nothing (see `registry.preload`)."""
+    """Select the device, register the models, create the engine, open the history; loads no model (see
+    `registry.preload`)."""
     from ai_service.devices import select_device
     from ai_service.models.catalog import build_registry
 
     device = select_device(settings.compute.device, settings.compute.require_cuda)
-    return Runtime(settings, build_registry(settings, device), Engine(settings.engine))
+    return Runtime(settings, build_registry(settings, device), Engine(settings.engine), open_history(settings))

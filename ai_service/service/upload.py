@@ -1,4 +1,4 @@
-"""`Upload`, the service layer's input type, in a module without torch so that HTTP parsing can build it cheaply."""
+"""The service layer's input types (`Upload`, `Caller`), without torch so that HTTP parsing builds them cheaply."""
 
 from __future__ import annotations
 
@@ -11,3 +11,21 @@ class Upload:
 
     data: bytes
     filename: str = ""
+
+
+#: Where a call came from, as history records it.
+SOURCES = ("api", "web", "job", "cli")
+
+
+@dataclass(frozen=True)
+class Caller:
+    """Who asked and through what, for the history: never a secret (API keys appear as their fingerprint)."""
+
+    #: api, web, job or cli.
+    source: str = "api"
+    #: The request id of the access log line (or the job's / CLI run's id).
+    request_id: str = ""
+    #: "key:<fingerprint>", "ip:<address>", or the CLI user.
+    client: str = ""
+    #: The bulk job the images belong to.
+    job_id: str | None = None

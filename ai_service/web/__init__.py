@@ -1,4 +1,4 @@
-"""HTML pages (upload form and result, tools, status, API docs), server-rendered; they work without JavaScript.
+"""HTML pages (upload form and result, tools, history, status, API docs), server-rendered; they work without JavaScript.
 
 May import Flask, ai_service.http, .service, .schemas, .errors and .imaging; never ai_service.api (NAV names its
 endpoints only as strings), models or engine. Only the app factory (ai_service/__init__.py) imports this package.
@@ -10,6 +10,7 @@ bp = Blueprint("web", __name__)
 NAV = (
     ("web.index", "Predict"),
     ("web.tools", "Tools"),
+    ("web.history_page", "History"),
     ("web.status", "Status"),
     ("web.docs", "API docs"),
     ("api.health", "Health (JSON)"),
@@ -24,4 +25,4 @@ def nav_links() -> dict:
     return {"nav_links": [(endpoint, label) for endpoint, label in NAV if endpoint in current_app.view_functions]}
 
 
-from ai_service.web import docs, pages, status, tools  # noqa: E402,F401  (routes register on import)
+from ai_service.web import docs, history, pages, status, tools  # noqa: E402,F401  (routes register on import)

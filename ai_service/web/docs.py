@@ -66,6 +66,18 @@ def list_operations(document: Mapping[str, Any]) -> list[dict[str, Any]]:
                             "choices": choices(p["schema"]),
                         }
                         for p in op.get("parameters", [])
+                        if p["in"] == "path"
+                    ],
+                    "query": [
+                        {
+                            "name": p["name"],
+                            "description": p.get("description", ""),
+                            "choices": choices(p["schema"]),
+                            "type": p["schema"].get("type", ""),
+                            "default": p["schema"].get("default"),
+                        }
+                        for p in op.get("parameters", [])
+                        if p["in"] == "query"
                     ],
                     "bodies": [
                         {

@@ -15,7 +15,7 @@ from flask import render_template, request
 from PIL import Image
 
 from ai_service.errors import ServiceError
-from ai_service.http.context import runtime
+from ai_service.http.context import caller, runtime
 from ai_service.http.inputs import uploads_from_form, validate
 from ai_service.imaging.encode import preview_data_url
 from ai_service.imaging.errors import ImageDecodeError
@@ -87,7 +87,8 @@ def predict_form():
     try:
         uploads = uploads_from_form()
         options = form_options(request.form)
-        outcome = predict(current, options.model, uploads, options.model_options(current.settings.models.default_top_k))
+        model_options = options.model_options(current.settings.models.default_top_k)
+        outcome = predict(current, options.model, uploads, model_options, caller("web"))
     except ServiceError as error:
         return _form_page(error, error.status)
     encode_started = time.perf_counter()

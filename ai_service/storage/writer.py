@@ -1,0 +1,294 @@
+"""A background writer: rows queue in memory (bounded) and reach the database in batches, one transaction each.
+
+Never the reason a request fails or waits: `submit` only enqueues, a full queue drops rows (counted and logged
+once per interval), a database that is down is retried with backoff while rows wait, and an INSERT that is
+retried after an unknown outcome cannot write a row twice (rows carry their own primary key; duplicates are
+ignored).
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import queue
+import threading
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from loguru import logger
+from sqlalchemy import Engine, Insert, Table
+from sqlalchemy.dialects.mysql import insert as mysql_insert
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.exc import DBAPIError, DisconnectionError, InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as SQLAlchemyTimeout
+
+from ai_service.observability import metrics
+from ai_service.storage.database import backend
+
+#: Shortest gap between two log lines about the same trouble (drops, database errors).
+LOG_INTERVAL_S = 10.0
+#: Retry delays while the database is unreachable: doubling from the first to the last.
+BACKOFF_S = (0.2, 5.0)
+#: How long shutdown waits for queued rows to reach the database.
+CLOSE_TIMEOUT_S = 10.0
+
+
+def unreachable(error: Exception) -> bool:
+    """A connection problem (retry later), as opposed to a row the database refuses (retrying cannot help)."""
+    if isinstance(error, DBAPIError) and error.connection_invalidated:
+        return True
+    return isinstance(error, (OperationalError, InterfaceError, DisconnectionError, TimeoutError, OSError)) or (
+        isinstance(error, SQLAlchemyTimeout)
+    )
+
+
+def insert_ignoring_duplicates(engine: Engine, table: Table) -> Insert:
+    """INSERT that skips rows whose primary key exists (a retried batch that had in fact committed)."""
+    kind = backend(engine)
+    if kind == "postgresql":
+        return postgresql_insert(table).on_conflict_do_nothing()
+    if kind == "sqlite":
+        return sqlite_insert(table).on_conflict_do_nothing()
+    statement = mysql_insert(table)  # not INSERT IGNORE: that also turns bad values into warnings and stores them
+    return statement.on_duplicate_key_update(id=statement.inserted.id)
+
+
+class RowWriter:
+    """Writes what `submit` queues into `table`; `prepare` turns a queued item into its row on the writer thread
+    (so encoding, hashing or storing files happens off the request)."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        table: Table,
+        *,
+        queue_size: int,
+        batch_size: int,
+        flush_s: float,
+        prepare: Callable[[Any], dict[str, Any]] = dict,
+        maintenance: Callable[[], None] | None = None,
+        maintenance_every_s: float = 3600.0,
+        setup: Callable[[], None] | None = None,
+    ) -> None:
+        self.engine, self.table = engine, table
+        self.queue_size, self.batch_size, self.flush_s = queue_size, batch_size, flush_s
+        self.prepare = prepare
+        self.maintenance, self.maintenance_every_s = maintenance, maintenance_every_s
+        #: Run (and retried like a write) before the first write: a schema the database lacked at start-up.
+        self.setup = setup
+        #: Rows in committed INSERTs (a batch retried after an unknown outcome counts again, though its rows are
+        #: stored once), and rows dropped because the queue was full, since this process started the writer.
+        self.written = 0
+        self.dropped = 0
+        self._statement = insert_ignoring_duplicates(engine, table)
+        self._lock = threading.Lock()
+        self._pid = -1
+        self._queue: queue.Queue[Any] = queue.Queue(queue_size)
+        self._stop = threading.Event()
+        self._hurry = threading.Event()
+        self._give_up_at = float("inf")
+        self._thread: threading.Thread | None = None
+        self._pending = 0  # rows taken from the queue and not yet written
+        self._last_log: dict[str, float] = {}
+        self._failing_since: float | None = None
+        atexit.register(self.close)
+
+    def submit(self, items: Sequence[Any]) -> int:
+        """Queue items without waiting; returns how many were accepted (the rest are dropped and counted)."""
+        self._ensure_thread()
+        accepted = 0
+        for item in items:
+            try:
+                self._queue.put_nowait(item)
+            except queue.Full:
+                break
+            accepted += 1
+        dropped = len(items) - accepted
+        if dropped:
+            with self._lock:
+                self.dropped += dropped
+            metrics.record_history(dropped=dropped)
+            self._log_once(
+                "dropped",
+                "history queue full ({} rows): dropped {} rows, {} in all since start; is the database slow or down?",
+                self.queue_size,
+                dropped,
+                self.dropped,
+            )
+        return accepted
+
+    @property
+    def waiting(self) -> int:
+        """Rows queued or in the batch being written."""
+        return self._queue.qsize() + self._pending
+
+    def flush(self, timeout: float = CLOSE_TIMEOUT_S) -> bool:
+        """Write every accepted row now, without waiting for company (True), or give up after the timeout."""
+        deadline = time.monotonic() + timeout
+        self._hurry.set()
+        try:
+            while self._queue.unfinished_tasks:
+                if time.monotonic() > deadline or not (self._thread and self._thread.is_alive()):
+                    return not self._queue.unfinished_tasks
+                time.sleep(0.01)
+            return True
+        finally:
+            self._hurry.clear()
+
+    def close(self, timeout: float = CLOSE_TIMEOUT_S) -> None:
+        """Graceful shutdown: write what is queued (retrying an unreachable database up to the timeout), stop."""
+        if self._thread is None or self._pid != os.getpid():
+            return
+        self._give_up_at = time.monotonic() + timeout
+        self._stop.set()
+        self._thread.join(timeout + 1.0)
+        atexit.unregister(self.close)
+        if self.waiting:
+            logger.warning("history: shut down with {} rows not written (database unreachable)", self.waiting)
+        self._thread = None
+
+    def _ensure_thread(self) -> None:
+        """Start the thread in this process (after a fork the parent's thread and queue do not exist here)."""
+        if self._pid == os.getpid() and self._thread is not None:
+            return
+        with self._lock:
+            if self._pid == os.getpid() and self._thread is not None:
+                return
+            if self._pid != os.getpid():
+                self._queue = queue.Queue(self.queue_size)
+            self._pid = os.getpid()
+            self._stop = threading.Event()
+            self._thread = threading.Thread(target=self._run, name="history-writer", daemon=True)
+            self._thread.start()
+
+    def _collect(self) -> list[Any]:
+        """The next batch: waits for a first item, then up to flush_s for more (at most batch_size); a flush or
+        a shutdown takes what is there at once."""
+        try:
+            items = [self._queue.get(timeout=0.05 if self._stop.is_set() else 0.5)]
+        except queue.Empty:
+            return []
+        self._pending = 1
+        deadline = time.monotonic() + self.flush_s
+        while len(items) < self.batch_size:
+            remaining = deadline - time.monotonic()
+            try:
+                if remaining <= 0 or self._stop.is_set() or self._hurry.is_set():
+                    items.append(self._queue.get_nowait())
+                else:
+                    items.append(self._queue.get(timeout=min(remaining, 0.05)))
+                self._pending = len(items)  # `waiting` counts what is gathered, too
+            except queue.Empty:
+                if remaining <= 0 or self._stop.is_set() or self._hurry.is_set():
+                    break
+        return items
+
+    def _run(self) -> None:
+        rows: list[dict[str, Any]] = []
+        taken = 0
+        delay = BACKOFF_S[0]
+        next_maintenance = time.monotonic() + min(60.0, self.maintenance_every_s)
+        while True:
+            if not rows:
+                if self._stop.is_set() and self._queue.empty():
+                    return
+                items = self._collect()
+                taken = len(items)
+                self._pending = taken
+                rows = self._prepare_all(items)
+                if taken and not rows:  # every item failed to prepare
+                    self._done(taken, 0)
+                    taken = 0
+            if rows:
+                if self._write(rows):
+                    self._done(taken, len(rows))
+                    rows, taken, delay = [], 0, BACKOFF_S[0]
+                else:
+                    if self._stop.is_set() and time.monotonic() + delay > self._give_up_at:
+                        return  # shutting down and the database stays away: close() reports what is lost
+                    time.sleep(delay)
+                    delay = min(delay * 2, BACKOFF_S[1])
+                    continue
+            metrics.record_history(queued=self.waiting)
+            if self.maintenance and time.monotonic() >= next_maintenance and not self._stop.is_set():
+                next_maintenance = time.monotonic() + self.maintenance_every_s
+                self._maintain()
+
+    def _prepare_all(self, items: list[Any]) -> list[dict[str, Any]]:
+        rows = []
+        for item in items:
+            try:
+                rows.append(self.prepare(item))
+            except Exception as error:  # noqa: BLE001 - one bad record must not stop the writer
+                logger.opt(exception=error).error("history: could not prepare a row; it is skipped")
+        return rows
+
+    def _write(self, rows: list[dict[str, Any]]) -> bool:
+        """One transaction for the batch. False: the database is unreachable (keep the rows, retry). A batch the
+        database refuses for its content is written row by row, and a row it still refuses is logged and skipped."""
+        started = time.perf_counter()
+        try:
+            if self.setup is not None:
+                self.setup()
+                self.setup = None
+            with self.engine.begin() as connection:
+                connection.execute(self._statement, rows)
+        except Exception as error:  # noqa: BLE001 - any database failure keeps the rows
+            metrics.record_history_write(time.perf_counter() - started, ok=False)
+            if not unreachable(error):
+                return self._write_each(rows, error)
+            if self._failing_since is None:
+                self._failing_since = time.monotonic()
+            self._log_once(
+                "write",
+                "history: database write failed ({}: {}); {} rows waiting, retrying",
+                type(error).__name__,
+                str(error).splitlines()[0][:200],
+                self.waiting,
+            )
+            return False
+        metrics.record_history_write(time.perf_counter() - started, ok=True)
+        if self._failing_since is not None:
+            logger.info(
+                "history: database reachable again after {:.1f} s; writing resumed",
+                time.monotonic() - self._failing_since,
+            )
+            self._failing_since = None
+            self._last_log.pop("write", None)
+        return True
+
+    def _write_each(self, rows: list[dict[str, Any]], error: Exception) -> bool:
+        """The batch was refused for its content: find the row(s) at fault, write the others."""
+        logger.opt(exception=error).error("history: the database refused a batch of {} rows", len(rows))
+        for row in rows:
+            try:
+                with self.engine.begin() as connection:
+                    connection.execute(self._statement, [row])
+            except Exception as row_error:  # noqa: BLE001
+                if unreachable(row_error):
+                    return False
+                logger.error("history: row {} skipped: {}", row.get("id"), str(row_error).splitlines()[0][:300])
+        return True
+
+    def _done(self, taken: int, written: int) -> None:
+        with self._lock:
+            self.written += written
+        self._pending = 0
+        metrics.record_history(written=written)
+        for _ in range(taken):
+            self._queue.task_done()
+
+    def _maintain(self) -> None:
+        try:
+            self.maintenance()  # type: ignore[misc]
+        except Exception as error:  # noqa: BLE001 - retried at the next interval
+            self._log_once("maintenance", "history: scheduled clean-up failed ({}); retrying later", error)
+
+    def _log_once(self, kind: str, message: str, *args: Any) -> None:
+        """Log a recurring problem at most once per LOG_INTERVAL_S."""
+        now = time.monotonic()
+        if now - self._last_log.get(kind, -LOG_INTERVAL_S) >= LOG_INTERVAL_S:
+            self._last_log[kind] = now
+            logger.warning(message, *args)
