@@ -360,11 +360,10 @@ def test_history_off_answers_history_disabled_everywhere(home):
 # --- exports -------------------------------------------------------------------------------------------------------
 
 
-@pytest.fixture
-def awkward(app) -> list[dict]:
+def awkward_rows() -> list[dict]:
     """Rows with everything an export can get wrong: nulls in every nullable column, text needing quotes, unicode,
-    empty strings beside nulls, full-precision floats, microseconds; returned oldest first."""
-    rows = [
+    empty strings beside nulls, full-precision floats, microseconds."""
+    return [
         row(0.000001, filename='comma, "quote"\nnewline.png', request_id=""),
         row(
             1,
@@ -399,7 +398,12 @@ def awkward(app) -> list[dict]:
         ),
         row(2, top1_score=1 / 3, total_ms=0.1 + 0.2),  # same time as the previous row: ordered by id
     ]
-    return seed(app, rows)[::-1]
+
+
+@pytest.fixture
+def awkward(app) -> list[dict]:
+    """The awkward rows in the app's database, oldest first."""
+    return seed(app, awkward_rows())[::-1]
 
 
 def expected_frame(rows: list[dict]) -> pd.DataFrame:

@@ -19,6 +19,7 @@ from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 import pytest
 import requests
 from alembic.autogenerate import compare_metadata
@@ -406,6 +407,17 @@ def test_a_prediction_is_recorded_with_what_the_api_answered(database_url: str, 
             assert row.created_at.tzinfo is UTC and row.created_at.utcoffset() == timedelta(0)
             # Sub-second precision kept: a value cut to whole seconds would fall before the request began.
             assert before <= row.created_at <= after, (before, row.created_at, after)
+
+
+@pytest.mark.parametrize("fmt", ["csv", "jsonl", "parquet"])
+def test_pandas_reads_back_exactly_the_rows_written(database_url: str, home: Path, fmt: str) -> None:
+    """The export through each backend's own types (DATETIME(6), JSONB, MariaDB's JSON-as-text, DOUBLE)."""
+    from tests.test_history_api import awkward_rows, download, expected_frame, read_back, seed
+
+    with history_app(home, database_url) as app:
+        rows = seed(app, awkward_rows())[::-1]
+        frame = read_back(download(app.test_client(), f"format={fmt}").data, fmt)
+    pd.testing.assert_frame_equal(frame, expected_frame(rows), check_exact=True)
 
 
 # -- the database goes away ----------------------------------------------------------------------------------

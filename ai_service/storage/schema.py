@@ -7,8 +7,8 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, DateTime, Float, Index, Integer, String, Text, TypeDecorator
-from sqlalchemy.dialects import mysql, postgresql
+from sqlalchemy import JSON, Boolean, DateTime, Double, Index, Integer, String, Text, TypeDecorator
+from sqlalchemy.dialects import mysql
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
@@ -32,8 +32,9 @@ class UTCDateTime(TypeDecorator):
         return value.replace(tzinfo=UTC) if value is not None else None
 
 
-#: JSON everywhere, JSONB on PostgreSQL (indexable, compact).
-JSONValue = JSON(none_as_null=True).with_variant(postgresql.JSONB(none_as_null=True), "postgresql")
+#: JSON text as written on every backend: PostgreSQL's JSONB would reorder keys, and the history gives back what
+#: the API answered (nothing queries inside these columns).
+JSONValue = JSON(none_as_null=True)
 
 
 def new_id() -> str:
@@ -84,10 +85,10 @@ class Prediction(Base):
     result: Mapped[Any | None] = mapped_column(JSONValue)
     #: Best label and its score, for filters and flat exports (classification and detection).
     top1_label: Mapped[str | None] = mapped_column(String(255))
-    top1_score: Mapped[float | None] = mapped_column(Float)
+    top1_score: Mapped[float | None] = mapped_column(Double)  # Float is 4-byte FLOAT on MySQL
     #: Milliseconds per stage (decode, preprocess, queue, forward, postprocess, load) and total.
     timing_ms: Mapped[Any | None] = mapped_column(JSONValue)
-    total_ms: Mapped[float | None] = mapped_column(Float)
+    total_ms: Mapped[float | None] = mapped_column(Double)
     #: Images that went through the network together with this one (0: it never reached the network).
     batch_size: Mapped[int] = mapped_column(Integer, default=0)
     #: Who asked: "key:<fingerprint>" for an API key, "ip:<address>" otherwise, or the CLI user; never a secret.

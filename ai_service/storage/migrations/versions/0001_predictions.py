@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 from alembic import op
-from sqlalchemy.dialects import mysql, postgresql
+from sqlalchemy.dialects import mysql
 
 revision = "0001"
 down_revision = None
@@ -17,7 +17,7 @@ branch_labels = None
 depends_on = None
 
 TIMESTAMP = sa.DateTime().with_variant(mysql.DATETIME(fsp=6), "mysql", "mariadb")
-JSON = sa.JSON().with_variant(postgresql.JSONB(), "postgresql")
+JSON = sa.JSON()  # text as written (JSONB would reorder keys)
 
 
 def upgrade() -> None:
@@ -43,9 +43,9 @@ def upgrade() -> None:
         sa.Column("error_message", sa.Text, nullable=True),
         sa.Column("result", JSON, nullable=True),
         sa.Column("top1_label", sa.String(255), nullable=True),
-        sa.Column("top1_score", sa.Float, nullable=True),
+        sa.Column("top1_score", sa.Double, nullable=True),
         sa.Column("timing_ms", JSON, nullable=True),
-        sa.Column("total_ms", sa.Float, nullable=True),
+        sa.Column("total_ms", sa.Double, nullable=True),
         sa.Column("batch_size", sa.Integer, nullable=False),
         sa.Column("client", sa.String(128), nullable=False),
         sa.Column("input_stored", sa.Boolean, nullable=False),
