@@ -6,7 +6,7 @@ never disagree about what a filter means. Images and exports are links to the JS
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Any
 from urllib.parse import urlencode
 
@@ -18,7 +18,7 @@ from ai_service.http.inputs import validate
 from ai_service.http.security import require_api_key
 from ai_service.schemas import HistoryFilters, HistoryPageQuery
 from ai_service.service.describe import list_models
-from ai_service.service.history.query import entry, page
+from ai_service.service.history.query import entry, page, utc
 from ai_service.web import bp
 
 #: Where the JSON API serves the history (web/ never imports ai_service.api, so the path is named here).
@@ -50,19 +50,13 @@ def history_state() -> dict[str, bool]:
 @bp.app_template_filter("utc")
 def utc_text(moment: datetime | None) -> str:
     """A stored time for people, in UTC (the page's script rewrites it in the visitor's zone)."""
-    if moment is None:
-        return "–"
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+    return "–" if moment is None else utc(moment).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
 @bp.app_template_filter("iso")
 def iso_text(moment: datetime | None) -> str:
     """The machine-readable form for <time datetime>, always with its offset."""
-    if moment is None:
-        return ""
-    return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).isoformat()
+    return "" if moment is None else utc(moment).isoformat()
 
 
 def form_values() -> dict[str, str]:

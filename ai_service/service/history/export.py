@@ -20,10 +20,10 @@ import orjson
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
-from sqlalchemy import Row, and_, or_, select
+from sqlalchemy import Row, select
 
 from ai_service.schemas import HistoryFilters
-from ai_service.service.history.query import COLUMNS, conditions, reading, require, utc
+from ai_service.service.history.query import COLUMNS, beyond, conditions, reading, require, utc
 from ai_service.service.history.recorder import History
 from ai_service.storage.schema import Prediction
 
@@ -125,9 +125,7 @@ def frames(history: History, filters: HistoryFilters, started: datetime) -> Iter
         statement = select(*columns).where(*where)
         if after is not None:
             moment, row_id = after
-            statement = statement.where(
-                or_(Prediction.created_at > moment, and_(Prediction.created_at == moment, Prediction.id > row_id))
-            )
+            statement = statement.where(beyond(moment, row_id, newest_first=False))
         statement = statement.order_by(Prediction.created_at, Prediction.id).limit(CHUNK_ROWS)
         with reading(), history.engine.connect() as connection:
             rows = connection.execute(statement).all()

@@ -97,6 +97,13 @@ def decode_cursor(cursor: str) -> tuple[datetime, str]:
         ) from None
 
 
+def beyond(moment: datetime, row_id: str, newest_first: bool) -> ColumnElement[bool]:
+    """Rows after (moment, id) in the (created_at, id) order: the keyset of the pages and of the export's chunks."""
+    if newest_first:
+        return or_(Prediction.created_at < moment, and_(Prediction.created_at == moment, Prediction.id < row_id))
+    return or_(Prediction.created_at > moment, and_(Prediction.created_at == moment, Prediction.id > row_id))
+
+
 def as_dict(row: Prediction) -> dict[str, Any]:
     """A row as the API's HistoryEntry."""
     return {name: getattr(row, name) for name in COLUMNS}
@@ -108,7 +115,7 @@ def page(history: History | None, query: HistoryPageQuery) -> dict[str, Any]:
     where = conditions(query)
     if query.cursor:
         moment, row_id = decode_cursor(query.cursor)
-        where.append(or_(Prediction.created_at < moment, and_(Prediction.created_at == moment, Prediction.id < row_id)))
+        where.append(beyond(moment, row_id, newest_first=True))
     statement = select(Prediction).where(*where).order_by(*NEWEST_FIRST).limit(query.limit + 1)
     with reading(), history.session() as session:
         rows: Sequence[Prediction] = session.scalars(statement).all()
