@@ -225,6 +225,37 @@ class HistorySettings(Section):
     flush_ms: float = Field(1000.0, ge=0, alias="history_flush_ms")
 
 
+class JobsSettings(Section):
+    """Bulk jobs: archives or folders of images run in chunks, by this process's local executor or by Celery workers."""
+
+    #: Accept jobs (off = the /api/v1/jobs endpoints answer 503 jobs_disabled).
+    enabled: Flag = Field(True, alias="jobs")
+    #: redis://host:6379/0 or amqp://user:pw@host:5672/vhost: the web process only stores and enqueues, and
+    #: `ai-service worker` processes run the chunks; "" = the local executor inside the service.
+    broker_url: str = Field("", alias="broker_url", repr=False)
+    #: Where job inputs and image outputs live for every machine to read: "" = the database, or a directory
+    #: (a shared mount when workers run on other machines).
+    store: str = Field("", alias="jobs_store")
+    #: Images per chunk: the unit a worker takes, retries and acknowledges.
+    chunk_size: int = Field(64, ge=1, le=4096, alias="jobs_chunk_size")
+    #: Chunks the local executor runs at once in each web process (0 = none: this process never runs jobs).
+    local_workers: int = Field(1, ge=0, alias="jobs_local_workers")
+    #: Most images in one job.
+    max_items: int = Field(100_000, ge=1, alias="jobs_max_items")
+    #: Largest upload (archive or files) of one job, MiB.
+    max_upload_mb: float = Field(2048.0, gt=0, alias="jobs_max_upload_mb")
+    #: Most bytes an archive may unpack to, MiB (zip bombs).
+    max_unpacked_mb: float = Field(8192.0, gt=0, alias="jobs_max_unpacked_mb")
+    #: Largest single member of an archive, MiB.
+    max_member_mb: float = Field(64.0, gt=0, alias="jobs_max_member_mb")
+    #: Highest compression ratio of an archive member (uncompressed / compressed) before it counts as a bomb.
+    max_ratio: float = Field(200.0, gt=1, alias="jobs_max_ratio")
+    #: Seconds a Redis broker waits before it hands an unacknowledged chunk (its worker died) to another worker.
+    visibility_timeout_s: float = Field(900.0, gt=0, alias="jobs_visibility_timeout_s")
+    #: A running chunk whose worker has not reported for this many seconds is taken over (local executor).
+    stale_after_s: float = Field(60.0, gt=0, alias="jobs_stale_after_s")
+
+
 class Settings(BaseSettings):
     """Every knob of the service; paths are derived from `home`, never from the working directory."""
 
@@ -243,6 +274,7 @@ class Settings(BaseSettings):
     security: SecuritySettings = SecuritySettings()
     database: DatabaseSettings = DatabaseSettings()
     history: HistorySettings = HistorySettings()
+    jobs: JobsSettings = JobsSettings()
     #: Keys no setting has (lower case): kept, not refused, as before the sections.
     extra: dict[str, Any] = {}
 
@@ -301,7 +333,7 @@ def _flat_names() -> dict[str, tuple[str | None, str]]:
 #: Every setting by its flat name (the environment's, the config file's and create_app's overrides').
 FLAT_NAMES: dict[str, tuple[str | None, str]] = _flat_names()
 SECTIONS = {section for section, _ in FLAT_NAMES.values() if section}
-_SECRETS = {"admin_token", "api_keys", "redis_url", "database_url"}
+_SECRETS = {"admin_token", "api_keys", "redis_url", "database_url", "broker_url"}
 
 
 def nest(values: Mapping[str, Any]) -> dict[str, Any]:

@@ -121,7 +121,7 @@ def varied(app) -> list[dict]:
             row(60, model="digits", version="2.0", status="error", source="web", error_code="corrupt_image"),
             row(120, model="edges", version="1.0", status="ok", source="job", job_id="job-1", input_sha256="b" * 64),
             row(180, model="edges", version="1.0", status="error", source="cli", request_id="r-b"),
-            row(240, model="digits", version="1.0", status="ok", source="web", job_id="job-1"),
+            row(240, model="digits", version="1.0", status="ok", source="web", job_id="job-1", item_index=1),
         ],
     )
 

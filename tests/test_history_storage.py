@@ -35,7 +35,7 @@ from sqlalchemy.orm import Session
 
 from ai_service import create_app
 from ai_service.observability import metrics
-from ai_service.service.history.recorder import ROW_DEFAULTS
+from ai_service.service.history.rows import ROW_DEFAULTS
 from ai_service.storage.database import connect
 from ai_service.storage.migrate import current, downgrade, head, upgrade
 from ai_service.storage.schema import Base, Prediction, new_id
@@ -219,7 +219,7 @@ def test_two_processes_upgrading_at_once_upgrade_once(database_url: str, engine:
                 racer.wait()
     assert [racer.returncode for racer in racers] == [0, 0], outputs
     befores = sorted(line for out, _ in outputs for line in out.splitlines() if line.startswith("before "))
-    assert befores == ["before 0001", "before None"], outputs  # one upgraded, the other found it done
+    assert befores == [f"before {head()}", "before None"], outputs  # one upgraded, the other found it done
     assert version_rows(engine) == [head()]
     assert count_rows(engine) == 0
 

@@ -21,7 +21,9 @@ DOCUMENTED = (
     "keepalive max_batch_size max_batch_delay_ms max_queue request_timeout_s amp compile compile_mode "
     "channels_last fuse_batchnorm api_keys rate_limit redis_url trusted_proxies cors_origins csp body_timeout "
     "metrics max_requests max_requests_jitter history database_url database_migrate database_pool_size history_images "
-    "history_days history_queue_size history_batch_size history_flush_ms"
+    "history_days history_queue_size history_batch_size history_flush_ms jobs broker_url jobs_store jobs_chunk_size "
+    "jobs_local_workers jobs_max_items jobs_max_upload_mb jobs_max_unpacked_mb jobs_max_member_mb jobs_max_ratio "
+    "jobs_visibility_timeout_s jobs_stale_after_s"
 ).split()
 
 

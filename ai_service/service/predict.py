@@ -136,6 +136,8 @@ def predict(
     uploads: Sequence[Upload | ServiceError],
     options: ModelOptions,
     caller: Caller | None = None,
+    *,
+    bulk: bool = False,
 ) -> PredictOutcome:
     """Run the model `model_ref` names (None: the default) over the uploads; one result per input, in order.
 

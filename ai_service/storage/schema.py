@@ -7,7 +7,7 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, DateTime, Double, Index, Integer, String, Text, TypeDecorator
+from sqlalchemy import JSON, Boolean, DateTime, Double, Index, Integer, LargeBinary, String, Text, TypeDecorator
 from sqlalchemy.dialects import mysql
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -106,5 +106,89 @@ class Prediction(Base):
         Index("ix_predictions_request", "request_id"),
         Index("ix_predictions_input", "input_sha256"),
         Index("ix_predictions_output", "output_sha256"),
-        Index("ix_predictions_job", "job_id", "item_index"),
+        #: A job's result for an item is written once, however often its chunk is delivered (NULLs are distinct).
+        Index("uq_predictions_job_item", "job_id", "item_index", unique=True),
     )
+
+
+#: Bytes of any size on every backend (MySQL's BLOB stops at 64 KiB).
+Bytes = LargeBinary().with_variant(mysql.LONGBLOB(), "mysql", "mariadb")
+
+
+class Job(Base):
+    """A bulk job: many inputs through one model with one set of options, run chunk by chunk."""
+
+    __tablename__ = "jobs"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    #: queued, running, succeeded, failed or cancelled.
+    status: Mapped[str] = mapped_column(String(16))
+    #: The model as the client named it, and what it resolved to when the job was accepted.
+    model: Mapped[str] = mapped_column(String(128))
+    version: Mapped[str] = mapped_column(String(64), default="")
+    task: Mapped[str] = mapped_column(String(32), default="")
+    #: The per-request options (top_k, return, ...) every item runs with, as the API validated them.
+    options: Mapped[Any | None] = mapped_column(JSONValue)
+    total: Mapped[int] = mapped_column(Integer)
+    chunk_size: Mapped[int] = mapped_column(Integer)
+    #: api, web or cli; who asked (as in predictions.client).
+    source: Mapped[str] = mapped_column(String(16), default="api")
+    client: Mapped[str] = mapped_column(String(128), default="")
+    #: local or celery: who runs the chunks.
+    executor: Mapped[str] = mapped_column(String(16), default="local")
+    #: What the client uploaded (an archive's name, "files" or "json"), for lists.
+    name: Mapped[str] = mapped_column(String(255), default="")
+    started_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    #: Why a job failed as a whole (error table code and message).
+    error_code: Mapped[str | None] = mapped_column(String(64))
+    error_message: Mapped[str | None] = mapped_column(Text)
+
+    __table_args__ = (Index("ix_jobs_created", "created_at", "id"), Index("ix_jobs_status", "status", "created_at"))
+
+
+class JobInput(Base):
+    """One input of a job: its place, its path in the archive, and its bytes by sha256 (in the job store)."""
+
+    __tablename__ = "job_inputs"
+
+    job_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    item_index: Mapped[int] = mapped_column(Integer, primary_key=True)
+    #: The member path in the archive, or the uploaded file's name.
+    path: Mapped[str] = mapped_column(String(1024), default="")
+    size: Mapped[int] = mapped_column(Integer, default=0)
+    #: The bytes in the job store (none when the input was refused before it had bytes).
+    sha256: Mapped[str | None] = mapped_column(String(64))
+    #: Why the input was refused when the job was accepted (it becomes this item's error row).
+    error_code: Mapped[str | None] = mapped_column(String(64))
+    error_message: Mapped[str | None] = mapped_column(Text)
+
+
+class JobChunk(Base):
+    """A run of consecutive inputs [start, stop) that one worker takes, with who holds it and since when."""
+
+    __tablename__ = "job_chunks"
+
+    job_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    start: Mapped[int] = mapped_column(Integer, primary_key=True)
+    stop: Mapped[int] = mapped_column(Integer)
+    #: pending, running or done.
+    state: Mapped[str] = mapped_column(String(16), default="pending")
+    #: host:pid of the process running it.
+    owner: Mapped[str | None] = mapped_column(String(128))
+    #: Last sign of life of its owner (a stale one is taken over).
+    heartbeat_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+
+    __table_args__ = (Index("ix_job_chunks_state", "state", "heartbeat_at"),)
+
+
+class Blob(Base):
+    """Bytes by sha256 in the database: the default job store, readable by every machine that reaches it."""
+
+    __tablename__ = "blobs"
+
+    sha256: Mapped[str] = mapped_column(String(64), primary_key=True)
+    data: Mapped[bytes] = mapped_column(Bytes)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())

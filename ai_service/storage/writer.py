@@ -9,6 +9,7 @@ ignored).
 from __future__ import annotations
 
 import atexit
+import operator
 import os
 import threading
 import time
@@ -77,6 +78,10 @@ class SQLiteBatchInsert:
             for column in table.columns
             if column.default is not None and column.default.is_scalar
         }
+        #: A complete row's values in column order, in C; only the few columns with a bind processor (times,
+        #: JSON, booleans) are then converted in Python.
+        self.values_of = operator.itemgetter(*self.columns)
+        self.converted = [(index, process) for index, process in enumerate(self.processors) if process is not None]
         self.head = f"INSERT INTO {quote(table.name)} ({', '.join(quote(name) for name in self.columns)}) VALUES "
         self.row = "(" + ", ".join("?" * len(self.columns)) + ")"
 
@@ -86,14 +91,20 @@ class SQLiteBatchInsert:
     def execute(self, connection: Connection, rows: list[dict[str, Any]]) -> None:
         for start in range(0, len(rows), self.ROWS_PER_STATEMENT):
             chunk = rows[start : start + self.ROWS_PER_STATEMENT]
-            defaults = self.defaults
-            values = [
-                process(value) if process is not None else value
-                for row in chunk
-                for name, process in zip(self.columns, self.processors)
-                for value in (row[name] if name in row else defaults.get(name),)
-            ]
+            values: list[Any] = []
+            for row in chunk:
+                values.extend(self.bound(row))
             connection.exec_driver_sql(self.sql(len(chunk)), tuple(values))
+
+    def bound(self, row: dict[str, Any]) -> list[Any]:
+        """One row's parameters in column order, as SQLAlchemy's bind processors would have made them."""
+        try:
+            values = list(self.values_of(row))
+        except KeyError:  # a row that leaves columns to their defaults
+            values = [row[name] if name in row else self.defaults.get(name) for name in self.columns]
+        for index, process in self.converted:
+            values[index] = process(values[index])
+        return values
 
 
 class RowWriter:
