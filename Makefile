@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 
-.PHONY: run test lint format dev bench-imaging bench-serving train-digits clean
+.PHONY: run test lint format dev bench-imaging bench-serving bench-jobs train-digits clean
 
 $(VENV)/.runtime: requirements.txt setup.py
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -38,6 +38,9 @@ bench-imaging: $(VENV)/.dev
 
 bench-serving: $(VENV)/.dev  # ~14 min on 2 cores; writes bench/results/serving.md
 	$(PY) bench/serving.py
+
+bench-jobs: $(VENV)/.dev  # needs Redis on 127.0.0.1:6379 for the Celery part; writes bench/results/jobs.md
+	$(PY) bench/jobs.py
 
 train-digits: $(VENV)/.runtime
 	$(VENV)/bin/ai-service train-digits

@@ -54,6 +54,14 @@ ERRORS: Final[Mapping[str, ErrorKind]] = {
     "rate_limited": ErrorKind(429, "Too many requests from this client; retry after the Retry-After header's seconds."),
     "not_found": ErrorKind(404, "No such endpoint, or no such resource (a history entry, a stored image)."),
     "history_disabled": ErrorKind(404, "Prediction history is off on this server (AI_SERVICE_HISTORY=off)."),
+    "jobs_disabled": ErrorKind(503, "Bulk jobs are off on this server (AI_SERVICE_JOBS=off)."),
+    "invalid_archive": ErrorKind(400, "The job's upload is not a zip or tar archive the service can read."),
+    "archive_too_large": ErrorKind(
+        413, "The job's archive exceeds a limit (upload size, unpacked size, member size, member count or ratio)."
+    ),
+    "unsafe_archive": ErrorKind(
+        400, "The archive has a member that could escape or harm the server (traversal, link, device, nesting)."
+    ),
     "method_not_allowed": ErrorKind(405, "The endpoint exists but not for this HTTP method."),
     "bad_request": ErrorKind(400, "The request could not be parsed."),
     "invalid_parameter": ErrorKind(422, "A parameter has an invalid value (non-body parameters)."),

@@ -55,8 +55,8 @@ class ErrorResponse(Schema):
     error: ErrorBody
 
 
-class PredictOptions(Schema):
-    """Options accepted by POST /api/v1/predict, as multipart form fields or JSON members."""
+class RunOptions(Schema):
+    """The model and the per-image options that /predict and bulk jobs share."""
 
     model: str | None = Field(
         None,
@@ -82,12 +82,6 @@ class PredictOptions(Schema):
     )
     output_format: OutputFormat = Field("png", description="Encoding of image outputs (image-to-image, masks).")
     quality: int = Field(90, ge=1, le=100, description="JPEG/WebP quality of image outputs (100 = lossless WebP).")
-    return_: ReturnKind = Field(
-        "json",
-        alias="return",
-        description="`json`: image outputs as base64 data URLs inside JSON; `image`: the "
-        "response body is the encoded image itself (one input, models with an image output).",
-    )
 
     @field_validator("background")
     @classmethod
@@ -114,6 +108,17 @@ class PredictOptions(Schema):
             background=self.background,
             score_threshold=self.score_threshold,
         )
+
+
+class PredictOptions(RunOptions):
+    """Options accepted by POST /api/v1/predict, as multipart form fields or JSON members."""
+
+    return_: ReturnKind = Field(
+        "json",
+        alias="return",
+        description="`json`: image outputs as base64 data URLs inside JSON; `image`: the "
+        "response body is the encoded image itself (one input, models with an image output).",
+    )
 
 
 class PredictForm(PredictOptions):
@@ -482,3 +487,117 @@ class HistoryPage(ResponseSchema):
 
     items: list[HistoryEntry]
     next_cursor: str | None = None
+
+
+JobState = Literal["queued", "running", "succeeded", "failed", "cancelled"]
+JobFormat = Literal["jsonl", "csv", "parquet"]
+#: What `new_id()` makes: a job's id, like a history row's.
+JOB_ID_PATTERN: Final = r"^[0-9a-f]{32}$"
+
+
+class JobOptions(RunOptions):
+    """What every image of a bulk job runs with: the model and the per-image options of /predict, plus a label."""
+
+    name: str | None = Field(
+        None,
+        max_length=255,
+        description="A label for lists (default: the archive's file name, `files` or `json`).",
+    )
+
+
+class JobForm(JobOptions):
+    """multipart/form-data body of POST /api/v1/jobs: one `archive` part, or `file` parts (documentation only)."""
+
+    archive: bytes | None = Field(
+        None,
+        description="A zip or tar archive (.zip, .tar, .tar.gz/.tgz, .tar.bz2, .tar.xz) of images; its member paths "
+        "name the results. Refused as a whole (4xx) when it breaks a limit or is unsafe; a member that is not an "
+        "image becomes that item's error.",
+    )
+    file: list[bytes] | None = Field(
+        None,
+        description="Images, one part each (the part's filename, e.g. a folder's relative path, names the result).",
+    )
+
+
+class JobJSON(JobOptions):
+    """application/json body of POST /api/v1/jobs: `images` as base64 or data: URLs, in order."""
+
+    images: list[str] = Field(
+        min_length=1,
+        description="The images (base64 or `data:image/...;base64,` URLs; remote URLs are refused, never fetched).",
+    )
+    filenames: list[str] | None = Field(
+        None,
+        description="A name per image (same length as `images`) for the results; default `0.png`, `1.png`, ...",
+    )
+
+    @model_validator(mode="after")
+    def _one_name_per_image(self) -> JobJSON:
+        """Names, when given, pair up with the images."""
+        if self.filenames is not None and len(self.filenames) != len(self.images):
+            raise ValueError(f"`filenames` has {len(self.filenames)} names for {len(self.images)} images")
+        return self
+
+
+class JobCreated(ResponseSchema):
+    """POST /api/v1/jobs answers 202 with this (and `Location: /api/v1/jobs/{job_id}`) before any image runs."""
+
+    id: str = Field(description="The job's id: GET /api/v1/jobs/{job_id} follows it.")
+    status: JobState
+    total: int = Field(ge=0, description="Inputs accepted, refused members included (each becomes an error row).")
+
+
+class JobError(ResponseSchema):
+    """Why a job failed as a whole (per-image errors are rows of its results)."""
+
+    code: str
+    message: str = ""
+
+
+class JobStatus(ResponseSchema):
+    """A bulk job: its state, its counts, and how fast it goes."""
+
+    id: str
+    status: JobState = Field(description="queued, running, succeeded, failed (every item failed) or cancelled.")
+    model: str
+    version: str = ""
+    task: str = ""
+    name: str = ""
+    source: str = Field("api", description="api, web or cli.")
+    executor: str = Field("local", description="local (this service) or celery (`ai-service worker` processes).")
+    options: dict[str, Any] = Field(default_factory=dict, description="The per-image options every image runs with.")
+    total: int = Field(ge=0)
+    done: int = Field(ge=0, description="Images with a result.")
+    failed: int = Field(ge=0, description="Images with an error (their rows say why).")
+    pending: int = Field(ge=0, description="Images not yet run.")
+    created_at: datetime
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    throughput_per_s: float | None = Field(None, ge=0, description="Images per second since the job started.")
+    eta_s: float | None = Field(
+        None, ge=0, description="Seconds to go at that rate (0 when finished; null while unknown or when cancelled)."
+    )
+    error: JobError | None = None
+
+
+class JobPage(ResponseSchema):
+    """GET /api/v1/jobs: the newest jobs first."""
+
+    items: list[JobStatus]
+
+
+class JobsQuery(Schema):
+    """Query parameters of GET /api/v1/jobs."""
+
+    status: JobState | None = None
+    limit: int = Field(50, ge=1, le=500, description="Jobs per answer.")
+    before: str | None = Field(
+        None, pattern=JOB_ID_PATTERN, description="The id of the last job of the previous answer: the older ones."
+    )
+
+
+class JobResultsQuery(Schema):
+    """Query parameters of GET /api/v1/jobs/{job_id}/results."""
+
+    format: JobFormat = Field("jsonl", description="jsonl, csv or parquet.")

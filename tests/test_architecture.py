@@ -82,6 +82,11 @@ FORBIDDEN: list[tuple[str, tuple[str, ...], str]] = [
         ),
         "everything reports through observability, so it depends on none of them; hooks get what they need at install",
     ),
+    (
+        "ai_service.worker",
+        (*FLASK, "ai_service.http", "ai_service.api", "ai_service.web"),
+        "Celery workers run job chunks through the service layer, without an app or any HTTP",
+    ),
 ]
 
 #: (package, the only ai_service packages it may import, why).
@@ -91,6 +96,19 @@ ALLOWED: list[tuple[str, tuple[str, ...], str]] = [
         "ai_service.models.builtin",
         ("ai_service.models", "ai_service.imaging"),
         "built-in models use the public contract as any plugin would",
+    ),
+    (
+        "ai_service.worker",
+        (
+            "ai_service.worker",
+            "ai_service.service",
+            "ai_service.settings",
+            "ai_service.storage",
+            "ai_service.observability",
+            "ai_service.errors",
+            "ai_service.server",
+        ),
+        "a worker is a process around service.jobs.run_chunk: settings, process set-up and placement, nothing else",
     ),
 ]
 
@@ -187,6 +205,13 @@ def test_the_scanner_sees_imports_at_every_depth():
     tree = ImportCollector("pkg.sub.mod", False)
     tree.visit(ast.parse("from ..other import thing\nif TYPE_CHECKING:\n    import hidden\nelse:\n    import shown\n"))
     assert [found.name for found in tree.found] == ["pkg.other.thing", "shown"]
+
+
+def test_every_ruled_package_is_scanned():
+    """A rule for a package the scanner never sees (renamed, moved) would pass without checking anything."""
+    modules = {module_name(path) for path in SOURCES}
+    for package, *_ in FORBIDDEN + ALLOWED:
+        assert any(in_package(module, package) for module in modules), package
 
 
 @pytest.mark.parametrize(("package", "forbidden", "why"), FORBIDDEN, ids=[rule[0] for rule in FORBIDDEN])

@@ -2,7 +2,8 @@
 
 Valid and invalid requests generated from /api/v1/openapi.json must never produce a 5xx, an undocumented
 status or content type, or a body that violates the documented schema. Bounded: 50 examples per operation.
-The history endpoints run against a few recorded predictions (DELETE with the admin token).
+The history endpoints run against a few recorded predictions (DELETE with the admin token), the jobs endpoints
+against a finished job under the id the document's example names.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import base64
 import io
 import tempfile
+import time
 
 import schemathesis
 from hypothesis import HealthCheck, settings
@@ -20,11 +22,11 @@ from schemathesis.specs.openapi.checks import (
     response_schema_conformance,
     status_code_conformance,
 )
-from sqlalchemy import insert, select
+from sqlalchemy import insert, select, update
 
 from ai_service import create_app
 from ai_service.http.openapi import PATH_PARAMETERS, SAMPLE_PNG_BASE64
-from ai_service.storage.schema import Prediction
+from ai_service.storage.schema import Job, JobChunk, JobInput, Prediction
 
 ADMIN_TOKEN = "schemathesis-admin-token"
 CHECKS = [
@@ -63,8 +65,25 @@ def record_some_history() -> None:
         connection.execute(insert(Prediction), [{**newest, "id": PATH_PARAMETERS["id"]["example"]}])
 
 
+def finish_a_job() -> None:
+    """A finished job of two images, renamed to the example id, so that its status, results and outputs answer 200."""
+    client = APP.test_client()
+    files = [(io.BytesIO(SAMPLE_PNG), "a/one.png"), (io.BytesIO(SAMPLE_PNG), "a/two.png")]
+    job_id = client.post("/api/v1/jobs", data={"file": files}).get_json()["id"]
+    deadline = time.monotonic() + 60
+    while client.get(f"/api/v1/jobs/{job_id}").get_json()["status"] not in ("succeeded", "failed"):
+        assert time.monotonic() < deadline, "the sample job did not finish"
+        time.sleep(0.05)
+    example = PATH_PARAMETERS["job_id"]["example"]
+    with APP.extensions["ai_service"].jobs.engine.begin() as connection:
+        connection.execute(update(Job).where(Job.id == job_id).values(id=example))
+        for table in (JobInput, JobChunk, Prediction):
+            connection.execute(update(table).where(table.job_id == job_id).values(job_id=example))
+
+
 SAMPLE_PNG = base64.b64decode(SAMPLE_PNG_BASE64)
 record_some_history()
+finish_a_job()
 
 
 @schema.parametrize()

@@ -11,6 +11,13 @@ The window adapts to traffic instead of taxing every request with a fixed delay:
   the late ones in the next batch is faster: a 0.3 ms network never waits 5 ms).
 Samples of different shape/dtype never share a batch; a sample that breaks a batch is retried
 alone so it fails alone; the queue is bounded (Overloaded) and every sample carries a deadline.
+
+Bulk work (job items, `arrival(n, bulk=True)`) is a low-priority lane so a big job never makes the upload page
+wait: its samples queue apart; a batch takes interactive samples first (an interactive head decides the shape),
+waits for announced interactive ones only, and fills the room left with bulk ones of that shape at dispatch; with
+no interactive work bulk runs as usual. Bulk waits only while interactive samples fill whole batches, so its
+deadline is longer (service.predict). Bulk has its own bound, so a job never makes the page `overloaded`, and a
+bulk request that finds its bound full waits for room (until its deadline) instead of failing.
 """
 
 from __future__ import annotations
@@ -73,6 +80,7 @@ class Ticket:
     output: Any = None
     error: BaseException | None = None
     cancelled: bool = False
+    bulk: bool = False
     done: threading.Event = field(default_factory=threading.Event)
 
     @property
@@ -98,9 +106,10 @@ class BatchRecord:
 class Arrival:
     """A request that announced `expected` samples; holds its place until it submits or leaves."""
 
-    def __init__(self, batcher: Batcher, expected: int) -> None:
+    def __init__(self, batcher: Batcher, expected: int, bulk: bool = False) -> None:
         self._batcher = batcher
         self.expected = expected
+        self.bulk = bulk
 
     def submit(
         self, samples: Sequence[torch.Tensor], deadline: float, tags: Sequence[Any] | None = None
@@ -108,7 +117,7 @@ class Arrival:
         """Enqueue the request's samples (possibly fewer than announced: bad images drop out)."""
         tags = list(tags) if tags is not None else [None] * len(samples)
         tickets = [
-            Ticket(sample=sample, deadline=deadline, tag=tag, key=sample_key(sample))
+            Ticket(sample=sample, deadline=deadline, tag=tag, key=sample_key(sample), bulk=self.bulk)
             for sample, tag in zip(samples, tags)
         ]
         self._batcher._enqueue(self, tickets)
@@ -135,17 +144,21 @@ class Batcher:
         history: int = 1000,
         label: str | None = None,
         inline: Callable[[int], bool] = lambda count: False,
+        max_bulk_queue: int | None = None,
     ) -> None:
         self.name = name
         self.label = label or name  # the model label of the Prometheus series
         self.max_batch_size = max(1, int(max_batch_size))
         self.max_delay_s = max(0.0, float(max_delay_ms)) / 1000.0
         self.max_queue = max(1, int(max_queue))
+        self.max_bulk_queue = max(1, int(max_bulk_queue or max_queue))
         self.idle_exit_s = idle_exit_s
         self._run = run
         self._inline = inline  # may a forward of this many samples run in the submitting thread?
         self._queue: deque[Ticket] = deque()
         self._arriving = 0
+        self._bulk: deque[Ticket] = deque()  # the low-priority lane: job items
+        self._bulk_arriving = 0
         self._busy = False  # a forward (or the collection of its batch) is under way: one at a time
         self._cond = threading.Condition()
         self._thread: threading.Thread | None = None
@@ -157,31 +170,46 @@ class Batcher:
 
     # -- request side ------------------------------------------------------------------------------
 
-    def arrival(self, expected: int) -> _ArrivalScope:
-        """Announce a request of `expected` images; raises Overloaded when the queue has no room."""
-        return _ArrivalScope(self, expected)
+    def arrival(self, expected: int, *, bulk: bool = False, until: float | None = None) -> _ArrivalScope:
+        """Announce a request of `expected` images; raises Overloaded when the queue has no room.
 
-    def _admit(self, expected: int) -> Arrival:
+        `bulk`: the low-priority lane, which waits for room until `until` (perf_counter) before Overloaded."""
+        return _ArrivalScope(self, expected, bulk, until)
+
+    def _admit(self, expected: int, bulk: bool = False, until: float | None = None) -> Arrival:
         with self._cond:
-            if self._closed:
-                raise RuntimeError(f"the batcher of {self.name} is closed")
-            pending = len(self._queue) + self._arriving
-            if pending and pending + expected > self.max_queue:
-                raise Overloaded(f"model {self.name} has {pending} images waiting (limit {self.max_queue})")
-            self._arriving += expected
-        return Arrival(self, expected)
+            while True:
+                if self._closed:
+                    raise RuntimeError(f"the batcher of {self.name} is closed")
+                if not bulk:
+                    pending = len(self._queue) + self._arriving
+                    if pending and pending + expected > self.max_queue:
+                        raise Overloaded(f"model {self.name} has {pending} images waiting (limit {self.max_queue})")
+                    self._arriving += expected
+                    break
+                pending = len(self._bulk) + self._bulk_arriving
+                if not pending or pending + expected <= self.max_bulk_queue:
+                    self._bulk_arriving += expected
+                    break
+                remaining = (until or 0.0) - time.perf_counter()
+                if remaining <= 0:
+                    raise Overloaded(
+                        f"model {self.name} has {pending} bulk images waiting (limit {self.max_bulk_queue})"
+                    )
+                self._cond.wait(remaining)  # room comes when the collector takes bulk samples
+        return Arrival(self, expected, bulk)
 
     def _enqueue(self, arrival: Arrival, tickets: list[Ticket]) -> None:
         now = time.perf_counter()
         with self._cond:
-            self._arriving -= arrival.expected
-            arrival.expected = 0
+            self._settle(arrival)
             for ticket in tickets:
                 ticket.enqueued = now
             alone = (
                 tickets
                 and not self._busy
                 and not self._queue
+                and not self._bulk
                 and not self._arriving
                 and not self._closed
                 and len(tickets) <= self.max_batch_size
@@ -190,7 +218,7 @@ class Batcher:
             if alone and self._inline(len(tickets)):
                 self._busy = True
             else:
-                self._queue.extend(tickets)
+                (self._bulk if arrival.bulk else self._queue).extend(tickets)
                 self._wake()
                 return
         for _ in tickets:
@@ -199,16 +227,23 @@ class Batcher:
 
     def _wake(self) -> None:
         """Under the lock: get the inference thread (started if needed) to look at the queue."""
-        if self._queue and self._thread is None:
+        if (self._queue or self._bulk) and self._thread is None:
             self._thread = threading.Thread(target=self._loop, name=f"infer-{self.name}", daemon=True)
             self._thread.start()
         self._cond.notify_all()
 
     def _withdraw(self, arrival: Arrival) -> None:
         with self._cond:
-            self._arriving -= arrival.expected
-            arrival.expected = 0
+            self._settle(arrival)
             self._cond.notify_all()
+
+    def _settle(self, arrival: Arrival) -> None:
+        """Under the lock: the arrival's announced images are no longer on their way."""
+        if arrival.bulk:
+            self._bulk_arriving -= arrival.expected
+        else:
+            self._arriving -= arrival.expected
+        arrival.expected = 0
 
     def wait(self, tickets: Sequence[Ticket], deadline: float) -> None:
         """Block until every ticket is done; past the deadline, cancel them and raise DeadlineExceeded."""
@@ -226,11 +261,13 @@ class Batcher:
             for ticket in tickets:
                 ticket.cancelled = True
             self._queue = deque(ticket for ticket in self._queue if not ticket.cancelled)
+            self._bulk = deque(ticket for ticket in self._bulk if not ticket.cancelled)
+            self._cond.notify_all()  # bulk requests waiting for room
 
     @property
     def pending(self) -> int:
-        """Images queued or announced (what a memory manager should not unload under)."""
-        return len(self._queue) + self._arriving
+        """Images queued or announced, bulk ones too (what a memory manager should not unload under)."""
+        return len(self._queue) + self._arriving + len(self._bulk) + self._bulk_arriving
 
     def stats(self) -> dict[str, Any]:
         return {
@@ -242,6 +279,9 @@ class Batcher:
             "max_batch_size": self.max_batch_size,
             "max_batch_delay_ms": self.max_delay_s * 1000.0,
             "max_queue": self.max_queue,
+            "bulk_queued": len(self._bulk),
+            "bulk_arriving": self._bulk_arriving,
+            "max_bulk_queue": self.max_bulk_queue,
             "running": self._thread is not None,
             "busy": self._busy,
         }
@@ -264,7 +304,7 @@ class Batcher:
                 if not batch:
                     self._thread = None
                     return
-                record_left = len(self._queue)
+                record_left = len(self._queue) + len(self._bulk)
             now = time.perf_counter()
             for ticket in batch:
                 metrics.record_queue(self.label, record_left, now - ticket.enqueued)
@@ -273,14 +313,15 @@ class Batcher:
     def _collect(self) -> tuple[list[Ticket], bool]:
         """Under the lock: the next batch, waiting for more samples only while some are known to be coming.
 
-        Marks the batcher busy as soon as it holds a batch, so no request runs inline meanwhile."""
+        Marks the batcher busy as soon as it holds a batch, so no request runs inline meanwhile. Bulk samples
+        fill the batch last, after the wait: an interactive request still decoding gets its place first."""
         while True:
-            while not self._queue or self._busy:
-                if self._closed and not self._queue:
+            while not (self._queue or self._bulk) or self._busy:
+                if self._closed and not (self._queue or self._bulk):
                     return [], False
-                if not self._cond.wait(self.idle_exit_s) and not self._queue:
+                if not self._cond.wait(self.idle_exit_s) and not (self._queue or self._bulk):
                     return [], False
-            batch = self._take(None, self.max_batch_size)
+            batch = self._take(None, self.max_batch_size, bulk=False) or self._take(None, self.max_batch_size)
             if batch:
                 self._busy = True
                 break
@@ -296,15 +337,28 @@ class Batcher:
                     break
                 waited = True
                 self._cond.wait(remaining)
-                batch += self._take(batch[0].key, self.max_batch_size - len(batch))
+                batch += self._take(batch[0].key, self.max_batch_size - len(batch), bulk=False)
+        if len(batch) < self.max_batch_size and self._bulk:
+            batch += self._take(batch[0].key, self.max_batch_size - len(batch))
         return batch, waited
 
-    def _take(self, key: tuple | None, room: int) -> list[Ticket]:
-        """Remove up to `room` live tickets with `key` (the head's key if None), oldest first."""
+    def _take(self, key: tuple | None, room: int, bulk: bool = True) -> list[Ticket]:
+        """Remove up to `room` live tickets with `key` (the head's key if None), oldest first: interactive
+        ones, then (`bulk`) bulk ones in the room they left (an interactive head decides the key)."""
         taken: list[Ticket] = []
-        kept: deque[Ticket] = deque()
         now = time.perf_counter()
-        for ticket in self._queue:
+        self._queue = self._pick(self._queue, key, room, taken, now)
+        if bulk and self._bulk and len(taken) < room:
+            before = len(self._bulk)
+            self._bulk = self._pick(self._bulk, taken[0].key if taken else key, room, taken, now)
+            if len(self._bulk) < before:
+                self._cond.notify_all()  # bulk requests waiting for room
+        return taken
+
+    def _pick(self, queue: deque[Ticket], key: tuple | None, room: int, taken: list[Ticket], now: float) -> deque:
+        """Move live tickets with `key` from `queue` into `taken` up to `room`; fail expired ones; return the rest."""
+        kept: deque[Ticket] = deque()
+        for ticket in queue:
             if ticket.cancelled:
                 continue
             if now > ticket.deadline:
@@ -317,8 +371,7 @@ class Batcher:
                 taken.append(ticket)
             else:
                 kept.append(ticket)
-        self._queue = kept
-        return taken
+        return kept
 
     def _execute(self, batch: list[Ticket], waited: bool, left: int) -> None:
         """Run one batch, then free the model *before* waking its requests (a request that comes straight
@@ -407,12 +460,12 @@ class Batcher:
 class _ArrivalScope:
     """`with batcher.arrival(n) as arrival:` admits the request and always withdraws what it did not submit."""
 
-    def __init__(self, batcher: Batcher, expected: int) -> None:
-        self._batcher, self._expected = batcher, expected
+    def __init__(self, batcher: Batcher, expected: int, bulk: bool = False, until: float | None = None) -> None:
+        self._batcher, self._expected, self._bulk, self._until = batcher, expected, bulk, until
         self._arrival: Arrival | None = None
 
     def __enter__(self) -> Arrival:
-        self._arrival = self._batcher._admit(self._expected)
+        self._arrival = self._batcher._admit(self._expected, self._bulk, self._until)
         return self._arrival
 
     def __exit__(self, *exc_info: Any) -> None:

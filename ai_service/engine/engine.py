@@ -42,6 +42,7 @@ class Engine:
                 max_batch_size=max_batch_size,
                 max_delay_ms=self.batch_delay_for(model),
                 max_queue=self.settings.max_queue,
+                max_bulk_queue=self.settings.max_queue,  # a bound of its own: a job never fills the page's queue
                 idle_exit_s=self.settings.idle_exit_s,
                 label=model.info.name,
                 inline=runner.runs_inline,

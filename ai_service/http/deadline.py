@@ -9,7 +9,7 @@ from __future__ import annotations
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from werkzeug.exceptions import RequestTimeout
@@ -130,10 +130,19 @@ class ClosingBody:
 
 
 class BodyDeadlineMiddleware:
-    """Wrap gunicorn's request body with a deadline; other servers (tests, dev) pass through untouched."""
+    """Wrap gunicorn's request body with a deadline; other servers (tests, dev) pass through untouched.
 
-    def __init__(self, app: Callable, seconds: float) -> None:
-        self.app, self.seconds = app, seconds
+    `slow_paths` maps a path that takes large bodies (bulk jobs) to the slowest upload rate it allows, in bytes per
+    second: its deadline grows with the declared Content-Length, so a big archive on a plain link is not cut off,
+    while a client that declares few bytes and trickles them still is."""
+
+    def __init__(self, app: Callable, seconds: float, slow_paths: Mapping[str, float] | None = None) -> None:
+        self.app, self.seconds, self.slow_paths = app, seconds, dict(slow_paths or {})
+
+    def deadline(self, path: str, length: int | None) -> float:
+        """Seconds this request's body may take: the app-wide deadline, plus time for its size on a slow path."""
+        rate = self.slow_paths.get(path)
+        return self.seconds + length / rate if rate and length else self.seconds
 
     def __call__(self, environ: dict, start_response: Callable):
         sock = environ.get("gunicorn.socket")
@@ -143,10 +152,10 @@ class BodyDeadlineMiddleware:
         )
         if sock is None or not has_body or self.seconds <= 0:
             return self.app(environ, start_response)
-        length = environ.get("CONTENT_LENGTH")
-        stream = DeadlineInput(
-            environ["wsgi.input"], sock, self.seconds, int(length) if length and length.isdigit() else None
-        )
+        header = environ.get("CONTENT_LENGTH")
+        length = int(header) if header and header.isdigit() else None
+        seconds = self.deadline(environ.get("PATH_INFO", ""), length)
+        stream = DeadlineInput(environ["wsgi.input"], sock, seconds, length)
         environ["wsgi.input"] = stream
         try:
             return ClosingBody(self.app(environ, start_response), stream)

@@ -49,6 +49,16 @@ STORED_TYPES = (
 )
 
 
+#: The header a 202 names the created job with.
+LOCATION = {"description": "Where to follow the job (GET).", "required": True, "schema": {"type": "string"}}
+#: The multipart parts that carry files, and what they may be.
+FILE_PARTS = {
+    "file": "image/*, application/octet-stream",
+    "archive": "application/zip, application/x-tar, application/gzip, application/x-bzip2, application/x-xz, "
+    "application/octet-stream",
+}
+
+
 @dataclass(frozen=True)
 class Operation:
     """One documented endpoint: what it takes, what it returns, and curl lines that work as pasted."""
@@ -227,6 +237,116 @@ def history_operations(model: str) -> list[Operation]:
     ]
 
 
+def jobs_examples(model: str) -> tuple[tuple[str, str], ...]:
+    """curl lines for POST/GET /api/v1/jobs (the sample image saved by the predict examples)."""
+    return (
+        (
+            "A job of several images: repeat the file part",
+            f"curl -s -F file=@{SAMPLE_FILE} -F file=@{SAMPLE_FILE} -F model={model} {{base}}/api/v1/jobs",
+        ),
+        (
+            "A job from an archive of a folder",
+            f"tar czf images.tar.gz {SAMPLE_FILE} && curl -s -F archive=@images.tar.gz -F model={model} "
+            "{base}/api/v1/jobs",
+        ),
+        ("The newest jobs", "curl -s '{base}/api/v1/jobs?limit=5'"),
+    )
+
+
+def jobs_operations(model: str) -> list[Operation]:
+    """Bulk jobs: submit, list, follow, cancel, results, output images."""
+    off = " 503 `jobs_disabled` when the server takes no jobs."
+    return [
+        Operation(
+            "POST",
+            "/api/v1/jobs",
+            "createJob",
+            "Run a model over an archive or many images in the background",
+            s.JobCreated,
+            "jobs",
+            errors=(400, 404, 413, 415, 422, 503),
+            security="key",
+            success=202,
+            request={"multipart/form-data": s.JobForm, "application/json": s.JobJSON},
+            examples=jobs_examples(model),
+            description=(
+                "Send a zip or tar archive as the multipart part `archive`, or images as `file` parts (a folder's "
+                "relative paths as their filenames), or JSON `images`; plus `model` and the per-image options of "
+                "/predict. The body may be up to `AI_SERVICE_JOBS_MAX_UPLOAD_MB`. An unknown model (404), an unsafe "
+                "archive (traversal, links, devices, nested archives: 400 `unsafe_archive`) or one over a limit "
+                "(413 `archive_too_large`, naming the limit) is refused before anything is stored. A member that "
+                "is not an image becomes that item's error; the job goes on. Answers 202 with the job's id and a "
+                "`Location` to poll; results are history rows with the job's `job_id`." + off
+            ),
+        ),
+        Operation(
+            "GET",
+            "/api/v1/jobs",
+            "listJobs",
+            "Jobs, newest first",
+            s.JobPage,
+            "jobs",
+            errors=(401, 422, 503),
+            security="key",
+            query=s.JobsQuery,
+            description="Optionally only the jobs in one state." + off,
+        ),
+        Operation(
+            "GET",
+            "/api/v1/jobs/<job_id>",
+            "getJob",
+            "A job's state, counts, throughput and ETA",
+            s.JobStatus,
+            "jobs",
+            errors=(401, 404, 503),
+            security="key",
+            description="Poll it until `status` is succeeded, failed or cancelled." + off,
+        ),
+        Operation(
+            "DELETE",
+            "/api/v1/jobs/<job_id>",
+            "cancelJob",
+            "Cancel a job; images already done keep their results",
+            s.JobStatus,
+            "jobs",
+            errors=(401, 404, 409, 503),
+            security="key",
+            description="A queued or running job becomes `cancelled`; a finished one answers 409 `invalid_state`."
+            + off,
+        ),
+        Operation(
+            "GET",
+            "/api/v1/jobs/<job_id>/results",
+            "getJobResults",
+            "One row per input, in input order, as JSON lines, CSV or Parquet",
+            None,
+            "jobs",
+            errors=(401, 404, 422, 503),
+            security="key",
+            query=s.JobResultsQuery,
+            media=("application/x-ndjson", "text/csv", "application/vnd.apache.parquet"),
+            description=(
+                "Streamed; each row has the input's `path` (archive member or file name) and the history row's "
+                "columns (status, error_code, top1_label, top1_score, result, ...). Rows of images not yet run are "
+                "missing while the job runs." + off
+            ),
+        ),
+        Operation(
+            "GET",
+            "/api/v1/jobs/<job_id>/outputs.zip",
+            "getJobOutputs",
+            "The output images of a job as a zip, named after their inputs",
+            None,
+            "jobs",
+            errors=(401, 404, 503),
+            security="key",
+            media=("application/zip",),
+            description="Image-to-image outputs and masks, each under its input's path with the output format's "
+            "extension; streamed." + off,
+        ),
+    ]
+
+
 def operations(model: str, image_model: str | None) -> list[Operation]:
     """Every endpoint of the API (those this app does not route are left out of its document)."""
     get = "curl -s {base}"
@@ -340,6 +460,7 @@ def operations(model: str, image_model: str | None) -> list[Operation]:
             examples=(("The document", get + "/api/v1/openapi.json"),),
         ),
         *history_operations(model),
+        *jobs_operations(model),
     ]
 
 
@@ -396,6 +517,7 @@ def build_document(app: Flask, current: Runtime, base: str) -> dict[str, Any]:
             {"name": "models", "description": "What is served, and its lifecycle"},
             {"name": "service", "description": "Health and this document"},
             {"name": "history", "description": "Recorded predictions: browse, export, delete"},
+            {"name": "jobs", "description": "Bulk jobs: archives and folders through a model, in the background"},
         ],
         "paths": paths,
         "components": {"schemas": defs.get("$defs", {}), "headers": HEADERS, "securitySchemes": SECURITY_SCHEMES},
@@ -433,6 +555,11 @@ PATH_PARAMETERS = {
         "example": "0192f1c3a5b4e6d7c8b9a0f1e2d3c4b5",
         "schema": {"type": "string", "pattern": "^[0-9a-f]{32}$"},
     },
+    "job_id": {
+        "description": "A job's id (`id` of POST /api/v1/jobs): 32 lowercase hex digits.",
+        "example": "0192f1c3a5b4e6d7c8b9a0f1e2d3c4b6",
+        "schema": {"type": "string", "pattern": s.JOB_ID_PATTERN},
+    },
 }
 SECURITY_SCHEMES = {
     "adminToken": {"type": "http", "scheme": "bearer", "description": "AI_SERVICE_ADMIN_TOKEN"},
@@ -454,6 +581,8 @@ def operation_object(op: Operation, params: list[str], refs: dict, base: str, ap
         "headers": {**request_id, "Retry-After": {"$ref": "#/components/headers/Retry-After"}},
     }
     success: dict[str, Any] = {"description": "Success", "headers": request_id}
+    if op.success == 202:
+        success["headers"] = {**request_id, "Location": LOCATION}
     if op.success == 204:
         success["description"] = "Done; no body"
     elif op.media:
@@ -490,12 +619,17 @@ def operation_object(op: Operation, params: list[str], refs: dict, base: str, ap
     if op.request:
         content = {kind: {"schema": refs[(body, "validation")]} for kind, body in op.request.items()}
         if "multipart/form-data" in content:
-            content["multipart/form-data"]["encoding"] = {"file": {"contentType": "image/*, application/octet-stream"}}
+            fields = op.request["multipart/form-data"].model_fields
+            content["multipart/form-data"]["encoding"] = {
+                part: {"contentType": kind} for part, kind in FILE_PARTS.items() if part in fields
+            }
         if "application/json" in content:
+            sample = f"data:image/png;base64,{SAMPLE_PNG_BASE64}"
+            one = "image" in op.request["application/json"].model_fields  # predict: `image`; jobs take `images`
             content["application/json"]["example"] = {
                 "model": "digits",
                 "top_k": 3,
-                "image": f"data:image/png;base64,{SAMPLE_PNG_BASE64}",
+                **({"image": sample} if one else {"images": [sample, sample]}),
             }
         result["requestBody"] = {"required": True, "content": content}
     if op.examples:

@@ -7,7 +7,8 @@
   without a key; memory storage per worker, Redis (`AI_SERVICE_REDIS_URL`) shared by all workers.
 - Security headers on every response; a strict CSP (no inline scripts) on HTML, a locked-down one elsewhere.
 - CORS for `/api/` only, and only for the origins listed in `AI_SERVICE_CORS_ORIGINS`.
-- A deadline for receiving the request body (ai_service/http/deadline.py).
+- A deadline for receiving the request body (ai_service/http/deadline.py); bulk job uploads get more time for
+  their size.
 """
 
 from __future__ import annotations
@@ -44,6 +45,9 @@ COMMON_HEADERS = {
 CORS_ALLOW_HEADERS = "Authorization, Content-Type, X-API-Key, X-Request-ID"
 CORS_EXPOSE_HEADERS = "X-Request-ID, Retry-After, X-RateLimit-Limit, X-RateLimit-Remaining, X-RateLimit-Reset"
 KEY_HELP = "send it as 'Authorization: Bearer <key>' or 'X-API-Key: <key>'"
+#: Bulk job uploads (up to AI_SERVICE_JOBS_MAX_UPLOAD_MB) get body_timeout plus their size at this rate, bytes/s.
+JOBS_PATH = "/api/v1/jobs"
+MIN_UPLOAD_RATE = 1024 * 1024
 
 
 # --- API keys --------------------------------------------------------------------------------------
@@ -193,7 +197,8 @@ def install_security(app: Flask, settings: Settings) -> None:
     if settings.security.trusted_proxies > 0:
         hops = settings.security.trusted_proxies
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops, x_port=hops)
-    app.wsgi_app = BodyDeadlineMiddleware(app.wsgi_app, settings.limits.body_timeout)
+    slow_paths = {JOBS_PATH: MIN_UPLOAD_RATE} if settings.jobs.enabled else {}
+    app.wsgi_app = BodyDeadlineMiddleware(app.wsgi_app, settings.limits.body_timeout, slow_paths)
     install_rate_limits(app, settings.security)
     app.before_request(partial(_require_api_key, settings.security))
     app.after_request(_rate_limit_headers)

@@ -58,6 +58,7 @@ def system_report(runtime: Runtime) -> dict[str, Any]:
         "memory": registry.memory(),
         "models": [{field: status[field] for field in SYSTEM_FIELDS} for status in registry.statuses()],
         "history": history_status(runtime),
+        "jobs": runtime.jobs.describe() if runtime.jobs is not None else {"enabled": False},
     }
 
 

@@ -96,6 +96,11 @@ def error_entry(error: ServiceError) -> dict[str, Any]:
     return {"error": error.body(), "status": error.status}
 
 
+#: A bulk (job) call may wait this many request deadlines: its images queue behind interactive traffic, which
+#: goes first, and must not time out at the interactive deadline because the upload page was busy (past it:
+#: `timeout`, and the job's executor retries the chunk later).
+BULK_DEADLINE_FACTOR = 10
+
 #: The entry of an image whose forward or postprocess failed (the exception itself is logged).
 MODEL_FAILED = ServiceError("internal_error", "The model failed on this image; the error has been logged.")
 
@@ -144,6 +149,8 @@ def predict(
     An input rejected before decoding (a ServiceError in `uploads`) keeps its place as an error entry. Raises
     only ServiceError: unknown_model, model_unavailable, overloaded, timeout, out_of_memory. With a `caller` and
     history on, every input is recorded (failures too) and its result names its row (`history_id`).
+    `bulk`: a job's images, in the engine's low-priority lane (interactive samples go first) with a deadline
+    of BULK_DEADLINE_FACTOR request timeouts.
     """
     info = runtime.resolve(model_ref).info
     history = runtime.history if caller is not None else None
@@ -152,7 +159,7 @@ def predict(
     if usable:
         try:
             with model_errors(runtime.registry, info.key):  # removed or failed to load since it was resolved
-                outcome = _predict(runtime, info.key, usable, options)
+                outcome = _predict(runtime, info.key, usable, options, bulk)
         except ServiceError as error:
             if history is not None:
                 history.record_failure(caller, (info.name, info.version, info.task), uploads, error)
@@ -182,12 +189,15 @@ def item_error(error: ServiceError, index: int) -> dict[str, Any]:
     return {"index": index, "filename": "", **error_entry(error)}
 
 
-def _predict(runtime: Runtime, key: str, uploads: Sequence[Upload], options: ModelOptions) -> PredictOutcome:
+def _predict(
+    runtime: Runtime, key: str, uploads: Sequence[Upload], options: ModelOptions, bulk: bool = False
+) -> PredictOutcome:
     """Lease the model and run the pipeline; engine failures become the ServiceErrors clients can act on."""
     began = time.perf_counter()
     single_threaded()
     registry, engine = runtime.registry, runtime.engine
-    deadline = began + engine.settings.request_timeout_s
+    timeout = engine.settings.request_timeout_s * (BULK_DEADLINE_FACTOR if bulk else 1)
+    deadline = began + timeout
     timer = Timer()
     was_loaded = registry.resolve(key).state == "loaded"
     with registry.using(key) as model:
@@ -196,7 +206,7 @@ def _predict(runtime: Runtime, key: str, uploads: Sequence[Upload], options: Mod
         name = model.info.name
         try:
             results, batch_size = _run(
-                model, batcher, uploads, options, runtime.settings.limits.max_pixels, deadline, timer, started
+                model, batcher, uploads, options, runtime.settings.limits.max_pixels, deadline, timer, started, bulk
             )
         except Overloaded as error:
             raise ServiceError(
@@ -207,7 +217,6 @@ def _predict(runtime: Runtime, key: str, uploads: Sequence[Upload], options: Mod
             ) from None
         except DeadlineExceeded:
             metrics.record_items(name, "timeout", len(uploads))
-            timeout = engine.settings.request_timeout_s
             raise ServiceError(
                 "timeout",
                 f"No result within the {timeout:g} s request deadline; the server is "
@@ -245,10 +254,11 @@ def _run(
     deadline: float,
     timer: Timer,
     started: float,
+    bulk: bool = False,
 ) -> tuple[list[dict[str, Any]], int]:
     """decode → preprocess → batched forward → postprocess for one request, inside its batcher arrival."""
     per_item: dict[int, dict[str, Any]] = {}
-    with batcher.arrival(len(uploads)) as arrival:
+    with batcher.arrival(len(uploads), bulk=bulk, until=deadline) as arrival:
         decoded = decode_uploads(model, uploads, max_pixels)
         started = timer.add("decode", started)
         images = {i: item for i, item in enumerate(decoded) if isinstance(item, Image.Image)}

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 
@@ -21,6 +22,9 @@ from ai_service.models.registry import (
 from ai_service.service.history.recorder import History, open_history
 from ai_service.settings import Settings
 
+if TYPE_CHECKING:  # jobs import the predict path, which imports this module
+    from ai_service.service.jobs import Jobs
+
 
 @dataclass(frozen=True)
 class Runtime:
@@ -34,6 +38,8 @@ class Runtime:
     engine: Engine
     #: The prediction history (database, background writer, image store); None when AI_SERVICE_HISTORY=off.
     history: History | None = None
+    #: Bulk jobs (database, job store, executor); None when AI_SERVICE_JOBS=off.
+    jobs: Jobs | None = None
 
     @property
     def device(self) -> torch.device:
@@ -47,7 +53,10 @@ class Runtime:
             return self.registry.resolve(ref)
 
     def close(self) -> None:
-        """Stop the engine's inference threads and flush the history (tests and tools create many runtimes)."""
+        """Stop the job threads, the engine's inference threads, and flush the history (tests and tools create many
+        runtimes)."""
+        if self.jobs is not None:
+            self.jobs.close()  # first: a chunk in progress hands itself back while the engine still runs
         self.engine.close()
         if self.history is not None:
             self.history.close()
@@ -75,11 +84,17 @@ def model_errors(registry: ModelRegistry, ref: str) -> Iterator[None]:
         ) from None
 
 
-def build_runtime(settings: Settings) -> Runtime:
-    """Select the device, register the models, create the engine, open the history; loads no model (see
-    `registry.preload`)."""
+def build_runtime(settings: Settings, *, run_jobs: bool = True) -> Runtime:
+    """Select the device, register the models, create the engine, open the history and the jobs; loads no model
+    (see `registry.preload`). `run_jobs`: start the local executor's threads here, in the process that serves
+    (False for CLI commands and tools, which must not take the service's chunks)."""
     from ai_service.devices import select_device
     from ai_service.models.catalog import build_registry
+    from ai_service.service.jobs import open_jobs
 
     device = select_device(settings.compute.device, settings.compute.require_cuda)
-    return Runtime(settings, build_registry(settings, device), Engine(settings.engine), open_history(settings))
+    registry, engine = build_registry(settings, device), Engine(settings.engine)
+    runtime = Runtime(settings, registry, engine, open_history(settings), open_jobs(settings))
+    if runtime.jobs is not None and run_jobs:
+        runtime.jobs.start(runtime)
+    return runtime

@@ -42,6 +42,11 @@ class BlobStore:
             raise
         return digest
 
+    def put_many(self, blobs: dict[str, bytes]) -> None:
+        """Store several blobs by their sha256 (a job's inputs at submit)."""
+        for digest, data in blobs.items():
+            self.put(data, digest)
+
     def get(self, digest: str) -> bytes | None:
         """The blob's bytes, or None when it is not stored."""
         try:

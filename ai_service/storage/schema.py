@@ -164,6 +164,9 @@ class JobInput(Base):
     error_code: Mapped[str | None] = mapped_column(String(64))
     error_message: Mapped[str | None] = mapped_column(Text)
 
+    #: Retention asks whether any input still names a stored blob.
+    __table_args__ = (Index("ix_job_inputs_sha256", "sha256"),)
+
 
 class JobChunk(Base):
     """A run of consecutive inputs [start, stop) that one worker takes, with who holds it and since when."""

@@ -53,7 +53,8 @@ def insert_ignoring_duplicates(engine: Engine, table: Table) -> Insert:
     if kind == "sqlite":
         return sqlite_insert(table).on_conflict_do_nothing()
     statement = mysql_insert(table)  # not INSERT IGNORE: that also turns bad values into warnings and stores them
-    return statement.on_duplicate_key_update(id=statement.inserted.id)
+    key = next(iter(table.primary_key.columns)).name
+    return statement.on_duplicate_key_update({key: statement.inserted[key]})
 
 
 class SQLiteBatchInsert:

@@ -24,7 +24,7 @@ from ai_service.web import bp
 #: Where the JSON API serves the history (web/ never imports ai_service.api, so the path is named here).
 API_PATH = "/api/v1/history"
 #: The query arguments the page's form sends; anything else in the URL is ignored.
-FORM_FIELDS = ("model", "version", "status", "source", "since", "until", "request_id", "sha256")
+FORM_FIELDS = ("model", "version", "status", "source", "since", "until", "request_id", "sha256", "job_id")
 #: Rows per page of the table.
 PAGE_SIZE = 50
 #: Export formats GET /api/v1/history/export offers, as (format, button label).

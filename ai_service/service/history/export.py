@@ -11,7 +11,7 @@ Reading a CSV back with the same types: `pandas.read_csv(path, **csv_read_option
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
@@ -72,17 +72,22 @@ def arrow_type(column: str) -> pa.DataType:
     }.get(dtype, pa.string())
 
 
+def arrow_schema(columns: Sequence[str], nullable: Collection[str]) -> pa.Schema:
+    """The Parquet schema of an export with these columns (other exports, e.g. a job's results, add columns)."""
+    return pa.schema([pa.field(column, arrow_type(column), nullable=column in nullable) for column in columns])
+
+
 DTYPES: dict[str, str] = {column: pandas_dtype(column) for column in COLUMNS}
-ARROW_SCHEMA = pa.schema([pa.field(column, arrow_type(column), nullable=column in NULLABLE) for column in COLUMNS])
+ARROW_SCHEMA = arrow_schema(COLUMNS, NULLABLE)
 
 
-def csv_read_options() -> dict[str, Any]:
+def csv_read_options(columns: Sequence[str] = COLUMNS, nullable: Collection[str] = NULLABLE) -> dict[str, Any]:
     """`pandas.read_csv` arguments that give back the export's dtypes (and keep "" apart from null)."""
     return {
-        "dtype": {column: dtype for column, dtype in DTYPES.items() if column not in TIME_COLUMNS},
-        "parse_dates": sorted(TIME_COLUMNS),
+        "dtype": {column: pandas_dtype(column) for column in columns if column not in TIME_COLUMNS},
+        "parse_dates": sorted(TIME_COLUMNS & set(columns)),
         "keep_default_na": False,
-        "na_values": {column: [""] for column in COLUMNS if column in NULLABLE},
+        "na_values": {column: [""] for column in columns if column in nullable},
     }
 
 
@@ -136,15 +141,15 @@ def frames(history: History, filters: HistoryFilters, started: datetime) -> Iter
         after = (last.created_at, last.id)
 
 
-def frame(rows: list[Row[Any]]) -> pd.DataFrame:
+def frame(rows: list[Row[Any]], columns: Sequence[str] = COLUMNS) -> pd.DataFrame:
     """Rows as a DataFrame with the fixed dtypes (JSON columns as compact JSON text, UTF-8 unescaped)."""
     data: dict[str, pd.Series] = {}
-    for index, column in enumerate(COLUMNS):
+    for index, column in enumerate(columns):
         values = [row[index] for row in rows]
         if column in JSON_COLUMNS:
             values = [None if value is None else orjson.dumps(value).decode() for value in values]
-        data[column] = pd.Series(values, dtype=DTYPES[column])
-    return pd.DataFrame(data, columns=list(COLUMNS))
+        data[column] = pd.Series(values, dtype=pandas_dtype(column))
+    return pd.DataFrame(data, columns=list(columns))
 
 
 def chain_first(first: pd.DataFrame, rest: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
@@ -155,7 +160,7 @@ def chain_first(first: pd.DataFrame, rest: Iterator[pd.DataFrame]) -> Iterator[p
 def iso_times(chunk: pd.DataFrame) -> pd.DataFrame:
     """Times as ISO 8601 UTC text (microseconds, `Z`), for the text formats."""
     chunk = chunk.copy()
-    for column in TIME_COLUMNS:
+    for column in TIME_COLUMNS & set(chunk.columns):
         chunk[column] = chunk[column].dt.strftime("%Y-%m-%dT%H:%M:%S.%fZ").astype("string")
     return chunk
 
@@ -211,14 +216,14 @@ class DrainedSink:
         return data
 
 
-def parquet_stream(chunks: Iterator[pd.DataFrame]) -> Iterator[bytes]:
+def parquet_stream(chunks: Iterator[pd.DataFrame], schema: pa.Schema = ARROW_SCHEMA) -> Iterator[bytes]:
     """Parquet with the fixed schema, one row group per chunk, each sent as soon as it is written."""
     sink = DrainedSink()
-    writer = pq.ParquetWriter(pa.PythonFile(sink, mode="w"), ARROW_SCHEMA, compression="zstd")
+    writer = pq.ParquetWriter(pa.PythonFile(sink, mode="w"), schema, compression="zstd")
     try:
         for chunk in chunks:
             if not chunk.empty:
-                writer.write_table(pa.Table.from_pandas(chunk, schema=ARROW_SCHEMA, preserve_index=False))
+                writer.write_table(pa.Table.from_pandas(chunk, schema=schema, preserve_index=False))
                 yield sink.drain()
     finally:
         writer.close()

@@ -20,7 +20,7 @@ from ai_service.settings import HistorySettings, Settings
 from ai_service.storage.blobs import BlobStore
 from ai_service.storage.database import connect, safe_url
 from ai_service.storage.migrate import ensure_schema
-from ai_service.storage.schema import Prediction
+from ai_service.storage.schema import JobInput, Prediction
 from ai_service.storage.writer import RowWriter
 
 #: Rows deleted per transaction by the retention clean-up (keeps locks short).
@@ -100,13 +100,14 @@ class History:
         return deleted
 
     def remove_unreferenced(self, older_than: float) -> int:
-        """Stored images written before `older_than` that no row names (newer ones may belong to queued rows)."""
+        """Stored images written before `older_than` that no row names (newer ones may belong to queued rows), nor
+        a job input (AI_SERVICE_JOBS_STORE may be this same folder)."""
         removed = 0
         with self.engine.connect() as connection:
             for digest in list(self.blobs.digests(older_than)):
                 used = connection.scalar(
                     select(exists().where(or_(Prediction.input_sha256 == digest, Prediction.output_sha256 == digest)))
-                )
+                ) or connection.scalar(select(exists().where(JobInput.sha256 == digest)))
                 if not used:
                     self.blobs.delete(digest)
                     removed += 1

@@ -56,6 +56,7 @@ def upgrade() -> None:
         sa.Column("error_code", sa.String(64), nullable=True),
         sa.Column("error_message", sa.Text, nullable=True),
     )
+    op.create_index("ix_job_inputs_sha256", "job_inputs", ["sha256"])
     op.create_table(
         "job_chunks",
         sa.Column("job_id", sa.String(32), primary_key=True),
@@ -79,6 +80,7 @@ def downgrade() -> None:
     op.drop_table("blobs")
     op.drop_index("ix_job_chunks_state", table_name="job_chunks")
     op.drop_table("job_chunks")
+    op.drop_index("ix_job_inputs_sha256", table_name="job_inputs")
     op.drop_table("job_inputs")
     op.drop_index("ix_jobs_status", table_name="jobs")
     op.drop_index("ix_jobs_created", table_name="jobs")

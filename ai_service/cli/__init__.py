@@ -1,0 +1,42 @@
+"""`ai-service` command line: maintenance tasks and bulk prediction, without the web server.
+
+`models list|load|unload` build the server's runtime from the same settings (AI_SERVICE_* env, AI_SERVICE_CONFIG,
+or --home) and call the service layer, as the API does; with --url they talk to a running server's endpoints instead.
+`predict PATH...` runs a model over files and folders (a local worker pool, recorded in the history with source cli,
+or a running server with --server) and writes one record per input. `worker` runs bulk-job chunks from a broker.
+`db upgrade|current|downgrade` manage the schema of the settings' database; `history export` writes the same file
+GET /api/v1/history/export answers with.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from ai_service.cli.models import add_models_commands, add_train_command
+from ai_service.cli.predict import add_predict_command
+from ai_service.cli.storage import add_storage_commands
+from ai_service.cli.worker import add_worker_command, worker_command
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Every command, each module adding its own."""
+    parser = argparse.ArgumentParser(
+        prog="ai-service", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+    add_train_command(commands)
+    add_models_commands(commands)
+    add_predict_command(commands)
+    add_worker_command(commands)
+    add_storage_commands(commands)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run one command; `worker`'s arguments go to the worker's own parser untouched."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["worker"]:
+        return worker_command(argv[1:])
+    args = build_parser().parse_args(argv)
+    return args.handler(args)
