@@ -17,6 +17,7 @@ def create_app(overrides: Mapping[str, Any] | None = None):
     from ai_service.http import context, probes
     from ai_service.http.errors import register_error_handlers
     from ai_service.http.security import install_security
+    from ai_service.http.spool import SpoolingRequest
     from ai_service.observability.logging import install_request_logging, setup_logging
     from ai_service.observability.metrics import install_request_metrics
     from ai_service.service.runtime import build_runtime
@@ -27,6 +28,7 @@ def create_app(overrides: Mapping[str, Any] | None = None):
     setup_logging(settings)
 
     app = Flask(__name__, template_folder=str(PROJECT_ROOT / "templates"), static_folder=str(PROJECT_ROOT / "static"))
+    app.request_class = SpoolingRequest  # bulk job parts share one temporary file (ai_service.http.spool)
     app.config.update(
         MAX_CONTENT_LENGTH=settings.limits.max_content_length, MAX_FORM_PARTS=settings.limits.max_files + 16
     )

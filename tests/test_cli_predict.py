@@ -82,8 +82,10 @@ def test_a_pool_of_two_labels_a_folder_in_input_order_in_every_format(workdir, p
     with closing(sqlite3.connect(home / "var" / "ai_service.db")) as database:  # the workers flushed their rows
         ids = list(pool_run["history_id"])
         marks = ",".join("?" * len(ids))
-        rows = database.execute(f"SELECT source, filename FROM predictions WHERE id IN ({marks})", ids).fetchall()
-    assert sorted(rows) == sorted(("cli", path) for path in expected)
+        rows = database.execute(
+            f"SELECT source, filename, item_index FROM predictions WHERE id IN ({marks})", ids
+        ).fetchall()
+    assert sorted(rows) == sorted(("cli", path, index) for index, path in enumerate(expected))  # run-wide numbers
     for fmt in ("csv", "parquet"):
         done = predict("digits", "-r", "--workers", "1", "--model", "digits", "-o", f"out.{fmt}", home=home, cwd=root)
         assert done.returncode == 0, done.stderr

@@ -110,7 +110,7 @@ def run_batch(items: list[Item]) -> BatchOutcome:
             uploads.append(Upload(Path(item.path).read_bytes(), item.name))
         except OSError as error:
             uploads.append(ServiceError("unprocessable", f"Cannot read {item.path}: {error.strerror or error}"))
-    caller = Caller("cli", config.run_id, config.client)
+    caller = Caller("cli", config.run_id, config.client, item_indexes=tuple(item.index for item in items))
     model_options = options.model_options(runtime.settings.models.default_top_k)
     try:
         outcome = predict(runtime, config.model, uploads, model_options, caller)

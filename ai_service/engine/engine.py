@@ -53,8 +53,8 @@ class Engine:
             current[1].close(timeout=0)
         return batcher
 
-    def batch_size_for(self, model: ImageModel, device: torch.device | None) -> int:
-        """The model's own limit, else the setting, else the measured default for the device type."""
+    def batch_size_for(self, model: ImageModel | None, device: torch.device | None) -> int:
+        """The model's own limit (None: not loaded yet), else the setting, else the measured default for the device."""
         own = getattr(model, "max_batch_size", None)
         if own:
             return int(own)

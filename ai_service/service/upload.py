@@ -29,3 +29,5 @@ class Caller:
     client: str = ""
     #: The bulk job the images belong to.
     job_id: str | None = None
+    #: Each image's place in its run, when the run spans many calls (a CLI run); empty: its place in this call.
+    item_indexes: tuple[int, ...] = ()

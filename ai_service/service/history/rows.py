@@ -60,9 +60,10 @@ def pending_rows(
     keep_inputs: bool = False,
     indexes: Sequence[int] | None = None,
 ) -> list[PendingRow]:
-    """One row per input (a result's `index`, or `indexes[i]` for a job's item numbers)."""
+    """One row per input, numbered by the result's `index`, or by `indexes` (a job's items, a CLI run's images)."""
     now = utcnow()
     name, version, task = model
+    indexes = indexes if indexes is not None else (caller.item_indexes or None)
     pending = []
     for position, (upload, result) in enumerate(zip(uploads, results)):
         data = upload.data if isinstance(upload, Upload) else None

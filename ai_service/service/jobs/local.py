@@ -3,8 +3,9 @@
 Chunks are claimed with one compare-and-set UPDATE (state and heartbeat as read), so several gunicorn workers,
 or several machines on one database, share a job without running a chunk twice at once. A running chunk whose
 owner stopped reporting (`stale_after_s`), or whose owner is a dead process on this host, is taken over: after a
-crash or a restart the service resumes unfinished jobs. Threads start lazily in the process that runs them (after
-gunicorn's fork), wake at once on a submit in this process, and poll the database otherwise.
+crash or a restart the service resumes unfinished jobs. Threads exist only while there is work: they start when
+this process accepts a job, or at start-up when the database holds unfinished chunks (a restart resumes them), and
+they end once no active job has a chunk left to run or to watch (a process with nothing to do polls nothing).
 """
 
 from __future__ import annotations
@@ -72,31 +73,58 @@ class LocalExecutor:
         self._stop = threading.Event()
         self._lock = threading.Lock()
         self._claiming = threading.Lock()
+        self._beat_thread: threading.Thread | None = None
+        self._registered = False
         self._last_log = 0.0
 
     def start(self, runtime: Runtime) -> None:
-        """Start the threads in this process (again after a fork: the parent's threads do not exist here)."""
+        """At start-up (after a fork, in each process): resume unfinished chunks when the database has any."""
         with self._lock:
             self._runtime = runtime
-            if self._pid == os.getpid() and self._threads:
-                return
-            self._pid, self._stop, self.running = os.getpid(), threading.Event(), {}
-            self._threads = [
-                threading.Thread(target=self._work, args=(number,), name=f"jobs-{number}", daemon=True)
-                for number in range(self.settings.local_workers)
-            ]
-            if self._threads:
-                self._threads.append(threading.Thread(target=self._beat, name="jobs-heartbeat", daemon=True))
-            for thread in self._threads:
-                thread.start()
-        if self._threads:
-            atexit.register(self.close)
+        try:
+            waiting = self.has_work()
+        except Exception:  # noqa: BLE001 - the database is down: poll until it is back, then decide
+            waiting = True
+        if waiting:
+            self._ensure_threads()
 
     def dispatch(self, job_id: str, chunks: list[tuple[int, int]]) -> None:
-        """The chunks are pending in the database: wake this process's threads (others find them by polling)."""
-        if self._runtime is not None and self._pid != os.getpid():
-            self.start(self._runtime)
+        """The chunks are pending in the database: make sure this process's threads run, and wake them."""
+        self._ensure_threads()
         self._wake.set()
+
+    def _ensure_threads(self) -> None:
+        """Start the worker threads (and the heartbeat) that are not running in this process."""
+        if self._runtime is None or not self.settings.local_workers:
+            return
+        with self._lock:
+            if self._pid != os.getpid():  # after a fork the parent's threads do not exist here
+                self._pid, self._stop, self.running, self._threads = os.getpid(), threading.Event(), {}, []
+                self._beat_thread = None
+            alive = {thread.name for thread in self._threads if thread.is_alive()}
+            self._threads = [thread for thread in self._threads if thread.name in alive]
+            for number in range(self.settings.local_workers):
+                if f"jobs-{number}" not in alive:
+                    thread = threading.Thread(target=self._work, args=(number,), name=f"jobs-{number}", daemon=True)
+                    self._threads.append(thread)
+                    thread.start()
+            if self._beat_thread is None or not self._beat_thread.is_alive():
+                self._beat_thread = threading.Thread(target=self._beat, name="jobs-heartbeat", daemon=True)
+                self._beat_thread.start()
+            if not self._registered:
+                atexit.register(self.close)
+                self._registered = True
+
+    def has_work(self) -> bool:
+        """Some active job has a chunk pending or running (running ones are watched: they may need taking over)."""
+        unfinished = (
+            select(JobChunk.job_id)
+            .join(Job, Job.id == JobChunk.job_id)
+            .where(Job.status.in_(ACTIVE), JobChunk.state.in_(("pending", "running")))
+            .limit(1)
+        )
+        with self.engine.connect() as connection:
+            return connection.execute(unfinished).first() is not None
 
     def describe(self) -> dict[str, Any]:
         """Threads and the chunks they run, for the system report."""
@@ -107,15 +135,19 @@ class LocalExecutor:
 
     def close(self, timeout: float = CLOSE_TIMEOUT_S) -> None:
         """Stop taking chunks; a chunk in progress is handed back after its current batch."""
-        if self._pid != os.getpid() or not self._threads:
+        if self._pid != os.getpid():
             return
         self._stop.set()
         self._wake.set()
         deadline = time.monotonic() + timeout
-        for thread in self._threads:
+        with self._lock:
+            threads = [*self._threads, *([self._beat_thread] if self._beat_thread is not None else [])]
+            self._threads, self._beat_thread = [], None
+        for thread in threads:
             thread.join(max(0.0, deadline - time.monotonic()))
-        self._threads = []
-        atexit.unregister(self.close)
+        if self._registered:
+            atexit.unregister(self.close)
+            self._registered = False
 
     def owner(self, number: int | str) -> str:
         """host:pid/executor.thread: which process runs a chunk, and which of its threads."""
@@ -135,6 +167,8 @@ class LocalExecutor:
                 self._log(f"jobs: cannot look for work ({type(error).__name__}: {str(error).splitlines()[0][:200]})")
                 claimed = None
             if claimed is None:
+                if self._idle_exit():
+                    return
                 self._wake.wait(IDLE_POLL_S)
                 self._wake.clear()
                 continue
@@ -154,6 +188,17 @@ class LocalExecutor:
                 self.running.pop(owner, None)
             self._stop.wait(delay)  # back off (this thread only) after a failure
             delay = min(delay * 2, BACKOFF_S[1])
+
+    def _idle_exit(self) -> bool:
+        """Nothing left to run or watch: this thread ends (under the lock, so a submit now starts a fresh one)."""
+        with self._lock:
+            try:
+                if self.has_work():
+                    return False
+            except Exception:  # noqa: BLE001 - the database is down: keep polling
+                return False
+            self._threads = [thread for thread in self._threads if thread is not threading.current_thread()]
+            return True
 
     def orphaned(self, owner: str | None, chunk: tuple[str, int, int]) -> bool:
         """Owned by a dead process of this host, or by a thread of this process that no longer runs it (it failed
@@ -230,6 +275,10 @@ class LocalExecutor:
         while not self._stop.wait(interval):
             held = list(self.running.items())
             if not held:
+                with self._lock:
+                    if not any(thread.is_alive() for thread in self._threads):
+                        self._beat_thread = None
+                        return  # the workers ended: so does the heartbeat (started again with them)
                 continue
             try:
                 with self.engine.begin() as connection:

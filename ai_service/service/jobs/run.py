@@ -12,7 +12,6 @@ from typing import TYPE_CHECKING, Any
 from loguru import logger
 from sqlalchemy import and_, select, update
 
-from ai_service.engine.engine import DEFAULT_BATCH_SIZE, FALLBACK_BATCH_SIZE
 from ai_service.errors import ERRORS, ServiceError
 from ai_service.service.history.rows import finish_row, pending_rows
 from ai_service.service.jobs.core import ACTIVE, Jobs, require
@@ -126,12 +125,8 @@ def missing_items(jobs: Jobs, job_id: str, start: int, stop: int) -> list[Any]:
 
 
 def batch_size(runtime: Runtime, ref: str) -> int:
-    """Images per predict call: the model's own batch limit, else the engine's setting or default for the device."""
-    model = runtime.resolve(ref).model
-    if model is not None:
-        return runtime.engine.batch_size_for(model, runtime.device)
-    configured = runtime.settings.engine.max_batch_size
-    return configured or DEFAULT_BATCH_SIZE.get(runtime.device.type, FALLBACK_BATCH_SIZE)
+    """Images per predict call: the model's own batch limit (once loaded), else the engine's setting or default."""
+    return runtime.engine.batch_size_for(runtime.resolve(ref).model, runtime.device)
 
 
 def upload(jobs: Jobs, item: Any) -> Upload | ServiceError:
