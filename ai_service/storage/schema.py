@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import random
 import time
 from datetime import UTC, datetime
 from typing import Any
@@ -37,10 +38,17 @@ class UTCDateTime(TypeDecorator):
 JSONValue = JSON(none_as_null=True)
 
 
+#: The random half of ids: a generator of this module's own (nobody's random.seed() touches it), seeded from the OS
+#: once per process and again in every forked child. os.urandom per id released the GIL on each call: under load
+#: each re-take was a thread hand-off, 1.3% of a digits worker's samples for 80 bits.
+_ID_BITS = random.Random()
+os.register_at_fork(after_in_child=_ID_BITS.seed)
+
+
 def new_id() -> str:
     """A time-ordered id made by the process that records the row (48-bit ms clock + 80 random bits, hex), so the
     response can name the row before it is written and a retried INSERT can never write it twice."""
-    return f"{int(time.time() * 1000):012x}{os.urandom(10).hex()}"
+    return f"{int(time.time() * 1000):012x}{_ID_BITS.getrandbits(80):020x}"
 
 
 def utcnow() -> datetime:
