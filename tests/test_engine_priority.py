@@ -10,15 +10,15 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-import numpy as np
 import pytest
 import torch
 from conftest import encode
+from engine_doubles import GatedModel
 from PIL import Image
 
 from ai_service.engine.batcher import Batcher, DeadlineExceeded, Overloaded
 from ai_service.errors import ServiceError
-from ai_service.models.base import Batch, ImageModel, ModelInfo, ModelOptions
+from ai_service.models.base import ModelOptions
 from ai_service.service.predict import BULK_DEADLINE_FACTOR, predict
 from ai_service.service.runtime import build_runtime
 from ai_service.service.upload import Upload
@@ -203,38 +203,6 @@ def test_a_lone_bulk_request_may_run_inline_like_any_other():
     assert all(ticket.done.is_set() for ticket in tickets)
     assert ran_in == [threading.current_thread().name]
     batcher.close()
-
-
-class GatedModel(ImageModel):
-    """A tiny model whose forward can be held, to make interactive requests miss their deadline on purpose."""
-
-    info = ModelInfo(
-        name="gated", version="1", task="classification", input_size=(8, 8), input_mode="L", labels=("dark", "bright")
-    )
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.gate = threading.Event()
-        self.entered = threading.Event()
-        self.batch_sizes: list[int] = []
-
-    def load(self, device: torch.device) -> None:
-        self.network = torch.nn.Identity()
-        self.device = device
-
-    def preprocess(self, images: Sequence[Image.Image], options: ModelOptions) -> Batch[None]:
-        arrays = [np.asarray(image.convert("L").resize((8, 8)), dtype=np.float32) / 255.0 for image in images]
-        return Batch(torch.from_numpy(np.stack(arrays)).unsqueeze(1))
-
-    def forward(self, batch: torch.Tensor) -> torch.Tensor:
-        self.batch_sizes.append(batch.shape[0])
-        self.entered.set()
-        assert self.gate.wait(30), "test never opened the gate"
-        brightness = batch.flatten(1).mean(1, keepdim=True)
-        return torch.cat([1 - brightness, brightness], dim=1)
-
-    def postprocess(self, outputs: torch.Tensor, items: Sequence[None], options: ModelOptions) -> list[dict[str, Any]]:
-        return [{"brightness": round(float(row[1]), 4)} for row in outputs]
 
 
 def png(value: int) -> bytes:
