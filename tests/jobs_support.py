@@ -1,4 +1,4 @@
-"""What the job tests share: a runtime on a temporary home, digit inputs, running every chunk, counting rows."""
+"""What the job tests share: an app or runtime on a temporary home, digit inputs, running every chunk, counting rows."""
 
 from __future__ import annotations
 
@@ -6,7 +6,9 @@ from pathlib import Path
 
 from conftest import encode
 from sqlalchemy import func, select
+from web_doubles import register_doubles
 
+from ai_service import create_app
 from ai_service.service import jobs
 from ai_service.service.jobs.archive import JobItem
 from ai_service.service.runtime import Runtime, build_runtime
@@ -15,6 +17,13 @@ from ai_service.settings import load_settings
 from ai_service.storage.schema import JobChunk, Prediction
 
 CALLER = Caller("api", "req-1", "key:test")
+
+
+def make_app(home: Path, **settings: object):
+    """An app on `home` with the test doubles registered, quiet logs (the API and page tests of jobs)."""
+    app = create_app({"TESTING": True, "home": str(home), "log_level": "WARNING", "log_to_file": False, **settings})
+    register_doubles(app)
+    return app
 
 
 def make_runtime(home: Path, *, run_jobs: bool = True, **overrides: object) -> Runtime:

@@ -9,25 +9,17 @@ import io
 import tarfile
 import time
 import zipfile
-from pathlib import Path
 
 import pandas as pd
 import pytest
 from conftest import encode
+from jobs_support import make_app
 from PIL import Image
-from web_doubles import register_doubles
 
-from ai_service import create_app
 from ai_service.http.deadline import BodyDeadlineMiddleware
 
 FINISHED = {"succeeded", "failed", "cancelled"}
 KEY = "jobs-key"
-
-
-def make_app(home: Path, **settings):
-    app = create_app({"TESTING": True, "home": str(home), "log_level": "WARNING", "log_to_file": False, **settings})
-    register_doubles(app)
-    return app
 
 
 @pytest.fixture

@@ -8,7 +8,6 @@ import os
 import signal
 import socket
 import subprocess
-import threading
 import time
 from collections.abc import Callable
 from datetime import timedelta
@@ -63,21 +62,22 @@ def test_the_local_executor_runs_a_job_in_the_background(tmp_path, digits_split)
         runtime.close()
 
 
-def job_threads() -> list[str]:
-    """The local executor's threads alive in this process (of every runtime)."""
-    return [thread.name for thread in threading.enumerate() if thread.name.startswith("jobs-")]
+def executor_threads(runtime: Runtime) -> list[str]:
+    """This runtime's local executor threads that are alive (other tests' runtimes may have their own)."""
+    executor = runtime.jobs.executor
+    threads = [*executor._threads, *([executor._beat_thread] if executor._beat_thread is not None else [])]
+    return sorted(thread.name for thread in threads if thread.is_alive())
 
 
 def test_threads_run_only_while_there_is_work(tmp_path, digits_split):
     """A process with no job polls nothing; a submit starts the threads and they end with the work."""
-    before = len(job_threads())
     runtime = make_runtime(tmp_path / "home", jobs_local_workers=2)
     try:
-        assert len(job_threads()) == before  # nothing to resume: no thread started
+        assert executor_threads(runtime) == []  # nothing to resume: no thread started
         job_id = jobs.submit(runtime, "digits", digit_items(digits_split, 40), {}, CALLER)["id"]
-        assert len(job_threads()) == before + 3  # two workers and the heartbeat
+        assert executor_threads(runtime) == ["jobs-0", "jobs-1", "jobs-heartbeat"]
         wait_for(lambda: finished(runtime, job_id), 60, "the job finishes")
-        wait_for(lambda: len(job_threads()) == before, 30, "the threads end with the work")
+        wait_for(lambda: executor_threads(runtime) == [], 30, "the threads end with the work")
         again = jobs.submit(runtime, "digits", digit_items(digits_split, 20), {}, CALLER)["id"]
         assert wait_for(lambda: finished(runtime, again), 60, "a later job runs too")["done"] == 20
     finally:

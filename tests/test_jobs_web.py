@@ -14,22 +14,14 @@ from pathlib import Path
 import pytest
 from browser_support import launch_chromium
 from conftest import encode
+from jobs_support import make_app
 from live_server import serve
 from test_browser_dark_mode import AA_LARGE_TEXT, AA_TEXT, TEXT_COLORS_JS, contrast
-from web_doubles import register_doubles
-
-from ai_service import create_app
 
 SCREENSHOTS = Path(__file__).resolve().parent.parent / "test-artifacts" / "screenshots"
 INLINE_CODE = re.compile(r"<script(?![^>]*\bsrc=)[^>]*>|\son[a-z]+\s*=|\sstyle\s*=", re.IGNORECASE)
 TIMEOUT_MS = 60_000
 KEY = "page-key"
-
-
-def make_app(home: Path, **settings):
-    app = create_app({"TESTING": True, "home": str(home), "log_level": "WARNING", "log_to_file": False, **settings})
-    register_doubles(app)
-    return app
 
 
 @pytest.fixture
