@@ -9,8 +9,9 @@ from __future__ import annotations
 import fcntl
 import logging
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from functools import partial
 from pathlib import Path
 
 from alembic import command
@@ -19,8 +20,9 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from loguru import logger
 from sqlalchemy import Connection, Engine, text
+from sqlalchemy.exc import SQLAlchemyError
 
-from ai_service.storage.database import backend, safe_url
+from ai_service.storage.database import backend, connect, safe_url
 
 logging.getLogger("alembic").setLevel(logging.WARNING)  # its INFO lines ("Context impl ...") are noise here
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
@@ -120,3 +122,24 @@ def ensure_schema(engine: Engine, migrate: bool) -> None:
             f"database {safe_url(engine)} is at schema {found or '(empty)'}, this version needs {needed}: "
             "run `ai-service db upgrade` (or set AI_SERVICE_DATABASE_MIGRATE=on)"
         )
+
+
+def open_current(
+    url: str, pool_size: int, migrate: bool, purpose: str, consequence: str
+) -> tuple[Engine, Callable[[], None] | None]:
+    """An engine whose schema is current, or, when the database cannot be reached at start-up, the engine and the
+    schema step to run before its first use: the service starts anyway (`consequence` says how it copes). An
+    out-of-date schema that start-up may not upgrade still stops it (SchemaError)."""
+    engine = connect(url, pool_size)
+    try:
+        ensure_schema(engine, migrate)
+    except SQLAlchemyError as error:
+        logger.error(
+            "{}: database {} unreachable at start-up ({}); {}",
+            purpose,
+            safe_url(engine),
+            str(error).splitlines()[0][:200],
+            consequence,
+        )
+        return engine, partial(ensure_schema, engine, migrate)
+    return engine, None

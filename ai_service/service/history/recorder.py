@@ -5,12 +5,10 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from functools import partial
 from typing import Any
 
 from loguru import logger
 from sqlalchemy import Engine, delete, exists, or_, select
-from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from ai_service.errors import ServiceError
@@ -18,8 +16,7 @@ from ai_service.service.history.rows import PendingRow, failure_results, finish_
 from ai_service.service.upload import Caller, Upload
 from ai_service.settings import HistorySettings, Settings
 from ai_service.storage.blobs import BlobStore
-from ai_service.storage.database import connect, safe_url
-from ai_service.storage.migrate import ensure_schema
+from ai_service.storage.migrate import open_current
 from ai_service.storage.schema import JobInput, Prediction
 from ai_service.storage.writer import RowWriter
 
@@ -132,16 +129,11 @@ def open_history(settings: Settings) -> History | None:
     """
     if not settings.history.enabled:
         return None
-    engine = connect(settings.database_url, settings.database.pool_size)
-    migrate = settings.database.migrate
-    try:
-        ensure_schema(engine, migrate)
-        deferred = None
-    except SQLAlchemyError as error:
-        logger.error(
-            "history: database {} unreachable at start-up ({}); predictions are served, rows queue until it is back",
-            safe_url(engine),
-            str(error).splitlines()[0][:200],
-        )
-        deferred = partial(ensure_schema, engine, migrate)
+    engine, deferred = open_current(
+        settings.database_url,
+        settings.database.pool_size,
+        settings.database.migrate,
+        "history",
+        "predictions are served, rows queue until it is back",
+    )
     return History(settings.history, engine, BlobStore(settings.blobs_dir), deferred)

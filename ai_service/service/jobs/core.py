@@ -5,18 +5,15 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from functools import partial
 from typing import TYPE_CHECKING, Any, Protocol
 
-from loguru import logger
 from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
 from ai_service.errors import ServiceError
 from ai_service.service.jobs.store import JobStore, open_store
 from ai_service.settings import Settings
-from ai_service.storage.database import connect, safe_url
-from ai_service.storage.migrate import ensure_schema
+from ai_service.storage.migrate import open_current
 
 if TYPE_CHECKING:
     from ai_service.service.jobs.retention import Retention
@@ -87,17 +84,13 @@ def open_jobs(settings: Settings) -> Jobs | None:
     """Connect, check the schema, pick the store and the executor (Celery when a broker is set); None when off."""
     if not settings.jobs.enabled:
         return None
-    engine = connect(settings.database_url, settings.database.pool_size)
-    setup = None
-    try:
-        ensure_schema(engine, settings.database.migrate)
-    except SQLAlchemyError as error:
-        logger.error(
-            "jobs: database {} unreachable at start-up ({}); jobs wait until it is back",
-            safe_url(engine),
-            str(error).splitlines()[0][:200],
-        )
-        setup = partial(ensure_schema, engine, settings.database.migrate)
+    engine, setup = open_current(
+        settings.database_url,
+        settings.database.pool_size,
+        settings.database.migrate,
+        "jobs",
+        "jobs wait until it is back",
+    )
     executor: Executor
     if settings.jobs.broker_url:
         from ai_service.worker.executor import CeleryExecutor  # Celery only where a broker is configured
