@@ -4,9 +4,9 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 
-.PHONY: run test lint format dev bench-imaging bench-serving bench-jobs train-digits clean
+.PHONY: run dist test lint format dev bench-imaging bench-serving bench-jobs train-digits clean
 
-$(VENV)/.runtime: requirements.txt setup.py
+$(VENV)/.runtime: requirements.txt pyproject.toml setup.py
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install --quiet -r requirements.txt
 	$(PIP) install --quiet --no-deps --no-build-isolation -e .
@@ -16,8 +16,11 @@ $(VENV)/.dev: $(VENV)/.runtime requirements-dev.txt
 	$(PIP) install --quiet -r requirements-dev.txt
 	touch $@
 
-run: $(VENV)/.runtime
-	$(VENV)/bin/gunicorn -c gunicorn.conf.py app:app
+run: $(VENV)/.runtime  # gunicorn with the packaged configuration (ai_service/server/gunicorn_config.py)
+	$(VENV)/bin/ai-service serve
+
+dist: $(VENV)/.dev  # sdist + wheel in dist/ (python -m build; nothing written into the checkout besides dist/)
+	$(PY) -m build --outdir dist .
 
 dev: $(VENV)/.runtime
 	$(PY) app.py
@@ -46,4 +49,4 @@ train-digits: $(VENV)/.runtime
 	$(VENV)/bin/ai-service train-digits
 
 clean:
-	rm -rf $(VENV) .pytest_cache build *.egg-info
+	rm -rf $(VENV) .pytest_cache build dist *.egg-info

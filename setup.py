@@ -1,30 +1,35 @@
-"""Package metadata: `pip install -e .` gives the `ai_service` package and the `ai-service` command."""
+"""What pyproject.toml cannot say: the top-level templates/ and static/ go into the package when it is built, and
+builds leave nothing in the checkout. Everything else (name, dependencies, extras, scripts) is in pyproject.toml."""
 
+import atexit
+import shutil
+import tempfile
 from pathlib import Path
 
-from setuptools import find_packages, setup
+from setuptools import setup
+from setuptools.command.build_py import build_py
 
 HERE = Path(__file__).resolve().parent
+#: Folders kept at the top of the repository (the design card's layout) and shipped inside the package.
+ASSETS = ("templates", "static")
+#: setuptools' build/ and *.egg-info/ go here, not into the checkout (a stale build/ could also leak deleted
+#: files into the next wheel); removed when the build ends.
+SCRATCH = Path(tempfile.mkdtemp(prefix="ai_service-build-"))
+atexit.register(shutil.rmtree, SCRATCH, True)
 
 
-def requirements() -> list[str]:
-    lines = (HERE / "requirements.txt").read_text().splitlines()
-    return [line.split("#")[0].strip() for line in lines if line.split("#")[0].strip()]
+class BuildPy(build_py):
+    """build_py that also copies templates/ and static/ into ai_service/ (an editable install reads them in place)."""
+
+    def run(self) -> None:
+        super().run()
+        if self.editable_mode:
+            return
+        for folder in ASSETS:
+            self.copy_tree(str(HERE / folder), str(Path(self.build_lib) / "ai_service" / folder))
 
 
 setup(
-    name="ai_service",
-    version="0.1.0",
-    description="PyTorch image models behind an upload page and a JSON API",
-    long_description=(HERE / "README.md").read_text(encoding="utf-8") if (HERE / "README.md").exists() else "",
-    long_description_content_type="text/markdown",
-    python_requires=">=3.11",
-    packages=find_packages(include=["ai_service", "ai_service.*"]),
-    package_data={
-        "ai_service.models.builtin": ["weights/*.pt"],
-        "ai_service.storage": ["migrations/*.py", "migrations/*.mako", "migrations/versions/*.py"],
-    },
-    include_package_data=True,
-    install_requires=requirements(),
-    entry_points={"console_scripts": ["ai-service = ai_service.cli:main"]},
+    cmdclass={"build_py": BuildPy},
+    options={"build": {"build_base": str(SCRATCH / "build")}, "egg_info": {"egg_base": str(SCRATCH)}},
 )

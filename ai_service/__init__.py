@@ -21,13 +21,18 @@ def create_app(overrides: Mapping[str, Any] | None = None):
     from ai_service.observability.logging import install_request_logging, setup_logging
     from ai_service.observability.metrics import install_request_metrics
     from ai_service.service.runtime import build_runtime
-    from ai_service.settings import PROJECT_ROOT, load_settings
+    from ai_service.settings import ASSETS_DIR, load_settings
 
     settings = load_settings(overrides)
     settings.ensure_dirs()
     setup_logging(settings)
 
-    app = Flask(__name__, template_folder=str(PROJECT_ROOT / "templates"), static_folder=str(PROJECT_ROOT / "static"))
+    app = Flask(
+        __name__,
+        template_folder=str(ASSETS_DIR / "templates"),
+        static_folder=str(ASSETS_DIR / "static"),
+        instance_path=str(settings.home),  # Flask's instance folder is the service home (settings.default_home)
+    )
     app.request_class = SpoolingRequest  # bulk job parts share one temporary file (ai_service.http.spool)
     app.config.update(
         MAX_CONTENT_LENGTH=settings.limits.max_content_length, MAX_FORM_PARTS=settings.limits.max_files + 16

@@ -20,11 +20,25 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 PROJECT_ROOT = PACKAGE_DIR.parent
+#: templates/ and static/: copied into the package when a wheel is built (setup.py), beside it in a checkout.
+ASSETS_DIR = PACKAGE_DIR if (PACKAGE_DIR / "templates").is_dir() else PROJECT_ROOT
 ENV_PREFIX = "AI_SERVICE_"
 TRUE_WORDS = {"1", "true", "yes", "on"}
 FALSE_WORDS = {"0", "false", "no", "off", ""}
 #: Flat names that no longer exist, with what replaced them: a deployment that sets one is told at start-up.
 REMOVED = {"host": "bind (AI_SERVICE_BIND=host:port)", "port": "bind (AI_SERVICE_BIND=host:port)"}
+
+
+def default_home() -> Path:
+    """A checkout serves from the checkout; an installed package from Flask's instance folder, never site-packages.
+
+    Flask's convention (`app.instance_path`): `<prefix>/var/ai_service-instance` for a package installed under a
+    prefix (a virtual environment or the system), where `<prefix>` holds its lib/ and bin/.
+    """
+    from flask.sansio.scaffold import find_package
+
+    prefix, _ = find_package(PACKAGE_DIR.name)
+    return PROJECT_ROOT if prefix is None else Path(prefix).resolve() / "var" / f"{PACKAGE_DIR.name}-instance"
 
 
 class ConfigError(ValueError):
@@ -81,6 +95,8 @@ class ServerSettings(Section):
     #: Requests after which a worker is replaced (0 = never), plus a random 0..jitter.
     max_requests: int = 50000
     max_requests_jitter: int = 5000
+    #: gunicorn's control socket (for `gunicornc`), one per home at var/gunicorn.ctl; off = none.
+    control_socket: Flag = True
 
 
 class ComputeSettings(Section):
@@ -261,8 +277,8 @@ class Settings(BaseSettings):
 
     model_config = SettingsConfigDict(frozen=True, extra="forbid", coerce_numbers_to_str=True)
 
-    #: Base path: models/, var/ (data) and logs/ live under it.
-    home: ResolvedPath = PROJECT_ROOT
+    #: Base path: models/, var/ (data) and logs/ live under it; the checkout, or Flask's instance folder once installed.
+    home: ResolvedPath = Field(default_factory=default_home)
     #: Serve Prometheus metrics at /metrics.
     metrics: Flag = True
     server: ServerSettings = ServerSettings()

@@ -1,5 +1,6 @@
-"""`ai-service` command line: maintenance tasks and bulk prediction, without the web server.
+"""`ai-service` command line: the server (`serve`), maintenance tasks and bulk prediction.
 
+`serve` runs gunicorn with the configuration shipped in the package (what `make run` runs).
 `models list|load|unload` build the server's runtime from the same settings (AI_SERVICE_* env, AI_SERVICE_CONFIG,
 or --home) and call the service layer, as the API does; with --url they talk to a running server's endpoints instead.
 `predict PATH...` runs a model over files and folders (a local worker pool, recorded in the history with source cli,
@@ -13,8 +14,10 @@ from __future__ import annotations
 import argparse
 import sys
 
+from ai_service import __version__
 from ai_service.cli.models import add_models_commands, add_train_command
 from ai_service.cli.predict import add_predict_command
+from ai_service.cli.serve import add_serve_command
 from ai_service.cli.storage import add_storage_commands
 from ai_service.cli.worker import add_worker_command, worker_command
 
@@ -24,7 +27,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="ai-service", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
+    add_serve_command(commands)
     add_train_command(commands)
     add_models_commands(commands)
     add_predict_command(commands)

@@ -16,6 +16,11 @@ def add_worker_command(commands: Any) -> None:
 
 def worker_command(argv: list[str]) -> int:
     """Start the worker (imported here: Celery and the models load only for this command)."""
-    from ai_service.worker.main import run_worker
+    from ai_service.extras import missing_extra
+
+    try:
+        from ai_service.worker.main import run_worker
+    except ModuleNotFoundError as error:
+        raise missing_extra(error, "ai-service worker") from error
 
     return int(run_worker(argv) or 0)

@@ -25,6 +25,7 @@ from loguru import logger
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from ai_service.errors import ServiceError
+from ai_service.extras import require
 from ai_service.http.deadline import BodyDeadlineMiddleware
 from ai_service.settings import ConfigError, SecuritySettings, Settings
 
@@ -130,6 +131,8 @@ def install_rate_limits(app: Flask, security: SecuritySettings) -> None:
     except ValueError as exc:
         raise ConfigError(f"setting rate_limit: {exc} (use e.g. '120/minute;2000/hour')") from None
     redis = bool(security.redis_url)
+    if redis:
+        require("redis", "AI_SERVICE_REDIS_URL")
     limiter = Limiter(
         partial(client_identity, security),
         app=app,

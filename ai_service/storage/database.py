@@ -9,6 +9,8 @@ import orjson
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
 
+from ai_service.extras import missing_extra
+
 #: How long a SQLite writer waits for another process's transaction before failing (ms).
 SQLITE_BUSY_TIMEOUT_MS = 10_000
 #: Drivers the service is tested with, by dialect: the URL prefix a user writes.
@@ -46,7 +48,10 @@ def connect(url: str, pool_size: int = 5) -> Engine:
         )
         if backend == "mysql":
             options["connect_args"].update(read_timeout=30, write_timeout=30)
-    engine = create_engine(url, **options)
+    try:
+        engine = create_engine(url, **options)
+    except ModuleNotFoundError as error:  # the driver's extra (mysql, postgres) is not installed
+        raise missing_extra(error, f"AI_SERVICE_DATABASE_URL={backend}") from error
     if backend == "sqlite":
         event.listen(engine, "connect", _sqlite_pragmas)
     return engine

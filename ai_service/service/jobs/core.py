@@ -11,6 +11,7 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
 from ai_service.errors import ServiceError
+from ai_service.extras import missing_extra
 from ai_service.service.jobs.store import JobStore, open_store
 from ai_service.settings import Settings
 from ai_service.storage.migrate import open_current
@@ -93,7 +94,10 @@ def open_jobs(settings: Settings) -> Jobs | None:
     )
     executor: Executor
     if settings.jobs.broker_url:
-        from ai_service.worker.executor import CeleryExecutor  # Celery only where a broker is configured
+        try:
+            from ai_service.worker.executor import CeleryExecutor  # Celery only where a broker is configured
+        except ModuleNotFoundError as error:
+            raise missing_extra(error, "AI_SERVICE_BROKER_URL") from error
 
         executor = CeleryExecutor(settings)
     else:
