@@ -15,6 +15,7 @@ import hashlib
 import json
 import os
 import re
+import signal
 import sqlite3
 import subprocess
 import sys
@@ -213,14 +214,16 @@ class Served:
 
 
 @contextmanager
-def serving(installed: Installed, cwd: Path, **settings: str) -> Iterator[Served]:
-    """`ai-service serve --bind 127.0.0.1:PORT --workers 1` of the installed copy, run from `cwd`; SIGTERM at exit."""
+def serving(
+    installed: Installed, cwd: Path, options: tuple[str, ...] = ("--workers", "1"), **settings: str
+) -> Iterator[Served]:
+    """`ai-service serve --bind 127.0.0.1:PORT [options]` of the installed copy, run from `cwd`; SIGTERM at exit."""
     cwd.mkdir(parents=True, exist_ok=True)
     port = free_port()
     log = cwd.parent / f"{cwd.name}.log"
     with open(log, "wb") as out:
         process = subprocess.Popen(
-            [installed.bin / "ai-service", "serve", "--bind", f"127.0.0.1:{port}", "--workers", "1"],
+            [installed.bin / "ai-service", "serve", "--bind", f"127.0.0.1:{port}", *options],
             cwd=cwd,
             env=clean_env(**settings),
             stdout=out,
@@ -349,3 +352,21 @@ def test_a_feature_without_its_extra_names_the_pip_command(monkeypatch, module, 
         monkeypatch.delitem(sys.modules, name)
     with pytest.raises(MissingExtra, match=re.escape(f"pip install 'ai-service[{extra}]'")):
         start()
+
+
+def test_sighup_reads_the_settings_again(installed, tmp_path):
+    """A reload (systemctl reload) applies a changed config file: the packaged configuration is built per load."""
+    config = tmp_path / "ai_service.toml"
+    config.write_text("workers = 1\n")
+    home = tmp_path / "home"
+    settings = {"AI_SERVICE_HOME": str(home), "AI_SERVICE_CONFIG": str(config)}
+    with serving(installed, tmp_path / "cwd", (), **settings) as server:  # workers from the file only
+        socket_path = home / "var" / "gunicorn.ctl"
+        assert control_stats(socket_path)["workers_target"] == 1
+        config.write_text("workers = 2\n")
+        server.process.send_signal(signal.SIGHUP)
+        deadline = time.monotonic() + 60
+        while (stats := control_stats(socket_path))["workers_current"] != 2:
+            assert time.monotonic() < deadline, f"{stats}\n{server.output()[-3000:]}"
+            time.sleep(0.5)
+        assert stats["reloads"] == 1 and stats["workers_target"] == 2
