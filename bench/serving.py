@@ -449,13 +449,14 @@ def schedule(contenders: list[Server], points: tuple[int, ...], repeated: tuple[
     order = []
     for rep, levels in enumerate((points, *repeated), start=1):
         for model in MODELS:
-            for concurrency in levels:
+            for index, concurrency in enumerate(levels):
                 serving = [
                     server
                     for server in contenders
                     if model in server.paths and (not server.levels or (rep == 1 and concurrency in server.levels))
                 ]
-                turn = len(order) % len(serving) if serving else 0
+                # Rotate per repetition and level, for each model alike (len(order) % 2 never rotated two servers).
+                turn = (rep + index) % len(serving) if serving else 0
                 order += [(rep, model, concurrency, server) for server in serving[turn:] + serving[:turn]]
     return order
 
