@@ -209,6 +209,20 @@ class Geometry(ResponseSchema):
     )
 
 
+class ResultWarning(ResponseSchema):
+    """Something the caller should know about one result, though it succeeded."""
+
+    code: str = Field(
+        description="Stable, e.g. `unfamiliar_input`: a classifier is unsure (best score under 0.6, or normalized "
+        "entropy over 0.4), so the input is probably unlike what the model was trained on.",
+        examples=["unfamiliar_input"],
+    )
+    message: str = Field(description="For people.")
+    details: dict[str, Any] | None = Field(
+        None, description="`unfamiliar_input`: top_score, entropy (0–1) and the thresholds min_confidence, max_entropy."
+    )
+
+
 class ItemResult(ResponseSchema):
     """The result for one input image; which output fields appear depends on the model's task."""
 
@@ -224,6 +238,9 @@ class ItemResult(ResponseSchema):
     image: str | None = Field(None, description="Image-to-image: the output as a data URL (`output_format`).")
     mask: str | None = Field(None, description="Segmentation: the mask as a data URL, sized like the original.")
     history_id: str | None = Field(None, description="The history row of this image (GET /api/v1/history/{id}).")
+    warnings: list[ResultWarning] | None = Field(
+        None, description="Present when the result needs a caveat, e.g. an input unlike the model's training data."
+    )
 
 
 class ItemError(Schema):
@@ -328,6 +345,13 @@ class SystemModel(ResponseSchema):
     in_use: int = Field(ge=0, description="Requests using it right now.")
 
 
+class ModelExample(ResponseSchema):
+    """An example input a model offers: an image file to try it with."""
+
+    name: str = Field(description="The file name, unique among the model's examples.", examples=["handwritten-7.png"])
+    url: str = Field(description="Where to GET the image (PNG, JPEG, WebP, GIF or BMP; cacheable, with an ETag).")
+
+
 class ModelStatus(SystemModel):
     """A registered model: its metadata, where its weights are, and its lifecycle state."""
 
@@ -337,6 +361,16 @@ class ModelStatus(SystemModel):
     mean: list[float]
     std: list[float]
     description: str
+    examples: list[ModelExample] = Field(
+        default_factory=list,
+        description="Example inputs to try the model with (built-ins ship some; a models "
+        "file entry or a plugin may declare its own).",
+    )
+    max_input_pixels: int | None = Field(
+        None,
+        description="The largest input (pixels) this model accepts, when it is below the server's per-image limit "
+        "(an upscaler's output must stay under that limit); null = the server's limit.",
+    )
 
 
 class ModelDetail(ModelStatus):
@@ -364,6 +398,18 @@ class DeviceInfo(ResponseSchema):
 
     device: str = Field(description="e.g. cpu, cuda:0")
     type: str = Field(description="cpu or cuda")
+    torch_threads: int | None = Field(
+        None,
+        ge=1,
+        description="CPU: intra-op threads a forward of this worker may use when it runs alone "
+        "(AI_SERVICE_TORCH_THREADS when set, else every core of the core budget).",
+    )
+    torch_threads_busy: int | None = Field(
+        None, ge=1, description="CPU: threads per forward when every worker is busy (the worker's fair share)."
+    )
+    torch_threads_adaptive: bool | None = Field(
+        None, description="CPU: true when the core budget grants threads per forward (up to `torch_threads`)."
+    )
 
 
 class HealthResponse(ResponseSchema):

@@ -25,10 +25,18 @@ export function normalize(body) {
   };
 }
 
-/** POST a FormData with XMLHttpRequest (fetch has no upload progress); resolves for every HTTP status. */
-export function postForm(url, form, onProgress = () => {}) {
+/** POST a FormData with XMLHttpRequest (fetch has no upload progress); resolves for every HTTP status.
+ * An AbortSignal stops the upload or the wait for the answer; the promise then rejects with an AbortError. */
+export function postForm(url, form, onProgress = () => {}, signal = null) {
   return new Promise((resolve, reject) => {
     const request = new XMLHttpRequest();
+    const aborted = () => new DOMException("The request was cancelled.", "AbortError");
+    if (signal && signal.aborted) {
+      reject(aborted());
+      return;
+    }
+    if (signal) signal.addEventListener("abort", () => request.abort(), { once: true });
+    request.addEventListener("abort", () => reject(aborted()));
     const started = performance.now();
     request.open("POST", url);
     request.responseType = "json";
@@ -42,6 +50,7 @@ export function postForm(url, form, onProgress = () => {}) {
       ok: request.status >= 200 && request.status < 300,
       body: request.response,
       requestId: request.getResponseHeader("X-Request-ID"),
+      retryAfter: Number(request.getResponseHeader("Retry-After")) || null,
       roundTripMs: performance.now() - started,
     }));
     request.addEventListener("error", () => reject(new Error("Could not reach the server. Is it running?")));

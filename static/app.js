@@ -6,6 +6,11 @@ import { setupDrawing } from "./draw.js";
 import { Selection } from "./files.js";
 import { History, ServerHistory, thumbnail } from "./history.js";
 import { imageUrl, renderRun } from "./results.js";
+import { ApiPanel, requestFrom, requestFromForm } from "./api-snippets.js";
+import { Examples } from "./examples.js";
+import { RunControl } from "./run-control.js";
+import { setupCamera } from "./camera.js";
+import { Editor } from "./editor.js";
 
 const MULTIPART_ALLOWANCE = 64 * 1024;  // headers and boundaries around the files in one request
 const byId = (id) => document.getElementById(id);
@@ -52,6 +57,12 @@ function batches(items, limits) {
   return groups;
 }
 
+/** Text as a sentence: a full stop added only when it does not end with one already ("equal to 1.." never). */
+const sentence = (text) => (/[.!?…]$/.test(text) ? text : `${text}.`);
+
+/** An input whose preview belongs to the run: "Clear images" revokes the selection's URLs, not this one. */
+const keepable = (item) => ({ ...item, url: item.url ? URL.createObjectURL(item.file) : null });
+
 /** One line for the history list. */
 function summarise(result) {
   if (result.error) return `error: ${typeof result.error === "string" ? result.error : result.error.message}`;
@@ -84,6 +95,7 @@ function start(form) {
   const models = new Map(Array.from(modelSelect.options, (o) => [o.value, { name: o.value, task: o.dataset.task }]));
   let busy = false;
   let runs = 0;
+  const control = new RunControl({ runButton, progress });
 
   byId("file-hint").textContent = `Each image up to ${formatBytes(limits.maxBytes)} and ${limits.maxPixels.toLocaleString("en")} pixels; `
     + `any number of images (sent ${limits.maxFiles} per request).`;
@@ -93,8 +105,16 @@ function start(form) {
   }
   form.noValidate = true;  // the script validates with clearer messages and sends files held outside the input
   input.removeAttribute("required");
+  // Crop / rotate on each file card: the edited image takes the original's place, so it is what Run sends.
+  const editor = new Editor({ onApply: async (item, file) => {
+    const fresh = await selection.replace(item.id, file);
+    const button = fresh && byId("file-list").querySelector(`.file-card[data-id="${fresh.id}"] .edit-file`);
+    (button || input).focus();
+  } });
   const selection = new Selection({ input, list: byId("file-list"), messages: byId("file-messages"), limits,
-    onChange: (current) => { runButton.textContent = current.valid().length > 1 ? `Run on ${current.valid().length} images` : "Run"; } });
+    cardActions: (item) => editor.buttonFor(item),
+    onChange: (current) => { runButton.textContent = current.valid().length > 1 ? `Run on ${current.valid().length} images` : "Run";
+      form.dispatchEvent(new Event("selection-change")); } });
   const panel = byId("history-panel");
   const serverHistory = panel.dataset.history === "on";  // the server records predictions: show its entries
   const history = new (serverHistory ? ServerHistory : History)({ panel, list: byId("history"), clearButton: byId("clear-history"),
@@ -108,14 +128,27 @@ function start(form) {
     const model = currentModel();
     if (model && model.description !== undefined) byId("model-info").replaceChildren(...modelFacts(model));
     optionFields.forEach((field) => { field.hidden = !usesOption(model, field); });
+    selection.setModel(modelSelect.value, model && model.max_input_pixels);
     byId("quality").closest(".option").hidden ||= byId("output_format").value === "png";
     form.querySelector(".options").hidden = optionFields.every((field) => field.hidden);
     byId("draw-panel").hidden = !drawable(model);
+    examples.show(model);
+    apiPanel.refresh();
     background.disabled = backgroundMode.value !== "color";
     const url = new URL(window.location.href);
     url.searchParams.set("model", modelSelect.value);
     window.history.replaceState(null, "", url);
   }
+  // Example inputs to click, and the request Run sends as curl / Python / fetch ("Use via API").
+  const examples = new Examples({ container: byId("examples"),
+    onPick: async (file, problem) => {
+      if (!file) return selection.showMessages([problem]);
+      selection.clear();  // an example is a fresh start: it replaces the images chosen before
+      return selection.add([file], "example");
+    } });
+  const apiPanel = new ApiPanel({ panel: byId("api-panel"), current: () => requestFrom(apiUrl,
+    [["model", modelSelect.value], ...Object.entries(optionsFor(currentModel()))], selection.valid().map((item) => item.name)) });
+  ["input", "change", "selection-change"].forEach((type) => form.addEventListener(type, () => apiPanel.refresh()));
   modelSelect.addEventListener("change", applyModel);
   backgroundMode.addEventListener("change", applyModel);
   byId("output_format").addEventListener("change", applyModel);
@@ -132,7 +165,9 @@ function start(form) {
     applyModel();
   }).catch(() => { /* the server-rendered list stays usable */ });
 
-  // Files: picker, drag and drop anywhere on the page, paste.
+  // Files: picker, drag and drop anywhere on the page, paste, the camera.
+  setupCamera({ anchor: dropzone, onCapture: (file) => selection.add([file], "camera"),
+    onProblem: (text) => selection.showMessages([text]) });
   input.addEventListener("change", () => selection.add(Array.from(input.files), "picker"));
   byId("clear-files").addEventListener("click", () => { selection.clear(); input.focus(); });
   let dragDepth = 0;
@@ -168,6 +203,76 @@ function start(form) {
     selection.add(files, "paste");
   });
 
+  /** Draw a finished run and bring it to the visitor: scrolled into view, focus on its first result. */
+  function showRun(run) {
+    const refused = run.batches.find((batch) => batch.optionError);
+    results.replaceChildren(refused ? el("div", { class: "alert", role: "alert" }, `Not run: ${refused.optionError}`) : renderRun(run));
+    results.dataset.run = String(run.id);
+    const target = results.querySelector(".result-item") || results;
+    target.tabIndex = -1;
+    target.focus({ preventScroll: true });  // keyboard and screen-reader users land on the result, not on <body>
+    const box = target.getBoundingClientRect();
+    if (box.top < 0 || box.top > window.innerHeight - 80) {
+      target.scrollIntoView({ behavior: reducedMotion.matches ? "auto" : "smooth", block: "start" });
+    }
+  }
+
+  // Options: checked here, next to each field and by its label, so an invalid value is never sent.
+  const labelOf = (control) => {
+    const label = control.id && form.querySelector(`label[for="${control.id}"]`);
+    return label ? label.textContent.trim() : control.getAttribute("aria-label") || control.name;
+  };
+  function fieldMessage(control) {
+    const { validity } = control;
+    const range = control.min !== "" && control.max !== "" ? ` between ${control.min} and ${control.max}` : "";
+    if (validity.valueMissing) return `${labelOf(control)} needs a value${range}.`;
+    if (validity.badInput || validity.stepMismatch) return `${labelOf(control)} must be a whole number${range}.`;
+    if (validity.rangeUnderflow || validity.rangeOverflow) return `${labelOf(control)} must be${range || ` at least ${control.min}`}.`;
+    return sentence(`${labelOf(control)}: ${control.validationMessage}`);
+  }
+  function markField(control, message) {
+    const option = control.closest(".option");
+    let note = option.querySelector(".field-error");
+    if (!message) {
+      control.removeAttribute("aria-invalid");
+      control.removeAttribute("aria-errormessage");
+      if (note) note.remove();
+      return;
+    }
+    if (!note) {
+      note = el("p", { class: "field-error", id: `${control.id}-error` });
+      option.append(note);
+    }
+    note.textContent = message;
+    control.setAttribute("aria-invalid", "true");
+    control.setAttribute("aria-errormessage", note.id);
+  }
+  const optionControls = () => optionFields.filter((field) => !field.hidden).flatMap((field) => Array.from(field.querySelectorAll("input[name]")));
+  optionFields.forEach((field) => field.querySelectorAll("[name]").forEach((control) => {
+    control.addEventListener("input", () => { if (control.hasAttribute("aria-invalid") && control.checkValidity()) markField(control, null); });
+  }));
+  /** True when every visible option is valid; otherwise each bad field says why and the first one gets focus. */
+  function checkOptions() {
+    const invalid = optionControls().filter((control) => !control.checkValidity());
+    optionControls().forEach((control) => markField(control, invalid.includes(control) ? fieldMessage(control) : null));
+    if (!invalid.length) return true;
+    setProgress(`Not sent: ${fieldMessage(invalid[0])}`, null);
+    invalid[0].focus();
+    return false;
+  }
+  /** A 422 about options, worded with the form's labels and shown at the fields; null when it is about something else. */
+  function optionError(body) {
+    const details = body && body.error && Array.isArray(body.error.details) ? body.error.details : [];
+    const named = details.map((detail) => ({ detail, control: form.querySelector(`.option [name="${Array.isArray(detail.loc) ? detail.loc[0] : ""}"]`) }));
+    if (!named.length || named.some(({ control }) => !control)) return null;
+    const messages = named.map(({ detail, control }) => {
+      const message = sentence(`${labelOf(control)} ${String(detail.msg || "is not valid").replace(/^Input /, "")}`);
+      markField(control, message);
+      return message;
+    });
+    return messages.join(" ");
+  }
+
   // Progress.
   function setProgress(text, fraction) {
     progress.hidden = false;
@@ -190,31 +295,38 @@ function start(form) {
     return values;
   }
 
-  async function sendBatch(items, model, options, label) {
+  async function sendBatch(items, model, options, label, signal) {
     const data = new FormData();
     data.append("model", modelSelect.value);
     Object.entries(options).forEach(([key, value]) => data.append(key, value));
     items.forEach((item) => data.append("file", item.file, item.name));
+    apiPanel.sent(requestFromForm(apiUrl, data), label);
     const batch = { model: model.name, count: items.length, items: [] };
     setProgress(`${label}Sending ${items.length === 1 ? items[0].name : `${items.length} images`}…`, 0);
     try {
       const response = await postForm(apiUrl, data, (state) => {
         if (state.phase === "upload") setProgress(`${label}Uploading… ${Math.round(state.fraction * 100)}%`, state.fraction);
         else setProgress(`${label}Running ${model.name}…`, undefined);
-      });
+      }, signal);
       Object.assign(batch, { status: response.status, requestId: response.requestId, roundTripMs: response.roundTripMs });
       if (response.ok) {
         const outcome = normalize(response.body);
         Object.assign(batch, { model: outcome.model || model.name, version: outcome.version, timing: outcome.timing });
         batch.items = items.map((input, index) => ({ input, result: outcome.results[index] || { error: "No result for this image." } }));
+      } else if (response.status === 422 && optionError(response.body)) {
+        batch.optionError = optionError(response.body);  // the options were refused, not the images
+        batch.items = items.map((input) => ({ input, result: { error: batch.optionError } }));
       } else {
-        const message = errorMessage(response.body, response.status);
+        let message = errorMessage(response.body, response.status);
+        // 503 (queue full) and 429 carry the server's own estimate of when to try again.
+        if (response.retryAfter) message = `${message.replace(/\.+$/, "")}. The server suggests trying again in ${response.retryAfter} s.`;
         batch.items = items.map((input) => ({ input, result: { error: message } }));
       }
     } catch (error) {
+      if (error.name === "AbortError") throw error;  // cancelled: the run stops, the files stay as they were
       batch.items = items.map((input) => ({ input, result: { error: error.message } }));
     }
-    batch.items.filter(({ result }) => result.error)
+    batch.items.filter(({ result }) => result.error && !batch.optionError)
       .forEach(({ input, result }) => selection.reject(input.id, typeof result.error === "string" ? result.error : result.error.message));
     return batch;
   }
@@ -233,9 +345,11 @@ function start(form) {
   form.addEventListener("submit", async (event) => {
     event.preventDefault();
     if (busy) return;
-    const items = selection.valid();
+    if (!checkOptions()) return;
+    const items = selection.valid().map(keepable);
     if (!items.length) {
-      selection.showMessages([selection.items.length ? "None of the chosen files can be sent; see the messages below."
+      progress.hidden = true;  // a blocked attempt must not leave the last run's "Done in …" standing
+      selection.showMessages([selection.items.length ? "None of the chosen files can be sent; each card below says why."
         : "Choose at least one image first: drop it here, paste it, or browse your files."]);
       input.focus();
       return;
@@ -250,30 +364,43 @@ function start(form) {
     form.setAttribute("aria-busy", "true");
     results.setAttribute("aria-busy", "true");
     runs += 1;
-    const run = { id: runs, model: model.name, batches: [] };
+    const run = { id: runs, model: model.name, batches: [],
+      release: () => items.forEach((item) => item.url && URL.revokeObjectURL(item.url)) };
     const started = performance.now();
+    const signal = control.begin();
+    let cancelled = false;
     try {
-      for (const [index, group] of groups.entries()) {
-        const label = groups.length > 1 ? `Request ${index + 1} of ${groups.length}: ` : "";
-        run.batches.push(await sendBatch(group, model, options, label));
+      try {
+        for (const [index, group] of groups.entries()) {
+          const label = groups.length > 1 ? `Request ${index + 1} of ${groups.length}: ` : "";
+          run.batches.push(await sendBatch(group, model, options, label, signal));
+        }
+      } catch (error) {
+        if (error.name !== "AbortError") throw error;
+        cancelled = true;  // Cancel or Escape: the request was aborted; requests already answered keep their results
       }
-      results.replaceChildren(renderRun(run));
-      results.dataset.run = String(run.id);
-      const heading = byId("results-title");
-      if (heading.getBoundingClientRect().top > window.innerHeight) heading.scrollIntoView({ behavior: reducedMotion.matches ? "auto" : "smooth" });
-      const seconds = ((performance.now() - started) / 1000).toFixed(2);
-      const outcomes = run.batches.flatMap((b) => b.items);
-      const failed = outcomes.filter(({ result }) => result.error).length;
-      const single = outcomes.length === 1 ? ` ${outcomes[0].input.name}: ${summarise(outcomes[0].result)}.` : "";
-      setProgress(failed ? `Finished with ${failed} error(s) in ${seconds} s.${single}` : `Done in ${seconds} s.${single}`, null);
+      if (cancelled) {
+        const finished = run.batches.length;
+        setProgress(`Cancelled after ${control.elapsed}.${finished ? ` ${finished} of ${groups.length} requests had finished; their results are shown.` : ""}`, null);
+        if (finished) showRun(run);
+      } else {
+        showRun(run);
+        const seconds = ((performance.now() - started) / 1000).toFixed(2);
+        const outcomes = run.batches.flatMap((b) => b.items);
+        const failed = outcomes.filter(({ result }) => result.error).length;
+        const single = outcomes.length === 1 ? ` ${sentence(`${outcomes[0].input.name}: ${summarise(outcomes[0].result)}`)}` : "";
+        setProgress(failed ? `Finished with ${failed} error(s) in ${seconds} s.${single}` : `Done in ${seconds} s.${single}`, null);
+      }
     } finally {
       busy = false;
       form.classList.remove("busy");
       form.removeAttribute("aria-busy");
       results.removeAttribute("aria-busy");
       runButton.disabled = false;
+      control.end();
     }
     await remember(run);  // thumbnails for the history panel: the form is usable again meanwhile
+    if (!run.batches.length) run.release();  // nothing entered the history (cancelled before any answer): free now
   });
 
   // Drawing: the selected drawable model predicts from the canvas as the user draws.
@@ -284,7 +411,7 @@ function start(form) {
     predict: async (blob) => {
       const data = new FormData();
       data.append("model", modelSelect.value);
-      data.append("top_k", byId("top_k").value || "3");
+      data.append("top_k", byId("top_k").value && byId("top_k").checkValidity() ? byId("top_k").value : "3");
       data.append("file", blob, "drawing.png");
       const response = await postForm(apiUrl, data);
       if (!response.ok) throw new Error(errorMessage(response.body, response.status));

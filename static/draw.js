@@ -53,7 +53,9 @@ export function setupDrawing({ canvas, clearButton, output, predict }) {
       el("p", { class: "muted" }, `${percent(best.score)} sure`),
       renderBars(answer.predictions, "Digit scores"),
       el("p", { class: "muted hint" }, [answer.totalMs !== undefined ? `${answer.totalMs.toFixed(1)} ms on the server` : null,
-        answer.requestId ? `request ${answer.requestId.slice(0, 8)}` : null].filter(Boolean).join(" · ")));
+        answer.requestId ? "request " : null].filter(Boolean).join(" · "),
+      // The whole id: its first characters are the server process's prefix, the same for every request.
+      answer.requestId ? el("code", { class: "request-id", title: "X-Request-ID of this prediction" }, answer.requestId) : null));
   }
 
   /** Send the drawing; at most one request in flight, the latest drawing always sent last. */

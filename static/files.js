@@ -55,8 +55,10 @@ export async function inspect(file, limits) {
   const head = new Uint8Array(await file.slice(0, 4096).arrayBuffer());
   item.format = sniffFormat(head);
   if (!item.format) {
-    const kind = file.type ? ` (it is ${file.type})` : "";
-    item.error = `${item.name} is not an image${kind}. Choose a ${FORMAT_NAMES} file.`;
+    // The browser's type comes from the file name, not the content: say so rather than "(it is image/png)".
+    item.error = file.type.startsWith("image/")
+      ? `${item.name} is not an image: its name says ${file.type.slice(6).toUpperCase()}, but its content is not a ${FORMAT_NAMES} image.`
+      : `${item.name} is not an image${file.type ? ` (its type is ${file.type})` : ""}. Choose a ${FORMAT_NAMES} file.`;
     return item;
   }
   if (PREVIEWABLE.has(item.format)) {
@@ -64,25 +66,48 @@ export async function inspect(file, limits) {
     try {
       Object.assign(item, await measure(item.url));
     } catch {
+      URL.revokeObjectURL(item.url);  // nothing to preview: the card says "No preview" instead of a broken image
+      item.url = null;
+      item.damaged = true;
       item.error = `${item.name} looks like ${item.format.toUpperCase()} but could not be decoded; it may be damaged.`;
       return item;
     }
   } else {
     Object.assign(item, headerSize(head, item.format) || {});
   }
-  if (item.width * item.height > limits.maxPixels) {
-    const mp = (n) => `${(n / 1e6).toFixed(1)} MP`;
-    item.error = `${item.name} is ${item.width}×${item.height} (${mp(item.width * item.height)}); the limit is ${mp(limits.maxPixels)}.`;
-  }
-  return item;
+  return item;  // the pixel limit depends on the chosen model: Selection.problem() checks it
+}
+
+const megapixels = (n) => `${(n / 1e6).toFixed(1)} megapixels`;
+
+/** Why an image over the pixel limit is not sent, with its size, the limit and the model it was meant for. */
+export function pixelLimitMessage(item, maxPixels, model) {
+  return `${item.name} is ${item.width}×${item.height} (${megapixels(item.width * item.height)}); `
+    + `${model ? `${model} takes` : "the server takes"} at most ${megapixels(maxPixels)} per image. Shrink it before sending.`;
 }
 
 /** The list of chosen images: previews, metadata, client-side errors, and the input kept in sync. */
 export class Selection {
-  constructor({ input, list, messages, limits, onChange }) {
-    Object.assign(this, { input, list, messages, limits, onChange });
+  constructor({ input, list, messages, limits, onChange, cardActions = () => null }) {
+    Object.assign(this, { input, list, messages, limits, onChange, cardActions });
     this.items = [];
     this.pasted = 0;
+    this.model = "";
+    this.maxPixels = limits.maxPixels;
+  }
+
+  /** The model the images are meant for and its own pixel limit (an upscaler's is lower than the server's). */
+  setModel(name, modelMaxPixels = null) {
+    const maxPixels = Math.min(this.limits.maxPixels, modelMaxPixels > 0 ? modelMaxPixels : Infinity);
+    if (name === this.model && maxPixels === this.maxPixels) return;
+    Object.assign(this, { model: name, maxPixels });
+    if (this.items.length) this.render();
+  }
+
+  /** Why an item will not be sent (null when it will): checked before anything is uploaded. */
+  problem(item) {
+    if (item.error) return item.error;
+    return item.width * item.height > this.maxPixels ? pixelLimitMessage(item, this.maxPixels, this.model) : null;
   }
 
   /** Inspect and append files; announce the ones we refuse. */
@@ -91,7 +116,8 @@ export class Selection {
     if (!incoming.length) return;
     const inspected = await Promise.all(incoming.map((file) => inspect(file, this.limits)));
     this.items.push(...inspected);
-    this.showMessages(inspected.filter((item) => item.error).map((item) => item.error));
+    // Each refusal is written once, on its file's card; the live region only announces it to screen readers.
+    this.announce(inspected.map((item) => this.problem(item)).filter(Boolean));
     this.render();
   }
 
@@ -120,8 +146,24 @@ export class Selection {
     this.render();
   }
 
+  /** Put an edited file where an item was (same place in the list), inspected like any other; returns the new item. */
+  async replace(id, file) {
+    const fresh = await inspect(file, this.limits);
+    const index = this.items.findIndex((item) => item.id === id);
+    if (index < 0) {
+      if (fresh.url) URL.revokeObjectURL(fresh.url);
+      return null;
+    }
+    const [old] = this.items.splice(index, 1, fresh);
+    if (old.url) URL.revokeObjectURL(old.url);
+    const problem = this.problem(fresh);
+    this.announce(problem ? [problem] : []);
+    this.render();
+    return fresh;
+  }
+
   valid() {
-    return this.items.filter((item) => !item.error);
+    return this.items.filter((item) => !this.problem(item));
   }
 
   /** Mark an item as refused by the server (its message replaces the metadata line). */
@@ -142,6 +184,11 @@ export class Selection {
     this.messages.replaceChildren(...errors.map((text) => el("div", { class: "alert", role: "alert" }, text)));
   }
 
+  /** Messages already shown on the file cards: read out, not drawn a second time. */
+  announce(errors) {
+    this.messages.replaceChildren(...errors.map((text) => el("div", { class: "alert visually-hidden", role: "alert" }, text)));
+  }
+
   /** Keep the real <input type=file> holding the valid files, so the form stays truthful. */
   syncInput() {
     try {
@@ -160,21 +207,30 @@ export class Selection {
   }
 
   card(item) {
-    const thumb = item.url
-      ? el("img", { src: item.url, alt: `Preview of ${item.name}` })
-      : el("span", { class: "thumb-placeholder" }, item.format ? `${item.format.toUpperCase()}: no preview in this browser` : "No preview");
+    const placeholder = () => el("span", { class: "thumb-placeholder" },
+      item.format && !item.damaged ? `${item.format.toUpperCase()}: no preview in this browser` : "No preview");
+    // The checkerboard sits behind the image's own box only: an opaque image gets no transparent-looking border.
+    const thumb = item.url ? el("img", { src: item.url, alt: `Preview of ${item.name}`, class: "checker" }) : placeholder();
+    if (item.url) {
+      if (item.width && item.height) thumb.style.setProperty("--aspect", String(item.width / item.height));
+      thumb.addEventListener("error", () => {
+        item.damaged = true;
+        thumb.replaceWith(placeholder());
+      }, { once: true });
+    }
     const facts = [formatBytes(item.file.size)];
     if (item.width) facts.push(`${item.width}×${item.height}`);
     if (item.format) facts.push(item.format.toUpperCase());
-    const problem = item.error || item.serverError;
+    const problem = this.problem(item) || item.serverError;
     const remove = el("button", { type: "button", class: "remove-file", "aria-label": `Remove ${item.name}` }, "×");
     remove.addEventListener("click", () => this.remove(item.id));
     return el("li", { class: `file-card${problem ? " invalid" : ""}`, "data-id": item.id },
-      el("div", { class: "thumb checker" }, thumb),
+      el("div", { class: "thumb" }, thumb),
       el("div", { class: "file-info" },
         el("div", { class: "file-name", title: item.name }, item.name),
         el("div", { class: "file-meta" }, facts.join(" · ")),
-        problem ? el("div", { class: "file-error" }, problem) : null),
+        problem ? el("div", { class: "file-error" }, problem) : null,
+        this.cardActions(item)),
       remove);
   }
 }

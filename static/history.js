@@ -62,7 +62,18 @@ export class History {
     this.entries.unshift(entry);
     this.entries = this.entries.slice(0, LIMIT);
     this.save();
+    this.forget();
     this.render();
+  }
+
+  /** Let go of runs no entry points at any more (their previews' object URLs with them). */
+  forget() {
+    const kept = new Set(this.entries.map((entry) => entry.runId));
+    for (const [id, run] of this.runs) {
+      if (kept.has(id)) continue;
+      this.runs.delete(id);
+      if (run && typeof run.release === "function") run.release();
+    }
   }
 
   render() {
@@ -80,7 +91,9 @@ export class History {
   }
 
   picture(entry) {
-    return entry.thumb ? el("img", { src: entry.thumb, alt: "", class: "checker" }) : el("span", { class: "thumb-placeholder checker", "aria-hidden": "true" });
+    // The checkerboard covers the thumbnail's own pixels only (an opaque image gets no checkered border).
+    return el("span", { class: "history-thumb" }, entry.thumb ? el("img", { src: entry.thumb, alt: "", class: "checker" })
+      : el("span", { class: "thumb-placeholder checker", "aria-hidden": "true" }));
   }
 
   /** "Show" redraws a result of this page view (null for entries from before a reload). */

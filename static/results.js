@@ -12,6 +12,15 @@ export function renderBars(predictions, label = "Top predictions") {
       el("span", { class: "score" }, percent(p.score)))));
 }
 
+/** The best prediction in large type, read before the bars (issue 17: a demo's answer at a glance). */
+export function renderTopLabel(predictions) {
+  if (!predictions.length) return null;
+  const best = predictions[0];
+  return el("p", { class: "top-label" },
+    el("span", { class: "top-label-name" }, best.label), " ",
+    el("span", { class: "top-label-score" }, percent(best.score)));
+}
+
 /** The URL inside an image field, whether the API sends a data URL string or an object describing it. */
 export function imageUrl(value) {
   if (!value) return null;
@@ -33,6 +42,37 @@ export function dataUrlToBlob(url) {
 function downloadLink(url, filename, text, blob = url.startsWith("data:") ? dataUrlToBlob(url) : null) {
   const href = blob ? URL.createObjectURL(blob) : url;
   return el("a", { class: "button primary", href, download: filename }, text);
+}
+
+/** An output as a PNG Blob: the one image type every browser's clipboard takes (WebP/JPEG outputs are redrawn). */
+async function pngBlob(url) {
+  const blob = url.startsWith("data:") ? dataUrlToBlob(url) : await (await fetch(url)).blob();
+  if (blob.type === "image/png") return blob;
+  const bitmap = await createImageBitmap(blob);
+  const canvas = el("canvas", { width: bitmap.width, height: bitmap.height });
+  canvas.getContext("2d").drawImage(bitmap, 0, 0);
+  bitmap.close();
+  return new Promise((resolve, reject) => canvas.toBlob(
+    (png) => (png ? resolve(png) : reject(new Error("the image could not be converted to PNG"))), "image/png"));
+}
+
+/** "Copy image" beside Download, with a status line; nothing where the browser has no image clipboard. */
+function copyControls(url, name) {
+  if (!(window.isSecureContext && navigator.clipboard && navigator.clipboard.write && window.ClipboardItem)) return [];
+  const button = el("button", { type: "button", class: "secondary copy-image", "aria-label": `Copy the output for ${name} to the clipboard` },
+    "Copy image");
+  const status = el("span", { class: "copy-status muted", role: "status" });
+  button.addEventListener("click", async () => {
+    status.textContent = "Copying…";
+    try {
+      // A promise inside the item keeps the click's user activation while the PNG is prepared (Safari needs that).
+      await navigator.clipboard.write([new ClipboardItem({ "image/png": pngBlob(url) })]);
+      status.textContent = "Copied to the clipboard.";
+    } catch (error) {
+      status.textContent = `Could not copy the image: ${error.message || error.name}`;
+    }
+  });
+  return [button, status];
 }
 
 /** Let CSS size a frame to the image's shape (custom property set from script: allowed by a strict CSP). */
@@ -74,7 +114,29 @@ function imageOutput(result, input, context) {
   }, { once: true });
   const link = downloadLink(url, filename, "Download", blob);
   link.setAttribute("aria-label", `Download the output for ${input.name} as ${filename}`);
-  return el("div", { class: "result-body wide" }, visual, el("div", { class: "output-actions" }, link, size));
+  return el("div", { class: "result-body wide" }, ...zoomable(visual, output, link.href, input.name),
+    el("div", { class: "output-actions" }, link, copyControls(url, input.name), size));
+}
+
+/** An output larger than its frame: "Actual size" shows it pixel for pixel in a scrollable box (the slider keeps
+ * working), "Open full size" opens it alone in a new tab. Both appear only once the image is known to be shrunk. */
+function zoomable(visual, output, href, name) {
+  const view = el("div", { class: "zoom-box" }, visual);
+  const toggle = el("button", { type: "button", class: "secondary zoom-toggle", "aria-pressed": "false",
+    "aria-label": `Show the output for ${name} at actual size` }, "Actual size");
+  const open = el("a", { class: "button secondary open-full", href, target: "_blank", rel: "noopener",
+    "aria-label": `Open the output for ${name} at full size in a new tab` }, "Open full size");
+  const actions = el("div", { class: "zoom-actions", hidden: true }, toggle, open);
+  toggle.addEventListener("click", () => {
+    const zoomed = toggle.getAttribute("aria-pressed") !== "true";
+    view.style.setProperty("--natural-width", `${output.naturalWidth}px`);
+    view.classList.toggle("zoom-view", zoomed);
+    toggle.setAttribute("aria-pressed", String(zoomed));
+  });
+  const check = () => { actions.hidden = !(output.naturalWidth > Math.ceil(visual.getBoundingClientRect().width)); };
+  if (output.complete && output.naturalWidth) requestAnimationFrame(check);
+  else output.addEventListener("load", () => requestAnimationFrame(check), { once: true });
+  return [view, actions];
 }
 
 function boxesOverlay(result, input) {
@@ -128,7 +190,14 @@ function maskOutput(result, input, context) {
   const legend = Array.isArray(result.labels) ? el("p", { class: "muted" }, `Classes: ${result.labels.join(", ")}`) : null;
   return el("div", { class: "result-body wide" }, frame, el("div", { class: "mask-controls" },
     input.url ? el("label", { for: opacity.id }, "Mask opacity ") : null, input.url ? opacity : null, legend,
-    el("div", { class: "output-actions" }, link)));
+    el("div", { class: "output-actions" }, link, copyControls(url, `${input.name} (mask)`))));
+}
+
+/** The caveats of a successful result (e.g. `unfamiliar_input`: a classifier unsure of an unusual input). */
+function renderWarnings(warnings) {
+  if (!Array.isArray(warnings)) return [];
+  return warnings.map((warning) => el("p", { class: "result-warning", role: "note" }, el("strong", {}, "Warning:"), " ",
+    warning.message, " ", el("span", { class: "muted" }, `(${warning.code})`)));
 }
 
 /** One image's result, chosen by the fields it carries rather than by the task name alone. */
@@ -144,12 +213,13 @@ export function renderResult(result, input, context) {
   let body;
   if (Array.isArray(result.predictions)) {
     const preview = input.url ? el("img", { class: "result-image checker", src: input.url, alt: `Input ${input.name}` }) : null;
-    body = el("div", { class: "result-body" }, preview, renderBars(result.predictions));
+    body = el("div", { class: "result-body" }, preview,
+      el("div", { class: "prediction" }, renderTopLabel(result.predictions), renderBars(result.predictions)));
   } else if (imageUrl(result.image || result.output_image || result.image_url)) body = imageOutput(result, input, context);
   else if (Array.isArray(result.detections)) body = detectionOutput(result, input);
   else if (imageUrl(result.mask)) body = maskOutput(result, input, context);
   else body = el("pre", { class: "raw" }, JSON.stringify(result, null, 2));
-  return el("article", { class: "result-item", "aria-label": `Result for ${input.name}` }, head, body);
+  return el("article", { class: "result-item", "aria-label": `Result for ${input.name}` }, head, ...renderWarnings(result.warnings), body);
 }
 
 /** Request id, HTTP status and per-stage timings of one request. */

@@ -28,6 +28,11 @@ def _unavailable(reason: str) -> None:
 
 def launch_chromium() -> Iterator:
     """Yield a headless chromium browser (never downloaded), closed afterwards; use inside a fixture."""
+    yield from launch_chromium_with()
+
+
+def launch_chromium_with(*extra_args: str) -> Iterator:
+    """launch_chromium() with more command-line switches (e.g. Chromium's fake camera for getUserMedia)."""
     if not CHROMIUM.exists():
         _unavailable(f"{CHROMIUM} is missing (apt-get install chromium)")
     try:
@@ -35,7 +40,7 @@ def launch_chromium() -> Iterator:
     except ImportError:
         _unavailable("playwright is not installed (pip install -r requirements-dev.txt)")
     playwright = sync_playwright().start()
-    chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=LAUNCH_ARGS)
+    chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=[*LAUNCH_ARGS, *extra_args])
     try:
         yield chromium
     finally:

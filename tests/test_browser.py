@@ -116,7 +116,7 @@ def test_upload_png_with_alpha_shows_ranked_scores(page, seven):
     card = page.locator(".file-card")
     card.wait_for()
     assert "64×64" in card.inner_text() and "PNG" in card.inner_text()
-    assert "checker" in card.locator(".thumb").get_attribute("class")
+    assert "checker" in card.locator(".thumb img").get_attribute("class")  # behind the image's own box (issue 17)
     run_and_wait(page)
     result = page.locator("#results .result-item").first
     assert result.locator(".bars li.top .label").inner_text() == "7"

@@ -37,6 +37,7 @@ from ai_service import __version__
 from ai_service.cli.worker import worker_command
 from ai_service.extras import MissingExtra, require
 from ai_service.models.builtin.digits_training import render_digit
+from ai_service.models.builtin.make_examples import GENERATORS
 from ai_service.server.gunicorn_config import UNIX_PATH_MAX, control_socket, gunicorn_config
 from ai_service.settings import load_settings
 from ai_service.storage.database import connect
@@ -134,6 +135,8 @@ def test_the_wheel_carries_templates_static_weights_and_migrations(dists):
     tracked = run("git", "ls-files", "templates", "static").split()
     assert tracked and {f"ai_service/{name}" for name in tracked} <= names
     assert "ai_service/models/builtin/weights/digits.pt" in names and "ai_service/py.typed" in names
+    examples = {name.rsplit("/", 1)[1] for name in names if name.startswith("ai_service/models/builtin/examples/")}
+    assert examples == set(GENERATORS)  # every example input the built-in models offer, made by make_examples
     assert any(name.startswith("ai_service/storage/migrations/versions/") for name in names)
     assert not any(name.startswith(("tests/", "bench/", "templates/", "static/")) for name in names)
     with zipfile.ZipFile(dists["wheel"]) as wheel:
@@ -237,7 +240,7 @@ def serving(
             try:
                 if requests.get(served.base + "/readyz", timeout=5).status_code == 200:
                     break
-            except requests.ConnectionError:
+            except requests.RequestException:  # not listening yet, or too busy to answer within the timeout
                 pass
             assert time.monotonic() < deadline, "not ready in time:\n" + served.output()[-4000:]
             time.sleep(0.3)

@@ -78,6 +78,11 @@ def test_static_scripts_are_served(client):
         "results.js",
         "status.js",
         "js-flag.js",
+        "run-control.js",
+        "camera.js",
+        "editor.js",
+        "examples.js",
+        "api-snippets.js",
     ):
         response = client.get(f"/static/{name}")
         assert response.status_code == 200 and "javascript" in response.content_type, name

@@ -36,5 +36,8 @@ def require_admin() -> None:
 @bp.post("/models/<ref>/<action>")
 def manage_model(ref: str, action: str):
     """Load (or bring back), unload (free the memory) or offload (weights to CPU RAM) one model."""
+    from ai_service.api.models import with_example_urls  # here: api.models imports this module (via api.history)
+
     require_admin()
-    return jsonify(manage(runtime(), ref, action))
+    done = manage(runtime(), ref, action)
+    return jsonify({**done, "model": with_example_urls(done["model"])})

@@ -100,8 +100,8 @@ def history_output(id: str):  # noqa: A002
     return image_response(query.stored_image(runtime().history, id, "output"), f"{id}-output")
 
 
-def image_response(data: bytes, stem: str) -> Response:
-    """Stored bytes with the type their magic numbers say; cacheable and revalidated by their sha256."""
+def image_response(data: bytes, stem: str, cache: str = IMAGE_CACHE) -> Response:
+    """Stored bytes with the type their magic numbers say; cacheable (`cache`) and revalidated by their sha256."""
     try:
         fmt: str | None = sniff_format(data)
     except ImageDecodeError:
@@ -110,6 +110,6 @@ def image_response(data: bytes, stem: str) -> Response:
     disposition = "inline" if fmt in INLINE_FORMATS else "attachment"
     response = Response(data, mimetype=kind)
     response.headers["Content-Disposition"] = f'{disposition}; filename="{stem}.{fmt or "bin"}"'
-    response.headers["Cache-Control"] = IMAGE_CACHE
+    response.headers["Cache-Control"] = cache
     response.set_etag(hashlib.sha256(data).hexdigest())
     return response.make_conditional(request)

@@ -17,7 +17,7 @@ from pydantic.json_schema import models_json_schema
 
 from ai_service import __version__
 from ai_service import schemas as s
-from ai_service.errors import ERRORS
+from ai_service.errors import ERRORS, ServiceError
 from ai_service.http.context import runtime
 
 if TYPE_CHECKING:  # http/ never imports the engine or models at run time
@@ -34,6 +34,8 @@ SAMPLE_PNG_BASE64 = (
 SAMPLE_FILE = "seven.png"
 CACHED_BASES = 8  # the Host header is client-controlled: never cache without bound
 IMAGE_TYPES = ("image/png", "image/webp", "image/jpeg")
+#: What an example input may be served as (the formats ai_service.models.declarative accepts for examples).
+EXAMPLE_TYPES = ("image/png", "image/jpeg", "image/webp", "image/gif", "image/bmp")
 #: What a stored history image may be served as: any format the service reads, by its magic numbers.
 STORED_TYPES = (
     "image/png",
@@ -347,8 +349,9 @@ def jobs_operations(model: str) -> list[Operation]:
     ]
 
 
-def operations(model: str, image_model: str | None) -> list[Operation]:
-    """Every endpoint of the API (those this app does not route are left out of its document)."""
+def operations(model: str, image_model: str | None, example: str | None = None) -> list[Operation]:
+    """Every endpoint of the API (those this app does not route are left out of its document); `example` is one of
+    `model`'s example files, for the curl line that fetches it."""
     get = "curl -s {base}"
     return [
         Operation(
@@ -404,6 +407,25 @@ def operations(model: str, image_model: str | None) -> list[Operation]:
             s.ModelDetail,
             errors=(404,),
             examples=(("One model", get + f"/api/v1/models/{model}"),),
+        ),
+        Operation(
+            "GET",
+            "/api/v1/models/<ref>/examples/<example>",
+            "getModelExample",
+            "One of a model's example input images",
+            None,
+            errors=(404, 503),
+            media=EXAMPLE_TYPES,
+            examples=(
+                ("Save an example image", f"curl -s -o {example} {{base}}/api/v1/models/{model}/examples/{example}"),
+            )
+            if example
+            else (),
+            description=(
+                "The files `examples` lists for the model (GET /api/v1/models), typed by their content, with an "
+                "`ETag` (send `If-None-Match` for a 304) and an hour of caching. 404 `not_found` for a name the "
+                "model does not list."
+            ),
         ),
         Operation(
             "POST",
@@ -480,8 +502,9 @@ def routed(app: Flask) -> set[tuple[str, str]]:
     }
 
 
-def example_models(current: Runtime) -> tuple[str, str | None]:
-    """The model names the examples use: the default model, and an image-to-image model if one is served."""
+def example_models(current: Runtime) -> tuple[str, str | None, str | None]:
+    """The model names the examples use: the default model, an image-to-image model if one is served, and the default
+    model's first example file if it has one."""
     image_model = next(
         (
             m["name"]
@@ -490,7 +513,12 @@ def example_models(current: Runtime) -> tuple[str, str | None]:
         ),
         None,
     )
-    return current.settings.models.default_model, image_model
+    default = current.settings.models.default_model
+    try:
+        example = next(iter(current.resolve(default).info.examples), None)
+    except ServiceError:
+        example = None
+    return default, image_model, example.name if example else None
 
 
 def build_document(app: Flask, current: Runtime, base: str) -> dict[str, Any]:
@@ -545,6 +573,11 @@ PATH_PARAMETERS = {
         "description": "Model name (newest version) or name@version.",
         "example": "digits",
         "schema": {"type": "string", "pattern": s.MODEL_NAME_PATTERN},
+    },
+    "example": {
+        "description": "The file name of one of the model's `examples`.",
+        "example": "handwritten-7.png",
+        "schema": {"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$"},
     },
     "action": {
         "description": "What to do with the model.",

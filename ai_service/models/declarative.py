@@ -14,7 +14,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from ai_service.imaging.alpha import flatten_alpha, has_alpha
 from ai_service.imaging.convert import pils_to_batch
+from ai_service.imaging.errors import ImageDecodeError
 from ai_service.imaging.geometry import Geometry
+from ai_service.imaging.io import sniff_format
 from ai_service.imaging.resize import FILTERS, FIT_MODES, fit_image
 from ai_service.models import tasks
 from ai_service.models.base import TASKS, Batch, ImageModel, ModelInfo, ModelOptions, top_k_predictions
@@ -34,6 +36,9 @@ MODELS_FILE_NAMES = ("models.yaml", "models.yml", "models.toml")
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 GRAY_MEAN, GRAY_STD = (0.449,), (0.226,)
 FILTER_ALIASES = {"box": "area"}
+#: Formats an example input may have: those every browser shows, so the upload page can preview it.
+EXAMPLE_FORMATS = ("png", "jpeg", "webp", "gif", "bmp")
+MAX_EXAMPLES = 12
 
 
 class ModelSpec(BaseModel):
@@ -56,6 +61,7 @@ class ModelSpec(BaseModel):
     labels: Optional[tuple[str, ...]] = None
     labels_file: Optional[str] = None
     description: str = ""
+    examples: tuple[str, ...] = Field((), max_length=MAX_EXAMPLES)
     fit: Literal["stretch", "letterbox", "crop"] = "stretch"
     resample: str = "bilinear"
     score_threshold: float = Field(0.5, ge=0, le=1)
@@ -129,9 +135,11 @@ class DeclarativeModel(ImageModel[Fitted]):
         if spec.task == "classification" and spec.num_classes and labels and len(labels) != spec.num_classes:
             raise ValueError(f"{len(labels)} labels for num_classes={spec.num_classes}")
         mean, std = spec.normalization
+        examples = tuple(example_file(path, home, models_dir) for path in spec.examples)
         self.info = ModelInfo(name=spec.name, version=spec.version, task=spec.task, input_size=spec.input_size,
                               input_mode=spec.mode, labels=tuple(labels), mean=mean, std=std,
-                              description=spec.description or f"{spec.kind} model {self.weights_path.name}")
+                              description=spec.description or f"{spec.kind} model {self.weights_path.name}",
+                              examples=examples)
         for key in ("max_batch_size", "max_batch_delay_ms"):
             if getattr(spec, key) is not None:
                 setattr(self, key, getattr(spec, key))
@@ -203,7 +211,7 @@ class DeclarativeModel(ImageModel[Fitted]):
         """Task-shaped results in model-input pixels, each with its fit geometry (the API maps them back)."""
         task = self.info.task
         if task == "classification":
-            results = top_k_predictions(tasks.stack(outputs), self.info.labels, options.top_k)
+            results = top_k_predictions(tasks.stack(outputs), self.info.labels, options.top_k, self.info.name)
         elif task == "detection":
             threshold = self.spec.score_threshold if options.score_threshold is None else options.score_threshold
             results = [tasks.detections(item, self.info.labels, float(threshold)) for item in outputs]
@@ -214,6 +222,23 @@ class DeclarativeModel(ImageModel[Fitted]):
         for result, item in zip(results, items):
             result["geometry"] = item.geometry
         return results
+
+
+def example_file(path: str, home: Path, models_dir: Path) -> Path:
+    """An entry's example input: resolved like its weights (inside the home), an existing PNG/JPEG/WebP/GIF/BMP."""
+    resolved = resolve_model_path(path, home, models_dir)
+    if not resolved.is_file():
+        raise ValueError(f"example {path!r}: {resolved} does not exist")
+    with resolved.open("rb") as stream:
+        head = stream.read(4096)
+    try:
+        fmt = sniff_format(head)
+    except ImageDecodeError:
+        fmt = None
+    if fmt not in EXAMPLE_FORMATS:
+        raise ValueError(f"example {path!r} is {fmt or 'not an image'}; examples must be "
+                         f"{', '.join(f.upper() for f in EXAMPLE_FORMATS)} (what browsers show)")
+    return resolved
 
 
 def models_file_path(home: Path, configured: str = "") -> Path | None:

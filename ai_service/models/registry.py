@@ -78,7 +78,9 @@ class ModelEntry:
                 "state": self.state, "error": self.error, "last_used": self.last_used,
                 "load_seconds": self.load_seconds, "loads": self.loads, "in_use": self.in_use,
                 "parameters": self.model.parameter_count() if self.model is not None else 0,
-                "bytes_on_device": on_device, "bytes_offloaded": sum(held.values()) - on_device}
+                "bytes_on_device": on_device, "bytes_offloaded": sum(held.values()) - on_device,
+                # the largest input (pixels) the model itself accepts, when it has its own limit: the page warns first
+                "max_input_pixels": getattr(self.model, "max_input_pixels", None)}
 
 
 class ModelRegistry:

@@ -10,6 +10,7 @@ from ai_service import __version__
 from ai_service.devices import describe_device, describe_devices, process_rss
 from ai_service.errors import ServiceError
 from ai_service.schemas import SystemModel
+from ai_service.server.cores import budget
 from ai_service.service.runtime import Runtime
 from ai_service.storage.database import backend, safe_url
 
@@ -42,16 +43,36 @@ def model_detail(runtime: Runtime, ref: str) -> dict[str, Any]:
     return {**registry.status(entry), "versions": registry.versions(entry.info.name)}
 
 
+def forward_threads(runtime: Runtime) -> dict[str, Any]:
+    """The intra-op threads a CPU forward of this worker runs with, from the settings and the core budget.
+
+    torch.get_num_threads() cannot say: it answers for the calling thread, and a request thread that has served
+    a prediction is pinned to 1 (server/cores.py single_threaded; "1 torch threads" on a 2-core server) while
+    the inference threads take their grant from the core budget: every idle core for a lone request, the
+    worker's fair share under load, or AI_SERVICE_TORCH_THREADS when set.
+    """
+    fixed = runtime.settings.engine.torch_threads
+    if fixed:
+        return {"torch_threads": fixed, "torch_threads_busy": fixed, "torch_threads_adaptive": False}
+    cores = budget()
+    return {"torch_threads": cores.total, "torch_threads_busy": cores.fair_share, "torch_threads_adaptive": True}
+
+
+def _with_threads(runtime: Runtime, device: dict[str, Any]) -> dict[str, Any]:
+    """A CPU device's description with the threads its forwards really get (CUDA devices unchanged)."""
+    return {**device, **forward_threads(runtime)} if device.get("type") == "cpu" else device
+
+
 def system_report(runtime: Runtime) -> dict[str, Any]:
     """Devices, memory counters, process RSS, the memory budget and every model's lifecycle state."""
     registry = runtime.registry
-    device = describe_device(registry.device)
+    device = _with_threads(runtime, describe_device(registry.device))
     return {
         "version": __version__,
         "pid": os.getpid(),
         "time": time.time(),
         "device": device,
-        "devices": describe_devices(),
+        "devices": [_with_threads(runtime, item) for item in describe_devices()],
         "memory_allocated": device.get("memory_allocated"),
         "memory_reserved": device.get("memory_reserved"),
         "process_rss": process_rss(),
@@ -85,7 +106,7 @@ def health(runtime: Runtime) -> dict[str, Any]:
     return {
         "status": "ok",
         "version": __version__,
-        "device": describe_device(registry.device),
+        "device": _with_threads(runtime, describe_device(registry.device)),
         "loaded_models": registry.loaded_names(),
         "models": registry.names(),
     }

@@ -97,4 +97,7 @@ def predict_form():
         for upload, result in zip(uploads, outcome.results)
     ]
     finish_timing(outcome.timing_ms, encode_started)
-    return render_template("result.html", outcome=dataclasses.replace(outcome, results=shown))
+    used = next((m for m in list_models(current) if m["name"] == outcome.model and m["version"] == outcome.version), {})
+    return render_template(
+        "result.html", outcome=dataclasses.replace(outcome, results=shown), description=used.get("description")
+    )

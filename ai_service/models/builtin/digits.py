@@ -135,4 +135,4 @@ class DigitsModel(ImageModel[None]):
         return Batch(to_input_tensor([normalize_digit(image) for image in images]).to(self.device))
 
     def postprocess(self, outputs: torch.Tensor, items: Sequence[None], options: ModelOptions) -> list[dict[str, Any]]:
-        return top_k_predictions(outputs, self.info.labels, options.top_k)
+        return top_k_predictions(outputs, self.info.labels, options.top_k, self.info.name)

@@ -40,6 +40,11 @@ class NativeResolutionModel(ImageModel[ImageShape]):
     max_output_pixels = 24_000_000
     max_batch_size = 1
 
+    @property
+    def max_input_pixels(self) -> int:
+        """The largest single input this model takes: its output limit divided by the enlargement."""
+        return self.max_output_pixels // self.scale ** 2
+
     @abstractmethod
     def build(self) -> nn.Module:
         """The network, with its fixed kernels created here (so unload really drops them)."""
@@ -58,10 +63,8 @@ class NativeResolutionModel(ImageModel[ImageShape]):
     def preprocess(self, images: Sequence[Image.Image], options: ModelOptions) -> Batch[ImageShape]:
         out_pixels = sum(image.width * image.height for image in images) * self.scale ** 2
         if out_pixels > self.max_output_pixels:
-            raise ImageTooLargeError(
-                f"{self.info.name} would produce {out_pixels / 1e6:.1f} megapixels; the limit per request is "
-                f"{self.max_output_pixels / 1e6:.1f}. Send fewer or smaller images.",
-                limit=self.max_output_pixels, requested=out_pixels)
+            raise ImageTooLargeError(self.too_large_message(images, out_pixels),
+                                     limit=self.max_output_pixels, requested=out_pixels)
         width, height = max(image.width for image in images), max(image.height for image in images)
         tensors = []
         for image in images:
@@ -70,6 +73,19 @@ class NativeResolutionModel(ImageModel[ImageShape]):
             pad = (0, width - image.width, 0, height - image.height)
             tensors.append(F.pad(chw[None], pad, mode="replicate")[0] if any(pad) else chw)
         return Batch(torch.stack(tensors), [ImageShape(image.width, image.height, image.mode) for image in images])
+
+    def too_large_message(self, images: Sequence[Image.Image], out_pixels: int) -> str:
+        """Why the output would be too large, in megapixels, with what to send instead (one image or several)."""
+        limit = self.max_output_pixels / 1e6
+        if len(images) == 1:
+            image = images[0]
+            made = f"{image.width}×{image.height} ({image.width * image.height / 1e6:.1f} megapixels)"
+            largest = f" (×{self.scale} per side: an input of at most {limit / self.scale ** 2:.1f} megapixels)" \
+                if self.scale > 1 else ""
+            return (f"{self.info.name} would turn this {made} image into {out_pixels / 1e6:.1f} megapixels; "
+                    f"it makes at most {limit:.1f} megapixels per image{largest}. Send a smaller image.")
+        return (f"{self.info.name} would produce {out_pixels / 1e6:.1f} megapixels from these {len(images)} images; it "
+                f"makes at most {limit:.1f} megapixels per request. Send fewer or smaller images.")
 
     def forward(self, batch: torch.Tensor) -> torch.Tensor:
         """One image at a time (peak memory of one image), quantised to uint8 on the device."""
