@@ -4,6 +4,7 @@ CUDA out-of-memory during a batch (split, retry, then 503 + Retry-After with the
 
 from __future__ import annotations
 
+import gc
 import io
 import os
 import runpy
@@ -60,6 +61,11 @@ def test_gunicorn_config_follows_the_settings(monkeypatch, tmp_path):
     assert folder.is_dir() and not any(folder.iterdir())
     assert config["timeout"] >= 45 + 10 and config["graceful_timeout"] >= 45
     assert (config["max_requests"], config["max_requests_jitter"]) == (1234, 99)
+    config["post_worker_init"](None)  # the app is built: the heap that exists now leaves the collector's reach
+    try:
+        assert gc.get_freeze_count() > 10_000
+    finally:
+        gc.unfreeze()
 
 
 def test_sigterm_drains_in_flight_requests(tmp_path, seven_png):
