@@ -14,83 +14,45 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from browser_support import launch_chromium
-from conftest import digit_variants, encode
-from live_server import serve
+from browser_support import (
+    PHONE,
+    checked_page,
+    file_payload,
+    launch_for_screenshots,
+    live_app_server,
+    open_page,
+    seven_variants,
+    shot,
+)
+from conftest import encode
 from PIL import Image
-from web_doubles import register_doubles
 
-from ai_service import create_app
-
-SCREENSHOTS = Path(__file__).resolve().parent.parent / "test-artifacts" / "screenshots"
 MAX_UPLOAD_MB = 2
 MAX_FILES = 2  # small, so three files exercise the page's splitting into several requests
-TIMEOUT_MS = 30_000
 
 
 @pytest.fixture(scope="module")
 def browser():
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    yield from launch_chromium()
+    yield from launch_for_screenshots()
 
 
 @pytest.fixture(scope="module")
 def live_server(tmp_path_factory):
     """The real app (plus test-double models) on a free 127.0.0.1 port, served from a thread."""
-    home = tmp_path_factory.mktemp("browser") / "home"
-    app = create_app(
-        {
-            "home": str(home),
-            "log_level": "WARNING",
-            "log_to_file": False,
-            "max_upload_mb": MAX_UPLOAD_MB,
-            "max_files": MAX_FILES,
-        }
+    yield from live_app_server(
+        tmp_path_factory, "browser", doubles=True, max_upload_mb=MAX_UPLOAD_MB, max_files=MAX_FILES
     )
-    register_doubles(app)
-    with serve(app) as base:
-        yield base
-
-
-def _open(browser, base: str, **context_options):
-    context = browser.new_context(
-        viewport=context_options.pop("viewport", {"width": 1280, "height": 900}),
-        accept_downloads=True,
-        **context_options,
-    )
-    context.set_default_timeout(TIMEOUT_MS)
-    page = context.new_page()
-    errors: list[str] = []
-    page.on("console", lambda message: errors.append(message.text) if message.type == "error" else None)
-    page.on("pageerror", lambda error: errors.append(str(error)))
-    page.console_errors = errors
-    return context, page
 
 
 @pytest.fixture
 def page(browser, live_server):
     """A fresh scripted page on the upload form, ready once app.js has wired it up."""
-    context, page = _open(browser, live_server)
-    page.goto(live_server + "/")
-    page.wait_for_selector("html[data-ready]")
-    yield page
-    errors = [text for text in page.console_errors if "Failed to load resource" not in text]
-    context.close()
-    assert not errors, f"browser console errors: {errors}"
+    yield from checked_page(browser, live_server, accept_downloads=True)
 
 
 @pytest.fixture(scope="module")
 def seven(digits_split) -> dict[str, tuple[bytes, str]]:
-    index = int(list(digits_split.test_labels).index(7))
-    return digit_variants(digits_split.test_images[index])
-
-
-def shot(page, name: str) -> None:
-    page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=True)
-
-
-def file_payload(name: str, data: bytes, mime: str) -> dict:
-    return {"name": name, "mimeType": mime, "buffer": data}
+    return seven_variants(digits_split)
 
 
 def run_and_wait(page, count: int = 1) -> None:
@@ -328,8 +290,7 @@ def test_detection_boxes_and_masks_drawn_over_the_input(page):
 
 
 def test_form_works_without_javascript(browser, live_server, seven):
-    context, page = _open(browser, live_server, java_script_enabled=False)
-    page.goto(live_server + "/")
+    context, page = open_page(browser, live_server, ready=False, accept_downloads=True, java_script_enabled=False)
     assert page.is_visible("#file") and not page.is_visible("#draw-panel")
     page.set_input_files("#file", files=[file_payload("seven.png", seven["alpha.png"][0], "image/png")])
     page.select_option("#model", "digits")
@@ -367,9 +328,9 @@ def open_chooser_with_space(page, attempts: int = 3):
 
 
 def test_phone_width_keyboard_and_focus(browser, live_server, seven):
-    context, page = _open(browser, live_server, viewport={"width": 375, "height": 812}, is_mobile=True, has_touch=True)
-    page.goto(live_server + "/")
-    page.wait_for_selector("html[data-ready]")
+    context, page = open_page(
+        browser, live_server, viewport=PHONE, is_mobile=True, has_touch=True, accept_downloads=True
+    )
     page.keyboard.press("Tab")
     assert page.evaluate("document.activeElement.className") == "skip-link"
     for _ in range(12):
@@ -395,11 +356,11 @@ def test_phone_width_keyboard_and_focus(browser, live_server, seven):
 
 
 def test_status_page_shows_device_and_model_memory(browser, live_server, seven):
-    context, page = _open(browser, live_server)
+    context, page = open_page(browser, live_server, None, accept_downloads=True)
     page.request.post(
         live_server + "/api/v1/predict",
         multipart={
-            "file": {"name": "seven.png", "mimeType": "image/png", "buffer": seven["gray.png"][0]},
+            "file": file_payload("seven.png", seven["gray.png"][0]),
             "model": "digits",
         },
     )
@@ -411,7 +372,7 @@ def test_status_page_shows_device_and_model_memory(browser, live_server, seven):
     assert "loaded" not in page.locator("tr", has=page.locator("th", has_text="edges")).inner_text()
     page.request.post(
         live_server + "/api/v1/predict",
-        multipart={"file": {"name": "disc.png", "mimeType": "image/png", "buffer": cutout_png()}, "model": "edges"},
+        multipart={"file": file_payload("disc.png", cutout_png()), "model": "edges"},
     )
     page.uncheck("#auto-refresh")
     page.check("#auto-refresh")  # refreshes at once, without waiting for the 5 s tick

@@ -10,11 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from browser_support import launch_chromium
-from live_server import serve
-from web_doubles import register_doubles
-
-from ai_service import create_app
+from browser_support import launch_chromium, live_app_server, open_page
 
 AA_TEXT = 4.5
 AA_LARGE_TEXT = 3.0  # WCAG: 24px, or 18.66px bold, and larger
@@ -105,11 +101,7 @@ def browser():
 @pytest.fixture(scope="module")
 def live_server(tmp_path_factory) -> Iterator[str]:
     """The real app plus the test-double models (so every task badge shows in the model list) on a free port."""
-    home = tmp_path_factory.mktemp("dark") / "home"
-    app = create_app({"home": str(home), "log_level": "WARNING", "log_to_file": False})
-    register_doubles(app)
-    with serve(app) as base:
-        yield base
+    yield from live_app_server(tmp_path_factory, "dark", doubles=True)
 
 
 @pytest.fixture(params=["dark", "light"])
@@ -118,15 +110,9 @@ def scheme(request) -> str:
     return request.param
 
 
-def open_page(browser, base: str, path: str, scheme: str):
+def scheme_page(browser, base: str, path: str, scheme: str):
     """A page on `path` with the system color scheme emulated; scripted pages are waited for."""
-    context = browser.new_context(color_scheme=scheme, viewport={"width": 1280, "height": 900})
-    context.set_default_timeout(TIMEOUT_MS)
-    page = context.new_page()
-    page.goto(base + path)
-    if path == "/":
-        page.wait_for_selector("html[data-ready]")
-    return context, page
+    return open_page(browser, base, path, ready=path == "/", timeout_ms=TIMEOUT_MS, color_scheme=scheme)
 
 
 def colors(page, selector: str) -> tuple[list[float], list[float]]:
@@ -159,7 +145,7 @@ KEY_PAIRS = [
 
 @pytest.mark.parametrize("path", ["/", "/docs"])
 def test_page_background_follows_the_system_scheme(browser, live_server, scheme, path):
-    context, page = open_page(browser, live_server, path, scheme)
+    context, page = scheme_page(browser, live_server, path, scheme)
     try:
         text, background = colors(page, "body")
         meta = page.get_attribute("meta[name=color-scheme]", "content")
@@ -180,7 +166,7 @@ def test_page_background_follows_the_system_scheme(browser, live_server, scheme,
 
 @pytest.mark.parametrize("path", ["/", "/docs"])
 def test_key_text_pairs_reach_wcag_aa(browser, live_server, scheme, path):
-    context, page = open_page(browser, live_server, path, scheme)
+    context, page = scheme_page(browser, live_server, path, scheme)
     try:
         ratios = {what: pair_ratio(page, selector) for where, what, selector in KEY_PAIRS if where == path}
     finally:
@@ -192,7 +178,7 @@ def test_key_text_pairs_reach_wcag_aa(browser, live_server, scheme, path):
 @pytest.mark.parametrize("path", ["/", "/docs"])
 def test_every_visible_text_reaches_wcag_aa(browser, live_server, scheme, path):
     """A sweep for what the key pairs miss, such as light text left on a white box in the dark scheme."""
-    context, page = open_page(browser, live_server, path, scheme)
+    context, page = scheme_page(browser, live_server, path, scheme)
     try:
         found = page.evaluate(TEXT_COLORS_JS)
     finally:
@@ -212,7 +198,7 @@ INK = (20, 20, 20, 1)  # the dark ink of a digit on a transparent background (co
 def test_canvas_and_checkerboard_keep_dark_ink_visible(browser, live_server, scheme):
     """The drawing canvas stays white paper for black ink; a transparency checkerboard shows dark ink in both
     schemes."""
-    context, page = open_page(browser, live_server, "/", scheme)
+    context, page = scheme_page(browser, live_server, "/", scheme)
     try:
         canvas_background = colors(page, "#digit-canvas")[1]
         checker = page.evaluate("""() => {

@@ -9,13 +9,19 @@ from __future__ import annotations
 import io
 import re
 from html import unescape
-from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 import numpy as np
 import pytest
-from browser_support import launch_chromium
-from conftest import digit_variants, encode
+from browser_support import (
+    checked_page,
+    file_payload,
+    launch_for_screenshots,
+    open_page,
+    seven_variants,
+    shot,
+)
+from conftest import encode
 from live_server import serve
 from PIL import Image
 from test_browser_dark_mode import AA_LARGE_TEXT, AA_TEXT, TEXT_COLORS_JS, contrast
@@ -24,11 +30,8 @@ from web_doubles import register_doubles
 import ai_service.web.history as history_pages
 from ai_service import create_app
 
-SCREENSHOTS = Path(__file__).resolve().parent.parent / "test-artifacts" / "screenshots"
-
 INLINE_CODE = re.compile(r"<script(?![^>]*\bsrc=)[^>]*>|\son[a-z]+\s*=|\sstyle\s*=", re.IGNORECASE)
 ROW_LINK = re.compile(r'<th scope="row"><a href="/history/([0-9a-f]{32})">')
-TIMEOUT_MS = 30_000
 
 
 def make_app(home, **settings):
@@ -54,8 +57,7 @@ def off_app(home):
 
 @pytest.fixture(scope="module")
 def seven(digits_split) -> bytes:
-    index = int(list(digits_split.test_labels).index(7))
-    return digit_variants(digits_split.test_images[index])["gray.png"][0]
+    return seven_variants(digits_split)["gray.png"][0]
 
 
 def cutout() -> bytes:
@@ -281,8 +283,7 @@ def test_with_api_keys_the_history_needs_a_key(home, seven):
 
 @pytest.fixture(scope="module")
 def browser():
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    yield from launch_chromium()
+    yield from launch_for_screenshots()
 
 
 @pytest.fixture(scope="module")
@@ -301,27 +302,18 @@ def live_server(live_app):
 
 @pytest.fixture
 def page(browser, live_server):
-    context = browser.new_context(viewport={"width": 1280, "height": 900})
-    context.set_default_timeout(TIMEOUT_MS)
-    page = context.new_page()
-    errors: list[str] = []
-    page.on("console", lambda message: errors.append(message.text) if message.type == "error" else None)
-    page.on("pageerror", lambda error: errors.append(str(error)))
-    yield page
-    context.close()
-    errors = [text for text in errors if "Failed to load resource" not in text]
-    assert not errors, f"browser console errors: {errors}"
+    yield from checked_page(browser, live_server, None)
 
 
 def test_upload_panel_links_to_the_entry_and_the_table_filters(page, live_server, live_app, seven):
     page.request.post(
         live_server + "/api/v1/predict",
-        multipart={"model": "digits", "file": {"name": "broken.png", "mimeType": "image/png", "buffer": b"nope"}},
+        multipart={"model": "digits", "file": file_payload("broken.png", b"nope")},
     )
     page.goto(live_server + "/")
     page.wait_for_selector("html[data-ready]")
     assert page.get_attribute("#history-panel", "data-history") == "on"
-    page.set_input_files("#file", files=[{"name": "seven.png", "mimeType": "image/png", "buffer": seven}])
+    page.set_input_files("#file", files=[file_payload("seven.png", seven)])
     page.locator(".file-card").wait_for()
     page.click("#run")
     entry = page.locator("#history .history-entry").first
@@ -329,7 +321,7 @@ def test_upload_panel_links_to_the_entry_and_the_table_filters(page, live_server
     link.wait_for()  # appears once the row is in the database and fetched back
     assert "seven.png" in entry.inner_text() and "7 (" in entry.inner_text()
     assert page.is_visible("#all-history")
-    page.screenshot(path=str(SCREENSHOTS / "history-panel.png"), full_page=True)
+    shot(page, "history-panel")
 
     page.reload()  # the tab keeps its ids: the panel is rebuilt from the server after a reload
     page.wait_for_selector("html[data-ready]")
@@ -351,7 +343,7 @@ def test_upload_panel_links_to_the_entry_and_the_table_filters(page, live_server
     assert re.search(r"tz=-?\d+", page.url)
     assert table.count() == page.locator("#history-table tr.status-error").count() >= 1
     assert "broken.png" in page.inner_text("#history-table") and "seven.png" not in page.inner_text("#history-table")
-    page.screenshot(path=str(SCREENSHOTS / "history-filtered.png"), full_page=True)
+    shot(page, "history-filtered")
     page.select_option("#f-status", "ok")
     page.click("#history-filters button[type=submit]")
     page.wait_for_url(re.compile(r"status=ok"))
@@ -363,14 +355,10 @@ def test_with_history_off_the_panel_keeps_the_tab_history(browser, tmp_path, sev
     """The per-tab history of before: summaries in sessionStorage, "Show" redraws a result, no links to /history."""
     app = make_app(tmp_path / "home", history="off")
     app.config["TESTING"] = False
-    context = browser.new_context(viewport={"width": 1280, "height": 900})
-    context.set_default_timeout(TIMEOUT_MS)
     with serve(app) as base:
-        page = context.new_page()
-        page.goto(base + "/")
-        page.wait_for_selector("html[data-ready]")
+        context, page = open_page(browser, base)
         assert page.get_attribute("#history-panel", "data-history") == "off"
-        page.set_input_files("#file", files=[{"name": "seven.png", "mimeType": "image/png", "buffer": seven}])
+        page.set_input_files("#file", files=[file_payload("seven.png", seven)])
         page.locator(".file-card").wait_for()
         page.click("#run")
         entry = page.locator("#history .history-entry").first
@@ -386,13 +374,11 @@ def test_with_history_off_the_panel_keeps_the_tab_history(browser, tmp_path, sev
 @pytest.mark.parametrize("scheme", ["dark", "light"])
 def test_history_pages_keep_wcag_aa_text_in_both_schemes(browser, live_server, live_app, scheme, seven):
     """The same sweep as test_browser_dark_mode, over the table and an entry page."""
-    context = browser.new_context(color_scheme=scheme, viewport={"width": 1280, "height": 900})
-    context.set_default_timeout(TIMEOUT_MS)
+    context, page = open_page(browser, live_server, None, color_scheme=scheme)
     try:
-        page = context.new_page()
         answer = page.request.post(
             live_server + "/api/v1/predict",
-            multipart={"model": "digits", "file": {"name": "seven.png", "mimeType": "image/png", "buffer": seven}},
+            multipart={"model": "digits", "file": file_payload("seven.png", seven)},
         )
         entry_id = history_id(answer.json())
         flush(live_app)
@@ -407,6 +393,6 @@ def test_history_pages_keep_wcag_aa_text_in_both_schemes(browser, live_server, l
             ]
             assert len(found) > 20, found
             assert not low, f"{scheme} {path}: text below WCAG AA: {low}"
-            page.screenshot(path=str(SCREENSHOTS / f"history-{path.count('/')}-{scheme}.png"), full_page=True)
+            shot(page, f"history-{path.count('/')}-{scheme}")
     finally:
         context.close()

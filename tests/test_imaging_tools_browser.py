@@ -5,10 +5,8 @@ from __future__ import annotations
 import imaging_samples as S
 import numpy as np
 import pytest
-from browser_support import launch_chromium
-from live_server import serve
+from browser_support import close_checked, file_payload, launch_chromium, live_app_server, open_page
 
-from ai_service import create_app
 from ai_service.imaging.io import decode_image
 
 TIMEOUT_MS = 15_000
@@ -21,11 +19,7 @@ def browser():
 
 @pytest.fixture(scope="module")
 def base(tmp_path_factory):
-    app = create_app(
-        {"home": str(tmp_path_factory.mktemp("tools") / "home"), "log_level": "WARNING", "log_to_file": False}
-    )
-    with serve(app) as url:
-        yield url
+    yield from live_app_server(tmp_path_factory, "tools")
 
 
 def white_with_red_square() -> bytes:
@@ -35,23 +29,23 @@ def white_with_red_square() -> bytes:
 
 
 def _page(browser, base: str, javascript: bool = True):
-    context = browser.new_context(accept_downloads=True, java_script_enabled=javascript)
-    context.set_default_timeout(TIMEOUT_MS)
-    page = context.new_page()
-    errors: list[str] = []
-    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
-    page.on("pageerror", lambda e: errors.append(str(e)))
-    page.goto(base + "/tools")
-    if javascript:
-        page.wait_for_selector("html[data-tools-ready]")
-    return context, page, errors
+    """The Tools page (at Playwright's default viewport), waited for when scripted; (context, page, its errors)."""
+    context, page = open_page(
+        browser,
+        base,
+        "/tools",
+        ready="html[data-tools-ready]" if javascript else False,
+        timeout_ms=TIMEOUT_MS,
+        viewport={"width": 1280, "height": 720},  # Playwright's default
+        accept_downloads=True,
+        java_script_enabled=javascript,
+    )
+    return context, page, page.console_errors
 
 
 def test_convert_and_download_with_javascript(browser, base, tmp_path) -> None:
-    context, page, errors = _page(browser, base)
-    page.set_input_files(
-        "#tools-file", files=[{"name": "square.png", "mimeType": "image/png", "buffer": white_with_red_square()}]
-    )
+    context, page, _ = _page(browser, base)
+    page.set_input_files("#tools-file", files=[file_payload("square.png", white_with_red_square())])
     page.check("input[name=key_enabled]")
     page.fill("#key_tolerance", "5")
     page.fill("#width", "40")
@@ -67,15 +61,12 @@ def test_convert_and_download_with_javascript(browser, base, tmp_path) -> None:
     download.save_as(path)
     out = np.asarray(decode_image(path.read_bytes()))
     assert out.shape == (30, 40, 4) and out[2, 2, 3] == 0 and out[15, 15, 3] == 255
-    context.close()
-    assert not [e for e in errors if "Failed to load resource" not in e], errors
+    close_checked(context, page)
 
 
 def test_bad_parameter_message_names_it(browser, base) -> None:
     context, page, errors = _page(browser, base)
-    page.set_input_files(
-        "#tools-file", files=[{"name": "a.png", "mimeType": "image/png", "buffer": white_with_red_square()}]
-    )
+    page.set_input_files("#tools-file", files=[file_payload("a.png", white_with_red_square())])
     page.click("summary")
     page.fill("#operations", '[{"op": "blur"}]')
     page.click("#tools-run")
@@ -87,9 +78,7 @@ def test_bad_parameter_message_names_it(browser, base) -> None:
 
 def test_form_works_without_javascript(browser, base) -> None:
     context, page, _ = _page(browser, base, javascript=False)
-    page.set_input_files(
-        "#tools-file", files=[{"name": "a.png", "mimeType": "image/png", "buffer": white_with_red_square()}]
-    )
+    page.set_input_files("#tools-file", files=[file_payload("a.png", white_with_red_square())])
     page.check("input[name=gray_enabled]")
     page.select_option("#format", "jpeg")
     page.click("#tools-run")

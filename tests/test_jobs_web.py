@@ -12,13 +12,12 @@ import zipfile
 from pathlib import Path
 
 import pytest
-from browser_support import launch_chromium
+from browser_support import checked_page, file_payload, launch_for_screenshots, open_page, shot
 from conftest import encode
 from jobs_support import make_app
 from live_server import serve
 from test_browser_dark_mode import AA_LARGE_TEXT, AA_TEXT, TEXT_COLORS_JS, contrast
 
-SCREENSHOTS = Path(__file__).resolve().parent.parent / "test-artifacts" / "screenshots"
 INLINE_CODE = re.compile(r"<script(?![^>]*\bsrc=)[^>]*>|\son[a-z]+\s*=|\sstyle\s*=", re.IGNORECASE)
 TIMEOUT_MS = 60_000
 KEY = "page-key"
@@ -120,8 +119,7 @@ def test_with_api_keys_the_page_needs_a_key(home):
 
 @pytest.fixture(scope="module")
 def browser():
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    yield from launch_chromium()
+    yield from launch_for_screenshots()
 
 
 @pytest.fixture(scope="module")
@@ -135,16 +133,7 @@ def live(tmp_path_factory):
 
 @pytest.fixture
 def page(browser, live):
-    context = browser.new_context(viewport={"width": 1280, "height": 900}, accept_downloads=True)
-    context.set_default_timeout(TIMEOUT_MS)
-    page = context.new_page()
-    errors: list[str] = []
-    page.on("console", lambda message: errors.append(message.text) if message.type == "error" else None)
-    page.on("pageerror", lambda error: errors.append(str(error)))
-    yield page
-    context.close()
-    errors = [text for text in errors if "Failed to load resource" not in text]
-    assert not errors, f"browser console errors: {errors}"
+    yield from checked_page(browser, live, None, timeout_ms=TIMEOUT_MS, accept_downloads=True)
 
 
 def finished(page, live) -> str:
@@ -160,9 +149,7 @@ def test_a_zip_archive_and_the_page_reopened_on_its_job(page, live, digit_files)
             archive.writestr(f"batch/{path}", data)
     page.goto(live + "/jobs")
     page.wait_for_selector("html[data-ready]")
-    page.set_input_files(
-        "#job-files", files=[{"name": "batch.zip", "mimeType": "application/zip", "buffer": buffer.getvalue()}]
-    )
+    page.set_input_files("#job-files", files=[file_payload("batch.zip", buffer.getvalue(), "application/zip")])
     assert "Archive batch.zip" in page.inner_text("#job-selection")
     page.click("#job-submit")
     job_id = finished(page, live)
@@ -194,7 +181,7 @@ def test_a_folder_runs_to_the_end_with_downloads_and_history(page, live, tmp_pat
     assert page.inner_text("#job-done") == "8" and page.inner_text("#job-failed") == "0"
     assert page.inner_text("#job-name-shown") == "scans" and page.is_hidden("#job-cancel")
     assert "images/s" in page.inner_text("#job-rate")
-    page.screenshot(path=str(SCREENSHOTS / "jobs-finished.png"), full_page=True)
+    shot(page, "jobs-finished")
 
     link = page.locator('#job-downloads a[data-format="jsonl"]')
     assert link.get_attribute("href") == f"/api/v1/jobs/{job_id}/results?format=jsonl"
@@ -221,9 +208,7 @@ def test_a_refused_archive_says_why(page, live):
         archive.writestr("../escape.png", b"\x89PNG\r\n\x1a\n")
     page.goto(live + "/jobs")
     page.wait_for_selector("html[data-ready]")
-    page.set_input_files(
-        "#job-files", files=[{"name": "bad.zip", "mimeType": "application/zip", "buffer": buffer.getvalue()}]
-    )
+    page.set_input_files("#job-files", files=[file_payload("bad.zip", buffer.getvalue(), "application/zip")])
     page.click("#job-submit")
     page.wait_for_selector("#job-error:not([hidden])")
     assert "escape.png" in page.inner_text("#job-error") and page.is_hidden("#job-current")
@@ -232,14 +217,9 @@ def test_a_refused_archive_says_why(page, live):
 @pytest.mark.parametrize("scheme", ["dark", "light"])
 def test_the_page_keeps_wcag_aa_text_in_both_schemes(browser, live, scheme, digit_files):
     """The same sweep as test_browser_dark_mode, over the form, a followed job and the recent jobs."""
-    context = browser.new_context(color_scheme=scheme, viewport={"width": 1280, "height": 900})
-    context.set_default_timeout(TIMEOUT_MS)
+    context, page = open_page(browser, live, None, timeout_ms=TIMEOUT_MS, color_scheme=scheme)
     try:
-        page = context.new_page()
-        files = [
-            {"name": path.replace("/", "-"), "mimeType": "image/png", "buffer": data}
-            for path, data, _ in digit_files[:2]
-        ]
+        files = [file_payload(path.replace("/", "-"), data) for path, data, _ in digit_files[:2]]
         page.goto(live + "/jobs")
         page.wait_for_selector("html[data-ready]")
         page.set_input_files("#job-files", files=files)
@@ -253,7 +233,7 @@ def test_the_page_keeps_wcag_aa_text_in_both_schemes(browser, live, scheme, digi
         ]
         assert len(found) > 20, found
         assert not low, f"{scheme}: text below WCAG AA: {low}"
-        page.screenshot(path=str(SCREENSHOTS / f"jobs-{scheme}.png"), full_page=True)
+        shot(page, f"jobs-{scheme}")
     finally:
         context.close()
 
@@ -262,17 +242,12 @@ def test_cancel_from_the_page(browser, tmp_path, digit_files):
     """Nobody runs this server's chunks (no local workers), so the job waits queued until the page cancels it."""
     app = make_app(tmp_path / "home", jobs_local_workers=0)
     app.config["TESTING"] = False
-    context = browser.new_context(viewport={"width": 1280, "height": 900})
-    context.set_default_timeout(TIMEOUT_MS)
+    context, page = open_page(browser, "", None, timeout_ms=TIMEOUT_MS)
     try:
         with serve(app) as base:
-            page = context.new_page()
             page.goto(base + "/jobs")
             page.wait_for_selector("html[data-ready]")
-            files = [
-                {"name": f"{index}.png", "mimeType": "image/png", "buffer": data}
-                for index, (_, data, _) in enumerate(digit_files[:3])
-            ]
+            files = [file_payload(f"{index}.png", data) for index, (_, data, _) in enumerate(digit_files[:3])]
             page.set_input_files("#job-files", files=files)
             page.click("#job-submit")
             page.wait_for_selector("#job-state:text('queued')")

@@ -17,71 +17,43 @@ from pathlib import Path
 
 import pytest
 import requests
-from browser_support import launch_chromium
-from live_server import serve
+from browser_support import close_checked, launch_for_screenshots, live_app_server, open_page, shot
 
-from ai_service import create_app
 from ai_service.models.builtin.make_examples import MODEL_EXAMPLES
 
-SCREENSHOTS = Path(__file__).resolve().parent.parent / "test-artifacts" / "screenshots"
-TIMEOUT_MS = 30_000
 DESKTOP = {"width": 1280, "height": 800}
-PHONE = {"width": 375, "height": 812}
 #: What differs between two runs of the same request: ids and timings.
 VOLATILE = {"history_id", "timing_ms", "request_id"}
 
 
 @pytest.fixture(scope="module")
 def browser():
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    yield from launch_chromium()
+    yield from launch_for_screenshots()
 
 
 @pytest.fixture(scope="module")
 def live_server(tmp_path_factory):
-    home = tmp_path_factory.mktemp("ui-examples") / "home"
-    app = create_app({"home": str(home), "log_level": "WARNING", "log_to_file": False})
-    with serve(app) as base:
-        yield base
-
-
-class Session:
-    """One browser context on the upload page, collecting console errors (404s of polled resources aside)."""
-
-    def __init__(self, browser, base: str, path: str = "/", *, script: bool = True, scheme: str = "light", **options):
-        self.context = browser.new_context(
-            viewport=options.pop("viewport", DESKTOP), java_script_enabled=script, color_scheme=scheme, **options
-        )
-        self.context.set_default_timeout(TIMEOUT_MS)
-        self.page = self.context.new_page()
-        self.errors: list[str] = []
-        self.page.on("console", lambda m: self.errors.append(m.text) if m.type == "error" else None)
-        self.page.on("pageerror", lambda error: self.errors.append(str(error)))
-        self.page.goto(base + path)
-        if script:
-            self.page.wait_for_selector("html[data-ready]")
-
-    def close(self) -> None:
-        errors = [text for text in self.errors if "Failed to load resource" not in text]
-        self.context.close()
-        assert not errors, f"browser console errors: {errors}"
+    yield from live_app_server(tmp_path_factory, "ui-examples")
 
 
 @pytest.fixture
 def session(browser, live_server):
-    opened: list[Session] = []
+    """Opens pages on the live server (scripted ones once ready); each is closed after the test, failing it on
+    console errors (404s of polled resources aside)."""
+    opened: list = []
 
-    def open_page(path: str = "/", **options) -> Session:
-        opened.append(Session(browser, live_server, path, **options))
-        return opened[-1]
+    def new_page(path: str = "/", *, script: bool = True, scheme: str = "light", **options):
+        options.setdefault("viewport", DESKTOP)
+        opened.append(
+            open_page(
+                browser, live_server, path, ready=script, java_script_enabled=script, color_scheme=scheme, **options
+            )
+        )
+        return opened[-1][1]
 
-    yield open_page
-    for each in opened:
-        each.close()
-
-
-def shot(page, name: str) -> None:
-    page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=True)
+    yield new_page
+    for context, page in opened:
+        close_checked(context, page)
 
 
 def example_names(page) -> list[str]:
@@ -138,7 +110,7 @@ def same_answer(body: dict, expected: dict) -> bool:
 
 
 def test_an_example_is_a_keyboard_button_that_becomes_the_input_and_runs(session):
-    page = session().page
+    page = session()
     assert example_names(page) == list(MODEL_EXAMPLES["digits"])
     first = page.locator("#examples .example").first
     assert first.evaluate("node => node.tagName") == "BUTTON"
@@ -160,7 +132,7 @@ def test_an_example_is_a_keyboard_button_that_becomes_the_input_and_runs(session
 
 
 def test_another_example_replaces_the_chosen_images(session):
-    page = session().page
+    page = session()
     pick_example(page, "handwritten-7.png")
     pick_example(page, "handwritten-3.png")
     assert page.locator("#file-list .file-card").count() == 1
@@ -168,7 +140,7 @@ def test_another_example_replaces_the_chosen_images(session):
 
 
 def test_the_examples_follow_the_model_picker_and_the_models_url(session):
-    page = session().page
+    page = session()
     for ref in ("remove-bg", "upscale-4x", "edges", "digits"):
         choose_model(page, ref)
         page.wait_for_function(  # every thumbnail loads
@@ -180,12 +152,12 @@ def test_the_examples_follow_the_model_picker_and_the_models_url(session):
     result = run_page(page)["results"][0]
     assert result["image"].startswith("data:image/png;base64,")
     shot(page, "examples-remove-bg-run")
-    linked = session("/?model=upscale-4x").page
+    linked = session("/?model=upscale-4x")
     assert example_names(linked) == list(MODEL_EXAMPLES["upscale-4x"])
 
 
 def test_without_javascript_the_examples_are_links_to_the_files(session, live_server):
-    page = session("/?model=remove-bg", script=False).page
+    page = session("/?model=remove-bg", script=False)
     links = page.locator("#examples a.example")
     assert links.count() == 1 and page.locator("#examples button").count() == 0
     href = links.first.get_attribute("href")
@@ -201,7 +173,7 @@ def test_without_javascript_the_examples_are_links_to_the_files(session, live_se
 
 
 def test_before_a_run_the_snippets_follow_the_form(session):
-    page = session().page
+    page = session()
     page.click("#api-panel summary")
     curl = snippet(page, "curl")
     assert "-F model=digits" in curl and "-F top_k=3" in curl and "-F file=@image.png" in curl
@@ -237,7 +209,7 @@ def test_the_snippets_reproduce_the_request_the_page_made(session, live_server, 
     """Run the page, then the curl, requests and ai_service.client snippets it shows (and fetch in the page): same
     answer, ids and timings aside."""
     model, example, fills, selects = CASES[case]
-    page = session().page
+    page = session()
     choose_model(page, model)
     for selector, value in selects.items():
         page.select_option(selector, value)
@@ -286,7 +258,7 @@ def test_the_snippets_reproduce_the_request_the_page_made(session, live_server, 
 
 
 def test_copy_puts_the_snippet_on_the_clipboard(session, live_server):
-    page = session(permissions=["clipboard-read", "clipboard-write"]).page
+    page = session(permissions=["clipboard-read", "clipboard-write"])
     page.click("#api-panel summary")
     page.click("#api-panel button[data-copy='requests']")
     page.locator("#api-panel .copy-status", has_text="Copied.").wait_for()
@@ -296,7 +268,7 @@ def test_copy_puts_the_snippet_on_the_clipboard(session, live_server):
 @pytest.mark.parametrize("width", [320, 375])
 def test_examples_and_snippets_never_make_the_phone_page_scroll_sideways(session, width):
     for scheme in ("light", "dark"):
-        page = session(viewport={"width": width, "height": 812}, scheme=scheme).page
+        page = session(viewport={"width": width, "height": 812}, scheme=scheme)
         choose_model(page, "upscale-2x")
         page.click("#api-panel summary")
         pick_example(page, "small-landscape.jpg")

@@ -16,58 +16,45 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from browser_support import launch_chromium_with
-from conftest import digit_variants, encode
-from live_server import serve
+from browser_support import (
+    PHONE,
+    close_checked,
+    file_payload,
+    launch_for_screenshots,
+    live_app_server,
+    open_page,
+    seven_variants,
+    shot,
+)
+from conftest import encode
 from PIL import Image
-from web_doubles import register_doubles
 
-from ai_service import create_app
-
-SCREENSHOTS = Path(__file__).resolve().parent.parent / "test-artifacts" / "screenshots"
-TIMEOUT_MS = 30_000
 FAKE_CAMERA = ("--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream")
-PHONE = {"width": 375, "height": 812}
 
 
 @pytest.fixture(scope="module")
 def browser():
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    yield from launch_chromium_with(*FAKE_CAMERA)
+    yield from launch_for_screenshots(*FAKE_CAMERA)
 
 
 @pytest.fixture(scope="module")
 def live_server(tmp_path_factory):
-    home = tmp_path_factory.mktemp("ui-features") / "home"
-    app = create_app({"home": str(home), "log_level": "WARNING", "log_to_file": False})
-    register_doubles(app)
-    with serve(app) as base:
-        yield base
+    yield from live_app_server(tmp_path_factory, "ui-features", doubles=True)
 
 
 @pytest.fixture(scope="module")
 def seven(digits_split) -> dict[str, tuple[bytes, str]]:
-    index = int(list(digits_split.test_labels).index(7))
-    return digit_variants(digits_split.test_images[index])
+    return seven_variants(digits_split)
 
 
 class Session:
-    """One browser context and page on the upload form, collecting console errors."""
+    """One browser context and page for the upload form, collecting console errors."""
 
     def __init__(self, browser, base: str, *, scheme: str = "light", script: bool = True, **options):
         self.base = base
-        self.context = browser.new_context(
-            viewport=options.pop("viewport", {"width": 1280, "height": 900}),
-            color_scheme=scheme,
-            java_script_enabled=script,
-            accept_downloads=True,
-            **options,
+        self.context, self.page = open_page(
+            browser, base, None, color_scheme=scheme, java_script_enabled=script, accept_downloads=True, **options
         )
-        self.context.set_default_timeout(TIMEOUT_MS)
-        self.page = self.context.new_page()
-        self.errors: list[str] = []
-        self.page.on("console", lambda message: self.errors.append(message.text) if message.type == "error" else None)
-        self.page.on("pageerror", lambda error: self.errors.append(str(error)))
 
     def goto(self, path: str = "/"):
         self.page.goto(self.base + path)
@@ -79,9 +66,7 @@ class Session:
         return self.page
 
     def close(self) -> None:
-        errors = [text for text in self.errors if "Failed to load resource" not in text]
-        self.context.close()
-        assert not errors, f"browser console errors: {errors}"
+        close_checked(self.context, self.page)
 
 
 @pytest.fixture
@@ -95,14 +80,6 @@ def session(browser, live_server):
     yield make
     for item in sessions:
         item.close()
-
-
-def shot(page, name: str) -> None:
-    page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=True)
-
-
-def payload(name: str, data: bytes, mime: str = "image/png") -> dict:
-    return {"name": name, "mimeType": mime, "buffer": data}
 
 
 def run_and_wait(page, count: int = 1) -> None:
@@ -134,7 +111,7 @@ def no_sideways_scroll(page) -> None:
 @pytest.mark.parametrize("scheme", ["light", "dark"])
 def test_top_label_is_large_and_above_the_bars(session, seven, scheme):
     page = session(scheme=scheme).open()
-    page.set_input_files("#file", files=[payload("seven.png", seven["gray.png"][0])])
+    page.set_input_files("#file", files=[file_payload("seven.png", seven["gray.png"][0])])
     page.locator(".file-card").wait_for()
     run_and_wait(page)
     label = page.locator("#results .top-label")
@@ -150,7 +127,7 @@ def test_top_label_is_large_and_above_the_bars(session, seven, scheme):
 
 def test_top_label_without_javascript(session, seven):
     page = session(script=False).goto("/")
-    page.set_input_files("#file", files=[payload("seven.png", seven["gray.png"][0])])
+    page.set_input_files("#file", files=[file_payload("seven.png", seven["gray.png"][0])])
     page.select_option("#model", "digits")
     page.click("#run")
     page.wait_for_url("**/predict")
@@ -185,7 +162,7 @@ def test_copy_output_image_to_the_clipboard(session, output_format):
     page.select_option("#output_format", output_format)
     if output_format == "webp":
         page.fill("#quality", "100")
-    page.set_input_files("#file", files=[payload("quads.png", quadrants_png())])
+    page.set_input_files("#file", files=[file_payload("quads.png", quadrants_png())])
     page.locator(".file-card").wait_for()
     run_and_wait(page)
     actions = page.locator("#results .output-actions")
@@ -209,7 +186,7 @@ def test_copy_output_image_to_the_clipboard(session, output_format):
 
 def test_copy_mask_to_the_clipboard(session):
     page = session(permissions=["clipboard-read", "clipboard-write"]).open("/?model=alphamask")
-    page.set_input_files("#file", files=[payload("quads.png", quadrants_png())])
+    page.set_input_files("#file", files=[file_payload("quads.png", quadrants_png())])
     page.locator(".file-card").wait_for()
     run_and_wait(page)
     page.click("#results .output-actions button.copy-image")
@@ -225,7 +202,7 @@ def test_elapsed_time_and_cancel_abort_the_request(session, seven):
     held, failed = [], []
     page.route("**/api/v1/predict", lambda route: held.append(route))  # never answered: only Cancel ends it
     page.on("requestfailed", lambda request: failed.append((request.url, request.failure)))
-    page.set_input_files("#file", files=[payload("seven.png", seven["gray.png"][0])])
+    page.set_input_files("#file", files=[file_payload("seven.png", seven["gray.png"][0])])
     page.locator(".file-card").wait_for()
     assert not page.is_visible("#cancel-run")
     page.focus("#run")
@@ -261,10 +238,7 @@ def test_elapsed_time_and_cancel_abort_the_request(session, seven):
 @pytest.fixture(scope="module")
 def one_per_request(tmp_path_factory):
     """A server that takes one file per request, so two images make two requests."""
-    home = tmp_path_factory.mktemp("ui-features-one") / "home"
-    app = create_app({"home": str(home), "log_level": "WARNING", "log_to_file": False, "max_files": 1})
-    with serve(app) as base:
-        yield base
+    yield from live_app_server(tmp_path_factory, "ui-features-one", max_files=1)
 
 
 def test_cancel_keeps_the_requests_already_answered(browser, one_per_request, seven):
@@ -280,7 +254,7 @@ def test_cancel_keeps_the_requests_already_answered(browser, one_per_request, se
     page.route("**/api/v1/predict", first_only)
     page.set_input_files(
         "#file",
-        files=[payload("first.png", seven["gray.png"][0]), payload("second.png", seven["inverted.png"][0])],
+        files=[file_payload("first.png", seven["gray.png"][0]), file_payload("second.png", seven["inverted.png"][0])],
     )
     page.locator(".file-card").nth(1).wait_for()
     page.click("#run")
@@ -298,7 +272,7 @@ def test_cancel_keeps_the_requests_already_answered(browser, one_per_request, se
 def test_escape_cancels_a_running_request(session, seven):
     page = session(viewport=PHONE, is_mobile=True, has_touch=True, scheme="dark").open()
     page.route("**/api/v1/predict", lambda route: None)
-    page.set_input_files("#file", files=[payload("seven.png", seven["gray.png"][0])])
+    page.set_input_files("#file", files=[file_payload("seven.png", seven["gray.png"][0])])
     page.locator(".file-card").wait_for()
     page.click("#run")
     page.locator("#cancel-run:visible").wait_for()
@@ -320,7 +294,7 @@ def test_server_retry_estimate_is_shown(session, seven):
     body = '{"error": {"code": "overloaded", "message": "model digits has 64 images waiting (limit 64)"}}'
     answer = {"status": 503, "body": body, "content_type": "application/json", "headers": {"Retry-After": "7"}}
     page.route("**/api/v1/predict", lambda route: route.fulfill(**answer))
-    page.set_input_files("#file", files=[payload("seven.png", seven["gray.png"][0])])
+    page.set_input_files("#file", files=[file_payload("seven.png", seven["gray.png"][0])])
     page.locator(".file-card").wait_for()
     run_and_wait(page)
     message = page.inner_text("#results .result-item.failed .alert")
@@ -400,7 +374,7 @@ def download_output(page) -> Image.Image:
 
 def test_crop_and_rotate_change_what_is_sent(session):
     page = session().open("/?model=negative")
-    page.set_input_files("#file", files=[payload("quads.png", quadrants_png())])
+    page.set_input_files("#file", files=[file_payload("quads.png", quadrants_png())])
     page.locator(".file-card").wait_for()
     page.focus(".file-card .edit-file")
     page.keyboard.press("Enter")
@@ -429,7 +403,7 @@ def test_crop_and_rotate_change_what_is_sent(session):
 
 def test_crop_by_dragging_and_escape_keeps_the_original(session):
     page = session().open("/?model=negative")
-    page.set_input_files("#file", files=[payload("quads.png", quadrants_png())])
+    page.set_input_files("#file", files=[file_payload("quads.png", quadrants_png())])
     page.locator(".file-card").wait_for()
     page.click(".file-card .edit-file")
     canvas = page.locator("#edit-canvas")
@@ -462,7 +436,7 @@ def test_crop_by_dragging_and_escape_keeps_the_original(session):
 def test_editor_at_phone_width(session, seven, scheme):
     page = session(viewport=PHONE, is_mobile=True, has_touch=True, scheme=scheme).open()
     jpeg = seven["color.jpg"][0]
-    page.set_input_files("#file", files=[payload("seven.jpg", jpeg, "image/jpeg")])
+    page.set_input_files("#file", files=[file_payload("seven.jpg", jpeg, "image/jpeg")])
     page.locator(".file-card").wait_for()
     page.click(".file-card .edit-file")
     page.locator("dialog#editor").wait_for()
@@ -499,7 +473,7 @@ def test_new_controls_reach_wcag_aa(session, seven, scheme):
     page = session(scheme=scheme, permissions=["clipboard-read", "clipboard-write"]).open("/?model=negative")
     page.click("#camera-open")
     page.locator("#camera-capture:enabled").wait_for()
-    page.set_input_files("#file", files=[payload("quads.png", quadrants_png())])
+    page.set_input_files("#file", files=[file_payload("quads.png", quadrants_png())])
     page.locator(".file-card .edit-file").wait_for()
     run_and_wait(page)
     page.click("#results button.copy-image")
@@ -510,7 +484,7 @@ def test_new_controls_reach_wcag_aa(session, seven, scheme):
     assert not low_contrast(page)
     page.keyboard.press("Escape")
     page.select_option("#model", "digits")
-    page.set_input_files("#file", files=[payload("seven.png", seven["gray.png"][0])])
+    page.set_input_files("#file", files=[file_payload("seven.png", seven["gray.png"][0])])
     page.locator(".file-card", has_text="seven.png").wait_for()
     run_and_wait(page, 2)
     page.locator("#results .top-label").first.wait_for()

@@ -10,70 +10,31 @@ from __future__ import annotations
 
 import io
 import re
-from pathlib import Path
 
 import numpy as np
 import pytest
-from browser_support import launch_chromium
-from conftest import digit_variants, encode
-from live_server import serve
+from browser_support import file_payload, launch_for_screenshots, live_app_server, open_page, shot
+from conftest import encode
 from PIL import Image
-from web_doubles import register_doubles
 
-from ai_service import create_app
-
-SCREENSHOTS = Path(__file__).resolve().parent.parent / "test-artifacts" / "screenshots"
-TIMEOUT_MS = 30_000
 MAX_PIXELS = 2_000_000  # small, so a modest image exceeds it
 
 
 @pytest.fixture(scope="module")
 def browser():
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    yield from launch_chromium()
+    yield from launch_for_screenshots()
 
 
 @pytest.fixture(scope="module")
 def live_server(tmp_path_factory):
-    home = tmp_path_factory.mktemp("ui-flow") / "home"
-    app = create_app({"home": str(home), "log_level": "WARNING", "log_to_file": False, "max_pixels": MAX_PIXELS})
-    register_doubles(app)
-    with serve(app) as base:
-        yield base
-
-
-def _open(browser, base: str, path: str = "/", **options):
-    context = browser.new_context(viewport=options.pop("viewport", {"width": 1280, "height": 800}), **options)
-    context.set_default_timeout(TIMEOUT_MS)
-    page = context.new_page()
-    errors: list[str] = []
-    page.on("console", lambda message: errors.append(message.text) if message.type == "error" else None)
-    page.on("pageerror", lambda error: errors.append(str(error)))
-    page.console_errors = errors
-    page.goto(base + path)
-    page.wait_for_selector("html[data-ready]")
-    return context, page
+    yield from live_app_server(tmp_path_factory, "ui-flow", doubles=True, max_pixels=MAX_PIXELS)
 
 
 @pytest.fixture
 def page(browser, live_server):
-    context, page = _open(browser, live_server)
+    context, page = open_page(browser, live_server, viewport={"width": 1280, "height": 800})
     yield page
     context.close()
-
-
-@pytest.fixture(scope="module")
-def seven(digits_split) -> dict[str, tuple[bytes, str]]:
-    index = int(list(digits_split.test_labels).index(7))
-    return digit_variants(digits_split.test_images[index])
-
-
-def shot(page, name: str) -> None:
-    page.screenshot(path=str(SCREENSHOTS / f"ui-{name}.png"), full_page=True)
-
-
-def payload(name: str, data: bytes, mime: str) -> dict:
-    return {"name": name, "mimeType": mime, "buffer": data}
 
 
 def photo(width: int = 160, height: int = 120) -> bytes:
@@ -117,7 +78,7 @@ def image_decodes(page, selector: str) -> int:
 # 1 ------------------------------------------------------------------------------------------------------------
 def test_history_show_after_clear_images_still_has_the_before_image(page):
     page.select_option("#model", "negative")
-    add_files(page, payload("disc.png", cutout(), "image/png"))
+    add_files(page, file_payload("disc.png", cutout(), "image/png"))
     run_and_wait(page)
     page.locator("#history .history-entry").first.wait_for()
     page.click("#clear-files")
@@ -127,12 +88,12 @@ def test_history_show_after_clear_images_still_has_the_before_image(page):
     assert image_decodes(page, "#results .compare img.before") == 120, "the Before image of a history entry is broken"
     assert image_decodes(page, "#results .compare img.after") == 120
     assert not [e for e in page.console_errors if "ERR_FILE_NOT_FOUND" in e]
-    shot(page, "history-after-clear")
+    shot(page, "ui-history-after-clear")
 
 
 # 2 ------------------------------------------------------------------------------------------------------------
 def test_run_brings_the_result_into_view_and_focuses_it(page):
-    add_files(page, payload("photo.png", photo(), "image/png"))
+    add_files(page, file_payload("photo.png", photo(), "image/png"))
     page.locator("#run").scroll_into_view_if_needed()
     page.click("#run")
     page.locator("#results .result-item").first.wait_for()
@@ -148,37 +109,37 @@ def test_run_brings_the_result_into_view_and_focuses_it(page):
     )
     focused = page.evaluate("document.activeElement.getAttribute('aria-label') || document.activeElement.id")
     assert focused == "Result for photo.png"
-    shot(page, "result-focused-1280")
+    shot(page, "ui-result-focused-1280")
 
 
 # 4 ------------------------------------------------------------------------------------------------------------
 def test_not_an_image_message_is_honest_and_shown_once(page):
-    add_files(page, payload("notimage.png", b"plain words, no pixels", "image/png"))
+    add_files(page, file_payload("notimage.png", b"plain words, no pixels", "image/png"))
     error = page.inner_text(".file-card .file-error")
     assert "(it is image/png)" not in error, "the browser's guess from the name is not the content"
     assert error.startswith("notimage.png is not an image") and "content" in error
     assert page.evaluate(VISIBLE_TEXT_COUNT, "notimage.png is not an image") == 1, "the refusal is written twice"
     assert page.locator("#file-messages [role=alert]", has_text="notimage.png").count() == 1  # still announced
-    shot(page, "not-an-image")
+    shot(page, "ui-not-an-image")
 
 
 # 5 ------------------------------------------------------------------------------------------------------------
 def test_damaged_jpeg_shows_no_preview_instead_of_a_broken_image(page):
     good = encode(Image.open(io.BytesIO(photo())).convert("RGB"), "JPEG")
     damaged = good[:200] + bytes(b ^ 0x5A for b in good[200:])  # a valid header, then noise
-    add_files(page, payload("corrupt2.jpg", damaged, "image/jpeg"))
+    add_files(page, file_payload("corrupt2.jpg", damaged, "image/jpeg"))
     card = page.locator(".file-card", has_text="corrupt2.jpg")
     assert card.locator("img").count() == 0, "a broken-image icon labelled 'Preview of corrupt2.jpg'"
     assert card.locator(".thumb-placeholder").inner_text() == "No preview"
     assert "could not be decoded" in card.inner_text()
-    shot(page, "damaged-jpeg")
+    shot(page, "ui-damaged-jpeg")
 
 
 # 6 ------------------------------------------------------------------------------------------------------------
 def test_invalid_option_is_caught_next_to_its_field_and_never_sent(page):
     sent = []
     page.on("request", lambda request: sent.append(request.url) if "/api/v1/predict" in request.url else None)
-    add_files(page, payload("photo.png", photo(), "image/png"))
+    add_files(page, file_payload("photo.png", photo(), "image/png"))
     page.fill("#top_k", "0")
     page.click("#run")
     note = page.locator(".option[data-option=top_k] .field-error")
@@ -187,13 +148,13 @@ def test_invalid_option_is_caught_next_to_its_field_and_never_sent(page):
     assert page.get_attribute("#top_k", "aria-invalid") == "true"
     assert page.evaluate("document.activeElement.id") == "top_k"
     assert page.locator("#results .result-item").count() == 0 and not sent
-    shot(page, "option-invalid")
+    shot(page, "ui-option-invalid")
     page.fill("#top_k", "3")
     assert note.count() == 0, "the message goes once the value is valid"
 
 
 def test_option_refused_by_the_server_is_named_by_its_label_not_on_the_image(page):
-    add_files(page, payload("photo.png", photo(), "image/png"))
+    add_files(page, file_payload("photo.png", photo(), "image/png"))
     page.eval_on_selector("#top_k", "input => input.removeAttribute('min')")  # as if the form's rules were stale
     page.fill("#top_k", "0")
     page.click("#run")
@@ -208,14 +169,14 @@ def test_option_refused_by_the_server_is_named_by_its_label_not_on_the_image(pag
 # 7 ------------------------------------------------------------------------------------------------------------
 def test_status_line_has_one_full_stop_and_forgets_the_last_run_when_blocked(page):
     broken_tiff = b"II*\x00" + b"\x08\x00\x00\x00" + b"\xff" * 64  # passes the browser's sniffing, not the decoder
-    add_files(page, payload("broken.tif", broken_tiff, "image/tiff"))
+    add_files(page, file_payload("broken.tif", broken_tiff, "image/tiff"))
     run_and_wait(page)
     status = page.inner_text("#progress-text")
     assert status.startswith("Finished with 1 error") and ".." not in status, status
     page.click("#clear-files")
     page.click("#run")  # blocked: no image
     assert page.is_hidden("#progress") or "Finished" not in page.inner_text("#progress-text")
-    add_files(page, payload("photo.png", photo(), "image/png"))
+    add_files(page, file_payload("photo.png", photo(), "image/png"))
     run_and_wait(page, 1)
     page.fill("#top_k", "25")
     page.click("#run")  # blocked: an invalid option
@@ -237,7 +198,7 @@ BOX_ASPECTS = """() => {
 
 
 def test_opaque_thumbnails_have_no_checkerboard_border(page):
-    add_files(page, payload("tall.png", photo(60, 120), "image/png"))
+    add_files(page, file_payload("tall.png", photo(60, 120), "image/png"))
     run_and_wait(page)
     page.locator("#history img").first.wait_for()
     page.wait_for_function("() => document.querySelector('#history img').complete")
@@ -245,7 +206,7 @@ def test_opaque_thumbnails_have_no_checkerboard_border(page):
     assert aspects["cardBackground"] == "none", "the card's padding is drawn as transparency"
     assert aspects["card"] == pytest.approx(0.5, abs=0.03), "the checkerboard box is wider than the image"
     assert aspects["history"] == pytest.approx(0.5, abs=0.05)
-    shot(page, "opaque-thumbnails")
+    shot(page, "ui-opaque-thumbnails")
 
 
 # 9 ------------------------------------------------------------------------------------------------------------
@@ -273,7 +234,7 @@ def test_drawing_panel_shows_a_request_id_that_tells_requests_apart(page):
         ids.append(re.search(r"request\s+(\S+)", page.inner_text("#draw-result .hint")).group(1))
     assert ids[0] != ids[1], f"both requests read the same: {ids}"
     assert all(re.fullmatch(r"[0-9a-f]{32}", text) for text in ids)
-    shot(page, "draw-request-id")
+    shot(page, "ui-draw-request-id")
 
 
 # 10 -----------------------------------------------------------------------------------------------------------
@@ -281,14 +242,14 @@ def test_image_over_the_pixel_limit_is_refused_before_sending_with_the_model_nam
     sent = []
     page.on("request", lambda request: sent.append(request.url) if "/api/v1/predict" in request.url else None)
     page.select_option("#model", "upscale-2x")
-    add_files(page, payload("wide.png", photo(1600, 1500), "image/png"))
+    add_files(page, file_payload("wide.png", photo(1600, 1500), "image/png"))
     error = page.inner_text(".file-card .file-error")
     assert "1600×1500 (2.4 megapixels)" in error and "upscale-2x takes at most 2.0 megapixels per image" in error
     page.select_option("#model", "negative")
     assert "negative takes at most 2.0 megapixels" in page.inner_text(".file-card .file-error")
     page.click("#run")
     assert "None of the chosen files can be sent" in page.inner_text("#file-messages") and not sent
-    shot(page, "pixel-limit")
+    shot(page, "ui-pixel-limit")
 
 
 def test_a_models_own_pixel_limit_is_checked_before_sending(page):
@@ -296,7 +257,7 @@ def test_a_models_own_pixel_limit_is_checked_before_sending(page):
     sent = []
     page.on("request", lambda request: sent.append(request.url) if "/api/v1/predict" in request.url else None)
     page.select_option("#model", "upscale-4x")
-    add_files(page, payload("photo.png", photo(1300, 1200), "image/png"))
+    add_files(page, file_payload("photo.png", photo(1300, 1200), "image/png"))
     error = page.locator(".file-card .file-error")
     error.wait_for()
     assert "1300×1200 (1.6 megapixels)" in error.inner_text()
@@ -312,7 +273,7 @@ def test_a_models_own_pixel_limit_is_checked_before_sending(page):
 # 11 -----------------------------------------------------------------------------------------------------------
 def test_large_output_can_be_zoomed_and_opened_full_size(page):
     page.select_option("#model", "upscale-2x")
-    add_files(page, payload("photo.png", photo(600, 450), "image/png"))
+    add_files(page, file_payload("photo.png", photo(600, 450), "image/png"))
     run_and_wait(page)
     toggle = page.get_by_role("button", name="Show the output for photo.png at actual size")
     toggle.wait_for()
@@ -321,7 +282,7 @@ def test_large_output_can_be_zoomed_and_opened_full_size(page):
     frame = page.locator("#results .compare")
     assert frame.evaluate("el => el.getBoundingClientRect().width") == pytest.approx(1200, abs=1)
     assert page.locator("#results .zoom-view").evaluate("el => el.scrollWidth > el.clientWidth")
-    shot(page, "zoom-actual-size")
+    shot(page, "ui-zoom-actual-size")
     with page.expect_popup() as popup_info:
         page.get_by_role("link", name="Open the output for photo.png at full size in a new tab").click()
     popup = popup_info.value

@@ -12,21 +12,25 @@ Content-Security-Policy violation (inline script or style) fails the test that c
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
-from browser_support import launch_chromium
-from conftest import digit_variants, encode
+from browser_support import (
+    SCREENSHOTS,
+    assert_no_console_errors,
+    file_payload,
+    launch_for_screenshots,
+    live_app_server,
+    open_page,
+    quiet_app,
+    seven_variants,
+    shot,
+)
+from conftest import encode
 from live_server import serve
 from PIL import Image
-from web_doubles import register_doubles
 
-from ai_service import create_app
 from ai_service.server import cores
 
-SCREENSHOTS = Path(__file__).resolve().parent.parent / "test-artifacts" / "screenshots"
-TIMEOUT_MS = 30_000
 PHONE_WIDTHS = (320, 375)
 #: Every page the app serves to people, and two error pages (404 for a page and for a history entry).
 PAGES = ("/", "/tools", "/status", "/docs", "/history", "/jobs", "/no-such-page", "/history/0123456789abcdef")
@@ -34,44 +38,17 @@ PAGES = ("/", "/tools", "/status", "/docs", "/history", "/jobs", "/no-such-page"
 
 @pytest.fixture(scope="module")
 def browser():
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    yield from launch_chromium()
-
-
-def _app(home: Path, **settings):
-    app = create_app({"home": str(home), "log_level": "WARNING", "log_to_file": False, **settings})
-    register_doubles(app)
-    return app
+    yield from launch_for_screenshots()
 
 
 @pytest.fixture(scope="module")
 def live_server(tmp_path_factory):
-    with serve(_app(tmp_path_factory.mktemp("layout") / "home")) as base:
-        yield base
+    yield from live_app_server(tmp_path_factory, "layout", doubles=True)
 
 
-def _context(browser, width: int = 1280, height: int = 900, **options):
-    context = browser.new_context(viewport={"width": width, "height": height}, **options)
-    context.set_default_timeout(TIMEOUT_MS)
-    return context
-
-
-def _page(context):
-    page = context.new_page()
-    errors: list[str] = []
-    page.on("console", lambda message: errors.append(message.text) if message.type == "error" else None)
-    page.on("pageerror", lambda error: errors.append(str(error)))
-    page.console_errors = errors
-    return page
-
-
-def _no_console_errors(page) -> None:
-    errors = [text for text in page.console_errors if "Failed to load resource" not in text]
-    assert not errors, f"browser console errors: {errors}"
-
-
-def shot(page, name: str) -> None:
-    page.screenshot(path=str(SCREENSHOTS / f"layout-{name}.png"), full_page=True)
+def _open(browser, base: str, path: str | None, width: int = 1280, height: int = 900, ready: bool = False, **options):
+    """open_page() at width × height; waits for the script only when `ready` (some pages have none)."""
+    return open_page(browser, base, path, ready=ready, viewport={"width": width, "height": height}, **options)
 
 
 def _overflow(page, width: int) -> list[str]:
@@ -94,7 +71,7 @@ def _history_entry(page, base: str) -> str:
     upload = encode(Image.new("RGB", (40, 30), (200, 30, 30)))
     response = page.request.post(
         base + "/api/v1/predict",
-        multipart={"model": "negative", "file": {"name": "red.png", "mimeType": "image/png", "buffer": upload}},
+        multipart={"model": "negative", "file": file_payload("red.png", upload)},
     )
     assert response.ok, response.text()
     return "/history/" + response.json()["results"][0]["history_id"]
@@ -118,8 +95,7 @@ def cat_photo() -> bytes:
 @pytest.mark.parametrize("script", [True, False], ids=["js", "no-js"])
 @pytest.mark.parametrize("width", PHONE_WIDTHS)
 def test_no_page_scrolls_sideways_on_a_phone(browser, live_server, width, script):
-    context = _context(browser, width, 800, java_script_enabled=script)
-    page = _page(context)
+    context, page = _open(browser, live_server, None, width, 800, java_script_enabled=script)
     problems = {}
     for path in (*PAGES, _history_entry(page, live_server)):
         page.goto(live_server + path)
@@ -127,7 +103,7 @@ def test_no_page_scrolls_sideways_on_a_phone(browser, live_server, width, script
         if overflow := _overflow(page, width):
             problems[path] = overflow
         if path in ("/", "/tools", "/docs") and width == 320:
-            shot(page, f"{path.strip('/') or 'index'}-{width}-{'js' if script else 'no-js'}")
+            shot(page, f"layout-{path.strip('/') or 'index'}-{width}-{'js' if script else 'no-js'}")
     # The form shows each model's options (the image models' long "PNG (lossless, keeps transparency)").
     for path in ("/", "/tools"):
         page.goto(live_server + path)
@@ -158,8 +134,8 @@ def test_no_page_scrolls_sideways_on_a_phone(browser, live_server, width, script
         page.wait_for_selector("#result-title")
         if overflow := _overflow(page, width):
             problems["POST /predict (result)"] = overflow
-        shot(page, f"result-{width}-no-js")
-    _no_console_errors(page)
+        shot(page, f"layout-result-{width}-no-js")
+    assert_no_console_errors(page)
     context.close()
     assert not problems, problems
 
@@ -168,27 +144,23 @@ def test_no_page_scrolls_sideways_on_a_phone(browser, live_server, width, script
 
 
 def test_status_table_shows_every_column_at_desktop_width(browser, live_server):
-    context = _context(browser, 1280, 800)
-    page = _page(context)
-    page.goto(live_server + "/status")
+    context, page = _open(browser, live_server, "/status", 1280, 800)
     region = page.locator(".table-scroll")
     widths = region.evaluate("(box) => [box.scrollWidth, box.clientWidth]")
     last = page.locator(".models-table thead th").last
     assert last.inner_text().strip().lower() == "last used"
     box, frame = last.bounding_box(), region.bounding_box()
-    shot(page, "status-1280")
-    _no_console_errors(page)
+    shot(page, "layout-status-1280")
+    assert_no_console_errors(page)
     context.close()
     assert widths[0] <= widths[1], f"the models table scrolls inside its box at 1280 px: {widths}"
     assert box["x"] + box["width"] <= frame["x"] + frame["width"] + 0.5
 
 
 def _device_line(browser, base: str) -> str:
-    context = _context(browser)
-    page = _page(context)
-    page.goto(base + "/status")
+    context, page = _open(browser, base, "/status")
     text = page.locator(".stat").first.inner_text()
-    _no_console_errors(page)
+    assert_no_console_errors(page)
     context.close()
     return " ".join(text.split())
 
@@ -205,7 +177,7 @@ def test_status_reports_the_torch_threads_a_forward_gets(browser, tmp_path, fixe
     total = cores.budget().total
     if expected is None:
         expected = f"up to {total} torch thread{'s' if total != 1 else ''} per forward"
-    with serve(_app(tmp_path / "home", torch_threads=fixed)) as base:
+    with serve(quiet_app(tmp_path / "home", doubles=True, torch_threads=fixed)) as base:
         line = _device_line(browser, base)
     assert expected in line, line
     assert "1 torch threads" not in line
@@ -215,35 +187,30 @@ def test_status_reports_the_torch_threads_a_forward_gets(browser, tmp_path, fixe
 
 
 def test_classifier_warning_is_shown_for_a_photo_that_is_no_digit(browser, live_server, digits_split):
-    context = _context(browser)
-    page = _page(context)
-    page.goto(live_server + "/?model=digits")
-    page.wait_for_selector("html[data-ready]")
-    seven = digit_variants(digits_split.test_images[list(digits_split.test_labels).index(7)])["gray.png"][0]
-    page.set_input_files("#file", files=[{"name": "seven.png", "mimeType": "image/png", "buffer": seven}])
+    context, page = _open(browser, live_server, "/?model=digits", ready=True)
+    seven = seven_variants(digits_split)["gray.png"][0]
+    page.set_input_files("#file", files=[file_payload("seven.png", seven)])
     page.click("#run")
     page.locator("#results[data-run='1'] .result-item").first.wait_for()
     assert page.locator("#results .result-warning").count() == 0  # a real digit: no warning
     page.click("#clear-files")
-    page.set_input_files("#file", files=[{"name": "cat.jpg", "mimeType": "image/jpeg", "buffer": cat_photo()}])
+    page.set_input_files("#file", files=[file_payload("cat.jpg", cat_photo(), "image/jpeg")])
     page.click("#run")
     warning = page.locator("#results[data-run='2'] .result-warning")
     warning.first.wait_for()
     text = warning.first.inner_text()
     assert "unlike" in text and "digits" in text, text
-    shot(page, "warning-cat-js")
-    _no_console_errors(page)
+    shot(page, "layout-warning-cat-js")
+    assert_no_console_errors(page)
     context.close()
 
-    context = _context(browser, java_script_enabled=False)
-    page = _page(context)
-    page.goto(live_server + "/?model=digits")
-    page.set_input_files("#file", files=[{"name": "cat.jpg", "mimeType": "image/jpeg", "buffer": cat_photo()}])
+    context, page = _open(browser, live_server, "/?model=digits", java_script_enabled=False)
+    page.set_input_files("#file", files=[file_payload("cat.jpg", cat_photo(), "image/jpeg")])
     page.click("#run")
     page.wait_for_selector("#result-title")
     text = page.locator(".result-warning").first.inner_text()
     assert "unlike" in text and "digits" in text, text
-    shot(page, "warning-cat-no-js")
+    shot(page, "layout-warning-cat-no-js")
     context.close()
 
 
@@ -251,9 +218,7 @@ def test_classifier_warning_is_shown_for_a_photo_that_is_no_digit(browser, live_
 
 
 def test_form_without_javascript_describes_the_picked_model(browser, live_server):
-    context = _context(browser, java_script_enabled=False)
-    page = _page(context)
-    page.goto(live_server + "/")
+    context, page = _open(browser, live_server, "/", java_script_enabled=False)
     models = page.request.get(live_server + "/api/v1/models").json()["models"]
     described = [m for m in models if m.get("description") and m["state"] != "failed"]
     assert len(described) > 2
@@ -262,7 +227,7 @@ def test_form_without_javascript_describes_the_picked_model(browser, live_server
         page.select_option("#model", model["name"])
         shown = info.get_by_text(model["description"], exact=False).all()
         assert any(element.is_visible() for element in shown), model["name"]
-    shot(page, "model-info-no-js")
+    shot(page, "layout-model-info-no-js")
     # A reload with ?model= (the result page's "Run another image" link) marks the picked model.
     page.goto(live_server + "/?model=edges")
     assert "edges" in info.locator(".chosen").inner_text()
@@ -270,12 +235,8 @@ def test_form_without_javascript_describes_the_picked_model(browser, live_server
 
 
 def test_result_page_without_javascript_names_the_model_and_its_description(browser, live_server):
-    context = _context(browser, java_script_enabled=False)
-    page = _page(context)
-    page.goto(live_server + "/?model=negative")
-    page.set_input_files(
-        "#file", files=[{"name": "a.png", "mimeType": "image/png", "buffer": encode(Image.new("RGB", (8, 8)))}]
-    )
+    context, page = _open(browser, live_server, "/?model=negative", java_script_enabled=False)
+    page.set_input_files("#file", files=[file_payload("a.png", encode(Image.new("RGB", (8, 8))))])
     page.click("#run")
     page.wait_for_selector("#result-title")
     assert "inverts colors" in page.locator(".model-description").inner_text()
@@ -283,10 +244,7 @@ def test_result_page_without_javascript_names_the_model_and_its_description(brow
 
 
 def test_drop_zone_offers_no_keyboard_paste_on_a_touch_screen(browser, live_server):
-    phone = _context(browser, 375, 812, is_mobile=True, has_touch=True)
-    page = _page(phone)
-    page.goto(live_server + "/")
-    page.wait_for_selector("html[data-ready]")
+    phone, page = _open(browser, live_server, "/", 375, 812, is_mobile=True, has_touch=True, ready=True)
     text = page.locator("#dropzone").inner_text()
     # The drop zone alone: a full-page capture resizes the emulated screen and loses (pointer: coarse) meanwhile.
     page.locator("#dropzone").screenshot(path=str(SCREENSHOTS / "layout-dropzone-touch.png"))
@@ -294,26 +252,21 @@ def test_drop_zone_offers_no_keyboard_paste_on_a_touch_screen(browser, live_serv
     assert "Ctrl" not in text and "paste" not in text.lower(), text
     assert "browse" in text or "choose" in text.lower(), text
 
-    desktop = _context(browser)
-    page = _page(desktop)
-    page.goto(live_server + "/")
-    page.wait_for_selector("html[data-ready]")
+    desktop, page = _open(browser, live_server, "/", ready=True)
     assert "Ctrl" in page.locator("#dropzone").inner_text()  # a mouse and keyboard keep the hint
     desktop.close()
 
 
 @pytest.mark.parametrize("width", [1280, 375])
 def test_docs_try_it_inputs_are_as_tall_as_the_selects(browser, live_server, width):
-    context = _context(browser, width, 900)
-    page = _page(context)
-    page.goto(live_server + "/docs")
+    context, page = _open(browser, live_server, "/docs", width, 900)
     heights = page.evaluate(
         """() => [...document.querySelectorAll(
                '.try input:not([type=file]):not([type=checkbox]), .try select, #api-key')]
              .filter((e) => e.getClientRects().length)
              .map((e) => [e.tagName.toLowerCase() + '#' + e.id, e.getBoundingClientRect().height])"""
     )
-    _no_console_errors(page)
+    assert_no_console_errors(page)
     context.close()
     selects = {round(h) for name, h in heights if name.startswith("select")}
     inputs = {name: round(h) for name, h in heights if name.startswith("input")}
@@ -325,16 +278,13 @@ def test_docs_try_it_inputs_are_as_tall_as_the_selects(browser, live_server, wid
 
 def test_layout_screenshots_dark_mode(browser, live_server):
     """Not an assertion of looks: the phone pages in dark mode, for a person to look at."""
-    context = _context(browser, 375, 812, color_scheme="dark")
-    page = _page(context)
+    context, page = _open(browser, live_server, None, 375, 812, color_scheme="dark")
     for path in ("/", "/status", "/docs"):
         page.goto(live_server + path)
         page.wait_for_load_state("networkidle")
         assert not _overflow(page, 375)
-        shot(page, f"dark-{path.strip('/') or 'index'}-375")
+        shot(page, f"layout-dark-{path.strip('/') or 'index'}-375")
     context.close()
-    context = _context(browser, 1280, 800, color_scheme="dark")
-    page = _page(context)
-    page.goto(live_server + "/status")
-    shot(page, "dark-status-1280")
+    context, page = _open(browser, live_server, "/status", 1280, 800, color_scheme="dark")
+    shot(page, "layout-dark-status-1280")
     context.close()
