@@ -16,8 +16,8 @@ def create_app(overrides: Mapping[str, Any] | None = None):
     from ai_service import api, web
     from ai_service.http import context, probes
     from ai_service.http.errors import register_error_handlers
+    from ai_service.http.parsing import install_parsing
     from ai_service.http.security import install_security
-    from ai_service.http.spool import SpoolingRequest
     from ai_service.observability.logging import install_request_logging, setup_logging
     from ai_service.observability.metrics import install_request_metrics
     from ai_service.service.runtime import build_runtime
@@ -33,7 +33,7 @@ def create_app(overrides: Mapping[str, Any] | None = None):
         static_folder=str(ASSETS_DIR / "static"),
         instance_path=str(settings.home),  # Flask's instance folder is the service home (settings.default_home)
     )
-    app.request_class = SpoolingRequest  # bulk job parts share one temporary file (ai_service.http.spool)
+    install_parsing(app)  # request bodies: encodings, multipart errors, strict JSON (ai_service.http.parsing)
     app.config.update(
         MAX_CONTENT_LENGTH=settings.limits.max_content_length, MAX_FORM_PARTS=settings.limits.max_files + 16
     )

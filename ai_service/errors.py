@@ -22,8 +22,17 @@ ERRORS: Final[Mapping[str, ErrorKind]] = {
     "validation_error": ErrorKind(
         422, "A field is missing, has the wrong type or is out of range; `details` names each field."
     ),
-    "invalid_json": ErrorKind(400, "The body is not valid JSON."),
-    "unsupported_media_type": ErrorKind(415, "The request body is neither multipart/form-data nor application/json."),
+    "invalid_json": ErrorKind(
+        400, "The body is not valid JSON (NaN, Infinity and a member repeated in one object are refused too)."
+    ),
+    "invalid_multipart": ErrorKind(
+        400, "A multipart/form-data body that cannot be parsed: no boundary, a wrong boundary, or truncated."
+    ),
+    "unsupported_media_type": ErrorKind(
+        415,
+        "The request body is neither multipart/form-data nor application/json, or its Content-Encoding is not "
+        "gzip or deflate.",
+    ),
     "missing_file": ErrorKind(400, "No image was sent (multipart field `file`, or JSON `image` / `images`)."),
     "too_many_files": ErrorKind(413, "More images in one request than the configured limit."),
     "payload_too_large": ErrorKind(413, "The request body or the decoded images exceed the configured byte limit."),

@@ -2,12 +2,24 @@
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from ai_service.convert_schemas import (  # noqa: F401 (the operations are components of the OpenAPI document)
+    ColorKeyOperation,
+    ColorspaceOperation,
+    ConvertOperation,
+    ConvertOptions,
+    FlattenAlphaOperation,
+    ResizeOperation,
+    ToGrayOperation,
+)
 from ai_service.errors import ERRORS
+from ai_service.model_refs import MAX_PART_LENGTH, MODEL_REF_PATTERN
+from ai_service.multipart_schema import multipart_fields
 
 if TYPE_CHECKING:  # the models import torch; request schemas (and the client) must not
     from ai_service.models.base import ModelOptions
@@ -16,7 +28,8 @@ FitPolicy = Literal["stretch", "letterbox", "crop"]
 Resample = Literal["nearest", "bilinear", "bicubic", "lanczos", "area", "box"]
 OutputFormat = Literal["png", "webp", "jpeg"]
 ReturnKind = Literal["json", "image"]
-MODEL_NAME_PATTERN: Final = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}(@[A-Za-z0-9._-]{1,64})?$"
+#: `name` or `name@version`, the one definition ModelInfo checks registrations with (ai_service/model_refs.py).
+MODEL_NAME_PATTERN: Final = MODEL_REF_PATTERN
 
 
 class Schema(BaseModel):
@@ -124,11 +137,21 @@ class PredictOptions(RunOptions):
 class PredictForm(PredictOptions):
     """multipart/form-data body of POST /api/v1/predict (documentation only: files arrive separately)."""
 
+    model_config = ConfigDict(json_schema_extra=multipart_fields)  # left out, never null (multipart_schema.py)
+
     file: list[bytes] = Field(
         min_length=1,
         description="The image(s): repeat the part for a batch; any format "
         "the service reads (PNG, JPEG, WebP, GIF, BMP, TIFF, ICO, PSD, SVG).",
     )
+
+
+class PredictImageForm(RunOptions):
+    """multipart/form-data body of POST /api/v1/predict/image: one image in, the encoded output image out."""
+
+    model_config = ConfigDict(json_schema_extra=multipart_fields)  # left out, never null (multipart_schema.py)
+
+    file: bytes = Field(description="One image (an image-to-image model's input); any format the service reads.")
 
 
 class PredictJSON(PredictOptions):
@@ -167,6 +190,7 @@ class Detection(ResponseSchema):
     """One detected object; `box` is [x0, y0, x1, y1] in pixels of the original (upright) image."""
 
     label: str
+    index: int | None = Field(None, ge=0, description="Class index in the model's label list, when the model gives it.")
     score: float = Field(ge=0, le=1)
     box: list[float] = Field(min_length=4, max_length=4)
     keypoints: list[list[float]] | None = Field(None, description="[x, y, ...] in original-image pixels.")
@@ -277,24 +301,12 @@ class PredictResponse(ResponseSchema):
     timing_ms: Timing
 
 
-class ConvertForm(BaseModel):
-    """multipart/form-data body of POST /api/v1/convert (other fields are ignored)."""
+class ConvertForm(ConvertOptions):
+    """multipart/form-data body of POST /api/v1/convert (documentation only: the file arrives separately)."""
+
+    model_config = ConfigDict(json_schema_extra=multipart_fields)  # left out, never null (multipart_schema.py)
 
     file: bytes = Field(description="The image (one part).")
-    operations: str | None = Field(
-        None,
-        examples=['[{"op": "resize", "width": 224, "fit": "letterbox"}]'],
-        description="JSON list of up to 20 operations applied in order: "
-        "`to_gray` {weights: bt601|bt709, keep_alpha}, `colorspace` {space}, "
-        "`flatten_alpha` {background}, `color_key` {color, tolerance, softness, metric}, "
-        "`resize` {width, height, fit: stretch|letterbox|crop, filter, pad_color}.",
-    )
-    format: Literal["png", "jpeg", "jpg", "webp"] | None = Field(None, description="Output format (default png).")
-    quality: int | None = Field(None, ge=1, le=100, description="JPEG/WebP quality (default 90).")
-    response: Literal["image", "json"] | None = Field(
-        None, description="`image` (default, or by Accept header): the encoded image; `json`: facts plus a data URL."
-    )
-    download: str | None = Field(None, description="`1`: Content-Disposition attachment instead of inline.")
 
 
 class ConvertSource(ResponseSchema):
@@ -329,10 +341,12 @@ class SystemModel(ResponseSchema):
     """A model's lifecycle and memory, as GET /api/v1/system lists it."""
 
     name: str
-    version: str
-    key: str = Field(description="`name@version`, the model's unique address.")
+    version: str | None = Field(description="null when the registration failed (state failed, see `error`).")
+    key: str = Field(description="`name@version`, the model's unique address (`name` when it failed to register).")
     default: bool = Field(description="True for the version that `name` alone addresses (the newest).")
-    task: str = Field(description="classification, image-to-image, detection or segmentation.")
+    task: str | None = Field(
+        description="classification, image-to-image, detection or segmentation; null when it failed to register."
+    )
     source: str = Field(description="Where it came from: builtin, the models file, or a plugin.")
     state: ModelState = Field(description="registered (not loaded), loaded, offloaded (weights in CPU RAM), failed.")
     error: str | None = Field(description="Why loading failed, when state is failed.")
@@ -355,8 +369,10 @@ class ModelExample(ResponseSchema):
 class ModelStatus(SystemModel):
     """A registered model: its metadata, where its weights are, and its lifecycle state."""
 
-    input_size: list[int] | None = Field(description="[width, height] the model is fed; null = any size.")
-    input_mode: str
+    input_size: list[int] | None = Field(
+        description="[width, height] the model is fed; null = any size, or a registration that failed."
+    )
+    input_mode: str | None = Field(description="L, LA, RGB or RGBA; null when the registration failed.")
     labels: list[str]
     mean: list[float]
     std: list[float]
@@ -469,11 +485,15 @@ def validation_details(error: ValidationError) -> list[dict[str, Any]]:
     return issues
 
 
+#: A query value pydantic would read as a Unix time (seconds, maybe fractional or with an exponent).
+NUMBER = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?")
+
+
 class HistoryFilters(Schema):
     """Query parameters of GET /api/v1/history and its export: every filter is optional and they combine (AND)."""
 
     model: str | None = Field(None, max_length=128, description="Model name (any version unless `version` is set).")
-    version: str | None = Field(None, max_length=64)
+    version: str | None = Field(None, max_length=MAX_PART_LENGTH)
     status: Literal["ok", "error"] | None = None
     source: Literal["api", "web", "job", "cli"] | None = None
     since: datetime | None = Field(None, description="Oldest time included (ISO 8601; UTC when no offset is given).")
@@ -481,6 +501,14 @@ class HistoryFilters(Schema):
     request_id: str | None = Field(None, max_length=64)
     sha256: str | None = Field(None, pattern="^[0-9a-f]{64}$", description="The input image's sha256 (hex).")
     job_id: str | None = Field(None, max_length=32)
+
+    @field_validator("since", "until", mode="before")
+    @classmethod
+    def iso_8601_only(cls, value: Any) -> Any:
+        """pydantic reads a number as a Unix time; the documented contract (format date-time) is ISO 8601 only."""
+        if isinstance(value, int | float) or (isinstance(value, str) and NUMBER.fullmatch(value.strip())):
+            raise ValueError("must be an ISO 8601 date-time, e.g. 2026-01-31T12:00:00Z")
+        return value
 
 
 class HistoryPageQuery(HistoryFilters):
@@ -553,6 +581,8 @@ class JobOptions(RunOptions):
 
 class JobForm(JobOptions):
     """multipart/form-data body of POST /api/v1/jobs: one `archive` part, or `file` parts (documentation only)."""
+
+    model_config = ConfigDict(json_schema_extra=multipart_fields)  # left out, never null (multipart_schema.py)
 
     archive: bytes | None = Field(
         None,

@@ -161,7 +161,7 @@ function start(form) {
     models.clear();
     list.forEach((model) => models.set(refOf(model), model));
     modelSelect.replaceChildren(...list.map((model) => el("option", { value: refOf(model), selected: refOf(model) === chosen,
-      disabled: model.state === "failed" }, `${refOf(model)} — ${model.task}${model.state === "failed" ? " (failed to load)" : ""}`)));
+      disabled: model.state === "failed" }, `${refOf(model)}${model.task ? ` — ${model.task}` : ""}${model.state === "failed" ? " (failed to load)" : ""}`)));
     applyModel();
   }).catch(() => { /* the server-rendered list stays usable */ });
 

@@ -55,7 +55,8 @@ def assert_error(response, status: int, code: str):
 
 
 def test_missing_file(client):
-    assert_error(client.post("/api/v1/predict", data={"model": "digits"}), 400, "missing_file")
+    form = client.post("/api/v1/predict", data={"model": "digits"}, content_type="multipart/form-data")
+    assert_error(form, 400, "missing_file")  # urlencoded (no file possible) is 415: tests/test_request_parsing.py
     body = assert_error(
         client.post("/api/v1/predict", data={"image": (io.BytesIO(b"x"), "a.png")}), 400, "missing_file"
     )

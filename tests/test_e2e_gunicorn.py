@@ -88,7 +88,8 @@ def test_errors_over_http(server):
     cases = [
         ({"files": {"file": ("a.png", b"", "image/png")}}, 400, "empty_file"),
         ({"files": {"file": ("a.png", b"text pretending", "image/png")}}, 415, "unsupported_format"),
-        ({"data": {"model": "digits"}}, 400, "missing_file"),
+        ({"data": {"model": "digits"}}, 415, "unsupported_media_type"),  # urlencoded cannot carry a file
+        ({"files": {"image": ("a.png", b"x", "image/png")}}, 400, "missing_file"),
         (
             {"files": {"file": ("a.png", b"\x89PNG\r\n\x1a\n" + b"\0" * (3 * 1024 * 1024), "image/png")}},
             413,

@@ -10,9 +10,11 @@ import imaging_samples as S
 import numpy as np
 import pytest
 from PIL import Image
+from pydantic import ValidationError
 
+from ai_service.convert_schemas import ConvertOptions
 from ai_service.imaging.io import decode_image
-from ai_service.imaging.ops import OperationError, apply_operations, parse_operations, parse_output
+from ai_service.imaging.ops import apply_operations
 
 URL = "/api/v1/convert"
 
@@ -103,7 +105,7 @@ def test_resize_one_side_keeps_aspect_and_svg_is_rasterised_at_target(client) ->
 
 
 def test_download_attachment(client) -> None:
-    r = post(client, png(S.random_rgb(4, 4)), download="1", filename="../../etc/pass wd.png")
+    r = post(client, png(S.random_rgb(4, 4)), download="true", filename="../../etc/pass wd.png")
     assert r.headers["Content-Disposition"] == 'attachment; filename="pass_wd-converted.png"'
 
 
@@ -111,13 +113,13 @@ def test_download_attachment(client) -> None:
     ("operations", "fields", "parameter"),
     [
         ("not json", {}, "operations"),
-        ({"op": "blur"}, {}, "operations[0].op"),
-        ([{"op": "resize"}], {}, "operations[0].width"),
+        ([{"op": "blur"}], {}, "operations[0].op"),
+        ([{"op": "resize"}], {}, "operations[0]"),
         ([{"op": "resize", "width": 0}], {}, "operations[0].width"),
         ([{"op": "resize", "width": "abc"}], {}, "operations[0].width"),
         ([{"op": "resize", "width": 10, "fit": "zoom"}], {}, "operations[0].fit"),
         ([{"op": "resize", "width": 10, "filter": "hamming"}], {}, "operations[0].filter"),
-        ([{"op": "resize", "width": 8000, "height": 8000}], {}, "operations[0].width"),
+        ([{"op": "resize", "width": 8000, "height": 8000}], {}, "operations[0]"),
         ([{"op": "to_gray"}, {"op": "color_key", "tolerance": -1}], {}, "operations[1].tolerance"),
         ([{"op": "color_key", "color": "notacolor"}], {}, "operations[0].color"),
         ([{"op": "flatten_alpha", "bg": "#fff"}], {}, "operations[0].bg"),
@@ -133,10 +135,16 @@ def test_download_attachment(client) -> None:
 )
 def test_bad_parameters_are_4xx_naming_the_parameter(client, operations, fields, parameter) -> None:
     r = post(client, png(S.random_rgb(8, 8)), operations, **fields)
-    assert 400 <= r.status_code < 500 and r.is_json
+    assert r.status_code == 422 and r.is_json
     error = r.get_json()["error"]
-    assert error["details"]["parameter"] == parameter, error
+    assert error["code"] == "validation_error" and len(error["details"]) == 1, error
+    assert parameter_path(error["details"][0]["loc"]) == parameter, error
     assert parameter in error["message"]
+
+
+def parameter_path(loc: list) -> str:
+    """["operations", 0, "width"] -> "operations[0].width", as the error message spells it."""
+    return "".join(f"[{part}]" if isinstance(part, int) else f".{part}" for part in loc).lstrip(".")
 
 
 def test_output_size_over_pixel_budget_after_aspect(home) -> None:
@@ -144,7 +152,7 @@ def test_output_size_over_pixel_budget_after_aspect(home) -> None:
 
     client = create_app({"TESTING": True, "home": str(home), "max_pixels": 10_000}).test_client()
     r = post(client, png(S.random_rgb(10, 100)), [{"op": "resize", "height": 99}])
-    assert r.status_code == 422 and r.get_json()["error"]["details"]["parameter"] == "operations[0].width"
+    assert r.status_code == 422 and r.get_json()["error"]["details"][0]["loc"] == ["operations", 0, "width"]
 
 
 def test_missing_file_and_bad_images(client) -> None:
@@ -164,16 +172,19 @@ def test_missing_file_and_bad_images(client) -> None:
 
 
 def test_parse_and_apply_operations_directly() -> None:
-    ops = parse_operations(
-        '[{"op": "resize", "width": "16", "height": 8.0, "fit": "crop"}, {"op": "to_gray"}]', max_pixels=1000
+    options = ConvertOptions.model_validate(
+        {"operations": '[{"op": "resize", "width": "16", "height": 8.0, "fit": "crop"}, {"op": "to_gray"}]'},
+        context={"max_pixels": 1000},
     )
+    ops = [op.model_dump() for op in options.operations]
     assert ops[0]["width"] == 16 and ops[0]["height"] == 8
     result = apply_operations(Image.fromarray(S.random_rgb(20, 20)), ops, max_pixels=1000)
     assert result.image.size == (16, 8) and result.image.mode == "L" and result.geometry["mode"] == "crop"
-    assert parse_output("JPG", None) == ("jpeg", 90)
-    with pytest.raises(OperationError) as info:
-        parse_operations([{"op": "resize", "width": 2.5}], max_pixels=1000)
-    assert info.value.parameter == "operations[0].width"
+    assert (options.format, options.quality) == ("png", 90)
+    assert ConvertOptions.model_validate({"format": "JPG"}).format == "jpeg"
+    with pytest.raises(ValidationError) as info:
+        ConvertOptions.model_validate({"operations": '[{"op": "resize", "width": 2.5}]'})
+    assert info.value.errors()[0]["loc"] == ("operations", 0, "resize", "width")
 
 
 # ---------------------------------------------------------------- web page

@@ -169,7 +169,7 @@ def test_image_outputs_come_back_as_a_zip_named_after_the_inputs(client):
     ],
 )
 def test_bad_submissions_are_refused_before_anything_is_stored(client, data, code, status):
-    response = client.post("/api/v1/jobs", data=data)
+    response = client.post("/api/v1/jobs", data=data, content_type="multipart/form-data")
     body = response.get_json()
     assert (response.status_code, body["error"]["code"]) == (status, code), body
     assert nothing_stored(client)

@@ -13,7 +13,7 @@ from PIL import Image
 from ai_service.errors import ServiceError
 from ai_service.schemas import PredictOptions
 from ai_service.service import describe
-from ai_service.service.convert import convert
+from ai_service.service.convert import convert, convert_options
 from ai_service.service.lifecycle import manage
 from ai_service.service.outputs import output_name
 from ai_service.service.predict import PredictOutcome, predict
@@ -88,27 +88,22 @@ def test_predict_with_an_unknown_model_is_unknown_model(runtime):
     with pytest.raises(ServiceError) as caught:
         predict(runtime, "nope", [Upload(b"")], options(runtime))
     assert caught.value.code == "unknown_model" and caught.value.status == 404
-    assert "digits" in caught.value.details["available"]
+    assert "digits@1.0" in caught.value.details["available"]
 
 
 def test_convert_without_flask(runtime):
     data = encode(Image.new("RGBA", (30, 20), (255, 0, 0, 128)))
-    outcome = convert(
-        data,
-        "../a b.png",
-        '[{"op": "resize", "width": 12, "height": 12, "fit": "letterbox"}]',
-        "webp",
-        "80",
-        runtime.settings.limits.max_pixels,
-    )
+    budget = runtime.settings.limits.max_pixels
+    fields = {"operations": '[{"op": "resize", "width": 12, "height": 12, "fit": "letterbox"}]', "format": "webp"}
+    outcome = convert(data, "../a b.png", convert_options({**fields, "quality": "80"}, budget), budget)
     assert (outcome.width, outcome.height, outcome.format, outcome.filename) == (12, 12, "webp", "a_b-converted.webp")
     assert outcome.source_format == "png" and outcome.source_size == (30, 20) and outcome.geometry is not None
     assert outcome.as_dict()["data_url"].startswith("data:image/webp;base64,")
     with pytest.raises(ServiceError) as caught:
-        convert(data, "a.png", [{"op": "resize", "width": 0}], None, None, 1000)
-    assert caught.value.code == "invalid_parameter" and caught.value.details == {"parameter": "operations[0].width"}
+        convert_options({"operations": '[{"op": "resize", "width": 0}]'}, 1000)
+    assert caught.value.code == "validation_error" and caught.value.details[0]["loc"] == ["operations", 0, "width"]
     with pytest.raises(ServiceError) as caught:
-        convert(b"", "a.png", [], None, None, 1000)
+        convert(b"", "a.png", convert_options({}, 1000), 1000)
     assert caught.value.code == "empty_file"
 
 

@@ -226,5 +226,5 @@ def test_a_model_that_failed_to_register_is_listed_but_not_selectable(app, clien
         "broken-plugin", "plugin:broken", "ImportError: no module named x"
     )
     html = client.get("/").get_data(as_text=True)
-    assert re.search(r'<option value="broken-plugin@[^"]*"[^>]* disabled>broken-plugin@[^<]*\(failed to load\)', html)
+    assert re.search(r'<option value="broken-plugin"[^>]* disabled>broken-plugin \(failed to load\)', html)
     assert "ImportError: no module named x" in html

@@ -15,11 +15,11 @@ from werkzeug.exceptions import BadRequest
 
 from ai_service.errors import ServiceError
 from ai_service.http.context import runtime
-from ai_service.http.inputs import check_file_count, uploads_from_form, validate
+from ai_service.http.inputs import check_file_count, form_fields, uploads_from_form, validate
 from ai_service.schemas import PredictJSON, PredictOptions
 from ai_service.service.upload import Upload
 
-FORM_TYPES = ("multipart/form-data", "application/x-www-form-urlencoded")
+FORM_TYPES = ("multipart/form-data",)  # urlencoded cannot carry files: 415, not a confusing missing_file
 URL_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://|^(?:file|ftp|https?|s3|gs):", re.IGNORECASE)
 BASE64_TEXT = re.compile(r"^[A-Za-z0-9+/=_\s-]*$")
 DATA_URL = re.compile(r"^data:(?P<mime>[^,;]*)(?P<params>(?:;[^,;]*)*),", re.IGNORECASE)
@@ -42,9 +42,10 @@ def parse_predict_request() -> PredictCall:
     if mimetype == "application/json" or mimetype.endswith("+json"):
         return _parse_json()
     if mimetype in FORM_TYPES or (not mimetype and not request.content_length):
+        # fields before the files, as JSON does (README: order of checks)
+        options = validate(PredictOptions, form_fields())
         uploads = uploads_from_form()
-        fields = {key: value for key, value in request.form.items() if value != ""}
-        return PredictCall(list(uploads), validate(PredictOptions, fields), batch=len(uploads) > 1)
+        return PredictCall(list(uploads), options, batch=len(uploads) > 1)
     raise ServiceError(
         "unsupported_media_type",
         f"Send multipart/form-data (field `file`) or application/json "
@@ -60,7 +61,7 @@ def _parse_json() -> PredictCall:
         data = request.get_json()
     except BadRequest:
         raise ServiceError("invalid_json", "The request body is not valid JSON.") from None
-    body = validate(PredictJSON, data)
+    body = validate(PredictJSON, data, strict=True)
     texts = body.images if body.images is not None else [body.image]
     check_file_count(len(texts))
     field = "images" if body.images is not None else "image"
@@ -77,7 +78,7 @@ def _parse_json() -> PredictCall:
             "payload_too_large",
             f"The decoded images total {total / 2**20:.2f} MB; the limit is "
             f"{runtime().settings.limits.max_upload_mb:g} MB per request.",
-            {"limit_bytes": limit},
+            {"limit": limit, "setting": "AI_SERVICE_MAX_UPLOAD_MB"},
         )
     return PredictCall(items, body, batch=body.images is not None)
 

@@ -71,14 +71,15 @@ def export_history():
     return response
 
 
-@bp.get("/history/<id>")
+# ids are 32 hex digits: `length=32` keeps /history/export from also matching <id> (OPTIONS's Allow)
+@bp.get("/history/<string(length=32):id>")
 def get_history_entry(id: str):  # noqa: A002  (the path parameter's documented name)
     """One recorded prediction."""
     require_reader()
     return jsonify(HistoryEntry.model_validate(query.entry(runtime().history, id)).model_dump(mode="json"))
 
 
-@bp.delete("/history/<id>")
+@bp.delete("/history/<string(length=32):id>")
 def delete_history_entry(id: str):  # noqa: A002
     """Forget one recorded prediction (admin only); its stored images go with the next retention run."""
     require_admin()
@@ -86,14 +87,14 @@ def delete_history_entry(id: str):  # noqa: A002
     return "", 204
 
 
-@bp.get("/history/<id>/input")
+@bp.get("/history/<string(length=32):id>/input")
 def history_input(id: str):  # noqa: A002
     """The uploaded image as received, when AI_SERVICE_HISTORY_IMAGES=all kept it."""
     require_reader()
     return image_response(query.stored_image(runtime().history, id, "input"), f"{id}-input")
 
 
-@bp.get("/history/<id>/output")
+@bp.get("/history/<string(length=32):id>/output")
 def history_output(id: str):  # noqa: A002
     """The model's output image (PNG), when AI_SERVICE_HISTORY_IMAGES kept outputs."""
     require_reader()

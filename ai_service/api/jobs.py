@@ -22,7 +22,7 @@ from ai_service.api.history import query_args
 from ai_service.errors import ServiceError
 from ai_service.http.bodies import MIB, body_limit_errors, raise_body_limits
 from ai_service.http.context import caller, runtime
-from ai_service.http.inputs import validate
+from ai_service.http.inputs import form_fields, validate
 from ai_service.http.security import require_api_key
 from ai_service.schemas import (
     JOB_ID_PATTERN,
@@ -177,8 +177,7 @@ def parse_job_request(current: Runtime) -> JobCall:
 
 def _parse_form(current: Runtime) -> JobCall:
     """Options from the form fields; the images from one `archive` part or from the `file` parts."""
-    fields = {key: value for key, value in request.form.items() if value != ""}
-    options = validate(JobOptions, fields)
+    options = validate(JobOptions, form_fields())
     archives, files = request.files.getlist("archive"), request.files.getlist("file")
     if archives and files or len(archives) > 1:
         raise ServiceError(
@@ -210,7 +209,7 @@ def _parse_json(current: Runtime) -> JobCall:
         data = request.get_json()
     except BadRequest:
         raise ServiceError("invalid_json", "The request body is not valid JSON.") from None
-    body = validate(JobJSON, data)
+    body = validate(JobJSON, data, strict=True)
     check_count(current, len(body.images))
     model = known_model(current, body)
     names = body.filenames or [""] * len(body.images)

@@ -7,9 +7,10 @@ import time
 from flask import Response, jsonify
 
 from ai_service.api import bp
-from ai_service.api.common import parse_predict_request
+from ai_service.api.common import PredictCall, parse_predict_request
 from ai_service.errors import ServiceError
 from ai_service.http.context import caller, runtime
+from ai_service.http.disposition import content_disposition
 from ai_service.imaging.io import mime_type
 from ai_service.observability.logging import annotate_request
 from ai_service.schemas import PredictOptions, PredictResponse
@@ -28,7 +29,11 @@ STAGES = ("load", "decode", "preprocess", "queue", "forward", "postprocess", "en
 
 @bp.post("/predict")
 def predict_endpoint():
-    call = parse_predict_request()
+    return answer_predict(parse_predict_request())
+
+
+def answer_predict(call: PredictCall):
+    """Run a parsed predict call and answer with JSON or the image (POST /predict/image shares it)."""
     current = runtime()
     info = current.resolve(call.options.model).info
     annotate_request(model=info.key, items=len(call.items))
@@ -56,7 +61,9 @@ def image_response(data: bytes, filename: str, outcome: PredictOutcome, options:
     response = Response(data, mimetype=mime_type(options.output_format))
     response.headers.update(
         {
-            "Content-Disposition": f'inline; filename="{output_name(filename, outcome.model, options.output_format)}"',
+            "Content-Disposition": content_disposition(
+                "inline", output_name(filename, outcome.model, options.output_format)
+            ),
             "X-Model": f"{outcome.model}@{outcome.version}",
             "Server-Timing": server_timing(outcome.timing_ms),
         }

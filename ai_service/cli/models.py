@@ -51,8 +51,8 @@ def _print_table(statuses: list[dict[str, Any]]) -> None:
         default = "*" if s.get("default") else ""
         rows.append(
             (
-                f"{s['name']}@{s['version']}{default}",
-                s["task"],
+                f"{s['key']}{default}",  # name@version, or the name alone of a registration that failed
+                s["task"] or "-",
                 s["state"],
                 f"{s.get('parameters', 0):,}",
                 f"{s.get('bytes_on_device', 0) / 2**20:.1f}",

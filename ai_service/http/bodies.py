@@ -22,17 +22,22 @@ def raise_body_limits(max_bytes: int, max_parts: int) -> None:
     request.max_form_parts = max_parts
 
 
+class DecodedBodyTooLarge(RequestEntityTooLarge):
+    """A compressed body (Content-Encoding) that decodes to more than the limit, however small it was on the wire."""
+
+
 @contextmanager
 def body_limit_errors(max_bytes: int, setting: str, max_parts: int, parts_setting: str) -> Iterator[None]:
     """werkzeug's bare 413 while reading the body → `payload_too_large` or `too_many_files` naming the setting."""
     try:
         yield
-    except RequestEntityTooLarge:
-        if (request.content_length or 0) > max_bytes or request.content_length is None:
+    except RequestEntityTooLarge as error:
+        too_big = (request.content_length or 0) > max_bytes or request.content_length is None
+        if too_big or isinstance(error, DecodedBodyTooLarge):
             raise ServiceError(
                 "payload_too_large",
                 f"The upload is larger than the {max_bytes / MIB:g} MB this endpoint accepts ({setting}).",
-                {"limit_bytes": max_bytes},
+                {"limit": max_bytes, "setting": setting},
             ) from None
         raise ServiceError(
             "too_many_files",

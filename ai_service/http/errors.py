@@ -35,7 +35,9 @@ def render_error(code: str, message: str, status: int, details: Any = None, head
 def register_error_handlers(app: Flask, max_upload_mb: float) -> None:
     """Map every failure to the error shape; nothing a client sends may surface as a traceback.
 
-    `max_upload_mb` is the limit a 413 names (werkzeug's message does not know it)."""
+    `max_upload_mb` is the limit a 413 names, in its message and in bytes as `details.limit` (werkzeug knows
+    neither)."""
+    upload_limit = int(max_upload_mb * 1024 * 1024)
 
     @app.errorhandler(ServiceError)
     def handle_service_error(error: ServiceError):
@@ -51,7 +53,8 @@ def register_error_handlers(app: Flask, max_upload_mb: float) -> None:
             message = f"Too many requests: this client may send {message}; retry after Retry-After seconds."
         headers = dict(error.get_headers()) if status == 405 else {}
         headers.pop("Content-Type", None)
-        return render_error(HTTP_STATUS_CODES.get(status, "http_error"), message, status, headers=headers)
+        details = {"limit": upload_limit, "setting": "AI_SERVICE_MAX_UPLOAD_MB"} if status == 413 else None
+        return render_error(HTTP_STATUS_CODES.get(status, "http_error"), message, status, details, headers)
 
     @app.errorhandler(Exception)
     def handle_unexpected(error: Exception):

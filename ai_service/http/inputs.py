@@ -16,16 +16,33 @@ from ai_service.service.upload import Upload
 Body = TypeVar("Body", bound=BaseModel)
 
 
-def validate(schema: type[Body], data: Any) -> Body:
-    """Validate a body against its pydantic model; failures become 422 `validation_error` naming each field."""
+def validate(schema: type[Body], data: Any, strict: bool = False) -> Body:
+    """Validate a body against its pydantic model; failures become 422 `validation_error` naming each field.
+
+    `strict` for JSON, which has real types (`"top_k": true`, `"2"` or `2.0` are not integers); form fields and
+    query parameters are text, so they are converted."""
     try:
-        return schema.model_validate(data)
+        return schema.model_validate(data, strict=strict)
     except ValidationError as error:
         issues = validation_details(error)
         first = issues[0]
         where = ".".join(str(part) for part in first["loc"]) or "body"
         more = f" (and {len(issues) - 1} more problem(s))" if len(issues) > 1 else ""
         raise ServiceError("validation_error", f"Invalid request: {where}: {first['msg']}{more}.", issues) from None
+
+
+def form_fields() -> dict[str, str]:
+    """The multipart text fields, each sent once; an empty value is a value like any other (validated, never taken
+    for "not sent": leave a field out for its default), and a repeated one is refused (which copy would count?)."""
+    repeated = [(key, len(values)) for key, values in request.form.lists() if len(values) > 1]
+    if repeated:
+        issues = [
+            {"loc": [key], "msg": f"sent {count} times; send it once", "type": "duplicate_field"}
+            for key, count in repeated
+        ]
+        names = ", ".join(f"`{key}`" for key, _ in repeated)
+        raise ServiceError("validation_error", f"Invalid request: {names} sent more than once.", issues)
+    return request.form.to_dict()
 
 
 def check_file_count(count: int) -> None:

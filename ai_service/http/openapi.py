@@ -53,6 +53,19 @@ STORED_TYPES = (
 
 #: The header a 202 names the created job with.
 LOCATION = {"description": "Where to follow the job (GET).", "required": True, "schema": {"type": "string"}}
+#: Listed first for every file or image answer: generated clients (openapi-python-client) read it as bytes; the
+#: Content-Type the server sends is one of the specific types listed after it.
+BINARY = {"schema": {"type": "string", "format": "binary"}}
+#: The optional request header every operation honours (and answers with, see components/headers). Being optional,
+#: it also makes openapi-python-client 0.29.1 import `Unset`, which its module for a body with two content types
+#: (predict, createJob) uses without importing otherwise (its issue #1451): tests/test_generated_clients.py.
+REQUEST_ID = {
+    "name": "X-Request-ID",
+    "in": "header",
+    "required": False,
+    "description": "Your id for this request (1-128 of A-Z a-z 0-9 . _ : -); echoed back and in every log line.",
+    "schema": {"type": "string"},
+}
 #: The multipart parts that carry files, and what they may be.
 FILE_PARTS = {
     "file": "image/*, application/octet-stream",
@@ -80,6 +93,7 @@ class Operation:
     query: type[BaseModel] | None = None  # the query-string parameters, one per field of this model
     success: int = 200  # the success status (204: no body)
     media: tuple[str, ...] = ()  # the success body's content types when it is not JSON (files, images)
+    image_default: bool = False  # with image_response: the image is the default answer, so bytes are listed first
 
 
 def predict_examples(model: str, image_model: str | None) -> tuple[tuple[str, str], ...]:
@@ -188,7 +202,7 @@ def history_operations(model: str) -> list[Operation]:
         ),
         Operation(
             "GET",
-            "/api/v1/history/<id>",
+            "/api/v1/history/<string(length=32):id>",
             "getHistoryEntry",
             "One recorded prediction",
             s.HistoryEntry,
@@ -199,7 +213,7 @@ def history_operations(model: str) -> list[Operation]:
         ),
         Operation(
             "DELETE",
-            "/api/v1/history/<id>",
+            "/api/v1/history/<string(length=32):id>",
             "deleteHistoryEntry",
             "Forget one recorded prediction",
             None,
@@ -214,7 +228,7 @@ def history_operations(model: str) -> list[Operation]:
         ),
         Operation(
             "GET",
-            "/api/v1/history/<id>/input",
+            "/api/v1/history/<string(length=32):id>/input",
             "getHistoryInput",
             "The uploaded image of a recorded prediction",
             None,
@@ -226,7 +240,7 @@ def history_operations(model: str) -> list[Operation]:
         ),
         Operation(
             "GET",
-            "/api/v1/history/<id>/output",
+            "/api/v1/history/<string(length=32):id>/output",
             "getHistoryOutput",
             "The output image (PNG) of a recorded prediction",
             None,
@@ -376,6 +390,22 @@ def operations(model: str, image_model: str | None, example: str | None = None) 
         ),
         Operation(
             "POST",
+            "/api/v1/predict/image",
+            "predictImage",
+            "Run an image-to-image model on one image; the body is the output image",
+            None,
+            "predict",
+            errors=(400, 404, 413, 415, 422, 503, 504),
+            security="key",
+            request={"multipart/form-data": s.PredictImageForm},
+            media=IMAGE_TYPES,
+            description=(
+                "`POST /api/v1/predict` with `return=image`, as an operation of its own: one `file`, the same "
+                "options but `return`, and the encoded output image (`output_format`) as the whole body."
+            ),
+        ),
+        Operation(
+            "POST",
             "/api/v1/convert",
             "convert",
             "Convert an image: resize, color, alpha; no model",
@@ -385,9 +415,14 @@ def operations(model: str, image_model: str | None, example: str | None = None) 
             security="key",
             request={"multipart/form-data": s.ConvertForm},
             image_response=True,
+            image_default=True,
             description=(
                 "Decode one image safely (format sniffed from its bytes, pixel limit), apply the listed "
-                "operations in order and answer with the encoded image, or with JSON (`response=json`)."
+                "operations in order and answer with the encoded image, or with JSON (`response=json`). "
+                "`operations` is JSON text whose `contentSchema` is the union of operations, told apart by `op`. "
+                "The fields are checked before the file, like /predict's: an unknown field or parameter, or a bad "
+                "value, is `422 validation_error` with `details` listing each (`loc` e.g. "
+                '["operations", 1, "tolerance"]).'
             ),
             examples=convert_examples(),
         ),
@@ -619,7 +654,8 @@ def operation_object(op: Operation, params: list[str], refs: dict, base: str, ap
     if op.success == 204:
         success["description"] = "Done; no body"
     elif op.media:
-        success["content"] = {kind: {"schema": {"type": "string", "contentMediaType": kind}} for kind in op.media}
+        files = {kind: {"schema": {"type": "string", "contentMediaType": kind}} for kind in op.media}
+        success["content"] = {"application/octet-stream": BINARY, **files}
     elif op.response is not None:
         success["content"] = {"application/json": {"schema": refs[(op.response, "serialization")]}}
     else:
@@ -628,7 +664,9 @@ def operation_object(op: Operation, params: list[str], refs: dict, base: str, ap
         success["content"].update(
             {kind: {"schema": {"type": "string", "contentMediaType": kind}} for kind in IMAGE_TYPES}
         )
-        success["description"] = "JSON, or the encoded output image itself (see `return` / `response`)"
+        success["description"] = f"JSON, or the encoded output image itself (see `{image_switch(op)}`)"
+        if op.image_default:
+            success["content"] = {"application/octet-stream": BINARY, **success["content"]}
     responses: dict[str, Any] = {str(op.success): success}
     for status in op.errors:
         responses[str(status)] = {"description": status_description(status), **error}
@@ -643,12 +681,13 @@ def operation_object(op: Operation, params: list[str], refs: dict, base: str, ap
         result["description"] = op.description
     parameters = [{"name": name, "in": "path", "required": True, **PATH_PARAMETERS[name]} for name in params]
     parameters += query_parameters(op.query) if op.query else []
+    parameters.append(REQUEST_ID)
     if parameters:
         result["parameters"] = parameters
     if op.security == "admin":
         result["security"] = [{"adminToken": []}]
-    elif op.security == "key" and api_keys:
-        result["security"] = [{"apiKeyBearer": []}, {"apiKeyHeader": []}]
+    elif op.security == "key":  # `{}`: anonymous calls too, while AI_SERVICE_API_KEYS is unset
+        result["security"] = [{"apiKeyBearer": []}, {"apiKeyHeader": []}, *([] if api_keys else [{}])]
     if op.request:
         content = {kind: {"schema": refs[(body, "validation")]} for kind, body in op.request.items()}
         if "multipart/form-data" in content:
@@ -672,9 +711,16 @@ def operation_object(op: Operation, params: list[str], refs: dict, base: str, ap
     return result
 
 
+def image_switch(op: Operation) -> str:
+    """The request field that picks the image body over JSON: predict's `return`, convert's `response`."""
+    fields = {info.alias or name for body in op.request.values() for name, info in body.model_fields.items()}
+    return "return" if "return" in fields else "response"
+
+
 def query_parameters(model: type[BaseModel]) -> list[dict[str, Any]]:
     """One query parameter per field of `model`, its schema from pydantic (the null of an optional field dropped:
-    a query parameter is left out, never null)."""
+    a query parameter is left out, never null); an optional one may be sent empty, which means "not set" (as HTML
+    forms send them, ai_service/api/history.py query_args), hence allowEmptyValue."""
     schema = model.model_json_schema()
     required = set(schema.get("required", []))
     found = []
@@ -689,6 +735,8 @@ def query_parameters(model: type[BaseModel]) -> list[dict[str, Any]]:
         if prop.get("default", 0) is None:
             del prop["default"]
         parameter = {"name": name, "in": "query", "required": name in required, "schema": prop}
+        if name not in required:
+            parameter["allowEmptyValue"] = True
         found.append({**parameter, "description": description} if description else parameter)
     return found
 

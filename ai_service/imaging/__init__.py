@@ -10,7 +10,7 @@ stays cheap - torch is loaded by `convert` only):
 - convert: PIL <-> NumPy, PIL batches -> torch, model tensors -> PIL, gray conversion
 - resize: alpha-aware resizing of images with Pillow's filters, fit modes with their geometry
 - color: RGB <-> HSV/HLS/LAB/YCrCb/YUV/gray for NumPy and PIL (OpenCV's conventions)
-- ops: the validated operation pipeline behind POST /api/v1/convert and the Tools page
+- ops: the operation pipeline behind POST /api/v1/convert and the Tools page (validated by ai_service.convert_schemas)
 """
 
 from __future__ import annotations

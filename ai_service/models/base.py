@@ -17,10 +17,10 @@ from typing import Any, Generic, TypeVar
 import torch
 from PIL import Image
 
+from ai_service.model_refs import MAX_PART_LENGTH, is_valid_part
 from ai_service.models import pytree
 
 TASKS = ("classification", "image-to-image", "detection", "segmentation")
-NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,99}$")
 EXAMPLE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 WARMUP_SIDE = 64
 DEFAULT_TOP_K = 3
@@ -56,9 +56,10 @@ class ModelInfo:
         if self.task not in TASKS:
             raise ValueError(f"model {self.name}: task must be one of {TASKS}, got {self.task!r}")
         for what, value in (("name", self.name), ("version", self.version)):
-            if not NAME_PATTERN.match(str(value)):
-                raise ValueError(f"model {what} {value!r} must be 1-100 letters, digits, '.', '_', '+' or '-' "
-                                 "(no '@', '/' or spaces) so that it can be addressed as name@version")
+            if not is_valid_part(str(value)):
+                raise ValueError(f"model {what} {value!r} must be 1-{MAX_PART_LENGTH} letters, digits, '.', '_', '+' "
+                                 "or '-', starting with a letter or digit (no '@', '/' or spaces) so that it can be "
+                                 "addressed as name@version")
         if self.input_size is not None and (len(self.input_size) != 2 or min(self.input_size) < 1):
             raise ValueError(f"model {self.name}: input_size must be [width, height] of positive ints or None")
 

@@ -11,11 +11,14 @@ from typing import Any, Callable, Iterable, Iterator
 import torch
 from loguru import logger
 
+from ai_service.model_refs import MAX_PART_LENGTH, UNSAFE_CHARACTERS
 from ai_service.observability import metrics
 from ai_service.devices import release_memory
 from ai_service.models.base import ImageModel, ModelInfo, check_contract
 from ai_service.settings import EVICTION_MODES
 CPU = torch.device("cpu")
+#: What a registration that failed never declared: listed as null, not as ModelInfo's defaults.
+UNDECLARED = {"version": None, "task": None, "input_size": None, "input_mode": None}
 
 
 class UnknownModelError(KeyError):
@@ -74,7 +77,9 @@ class ModelEntry:
         on_device = sum(n for where, n in held.items() if torch.device(where) == device)
         if self.state == "offloaded" and device.type == "cpu":
             on_device = 0  # offloading to CPU RAM from a CPU device moves nothing; count it as offloaded
-        return {**self.info.as_dict(), "key": self.info.key, "default": default, "source": self.source,
+        info = self.info.as_dict() if self.model is not None else {**self.info.as_dict(), **UNDECLARED}
+        key = self.info.key if self.model is not None else self.info.name
+        return {**info, "key": key, "default": default, "source": self.source,
                 "state": self.state, "error": self.error, "last_used": self.last_used,
                 "load_seconds": self.load_seconds, "loads": self.loads, "in_use": self.in_use,
                 "parameters": self.model.parameter_count() if self.model is not None else 0,
@@ -437,5 +442,5 @@ class ModelRegistry:
 
 def _safe_name(name: str) -> str:
     """A failure's display name that ModelInfo accepts (file names may contain spaces)."""
-    cleaned = re.sub(r"[^A-Za-z0-9._+-]", "-", name).strip("-.") or "plugin"
-    return cleaned[:100] if cleaned[0].isalnum() else "x" + cleaned[:99]
+    cleaned = UNSAFE_CHARACTERS.sub("-", name).strip("-.") or "plugin"
+    return cleaned[:MAX_PART_LENGTH] if cleaned[0].isalnum() else "x" + cleaned[: MAX_PART_LENGTH - 1]

@@ -1,17 +1,21 @@
-"""The one convert pipeline (no model): validate the operations, decode with hints, apply them, encode.
+"""The one convert pipeline (no model): validate the fields (pydantic), decode with hints, apply them, encode.
 
 POST /api/v1/convert and the Tools page both call `convert`, so the same inputs give the same bytes.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from pydantic import ValidationError
+
+from ai_service.convert_schemas import ConvertOptions, convert_issues, parameter_loc
 from ai_service.errors import ServiceError
 from ai_service.imaging.encode import data_url
 from ai_service.imaging.io import decode_image, encode_image, mime_type, sniff_format
-from ai_service.imaging.ops import OperationError, apply_operations, parse_operations, parse_output
+from ai_service.imaging.ops import OperationError, apply_operations
 from ai_service.service.outputs import output_name
 
 
@@ -64,22 +68,39 @@ class ConvertOutcome:
         return body
 
 
-def convert(data: bytes, filename: str, operations: Any, fmt: Any, quality: Any, max_pixels: int) -> ConvertOutcome:
-    """Validate `operations` (JSON text or a list) and the output choice, then decode, apply and encode.
-
-    Raises ServiceError: invalid_parameter naming the parameter, or the decoder's error for a bad image.
-    """
+def convert_options(fields: Mapping[str, Any], max_pixels: int) -> ConvertOptions:
+    """Validate the form's fields (all but the file); any problem is a 422 `validation_error` listing each field."""
     try:
-        ops = parse_operations(operations, max_pixels=max_pixels)
-        fmt, quality = parse_output(fmt, quality)
-        image = decode_image(data, max_pixels=max_pixels, **decode_hints(ops))
+        return ConvertOptions.model_validate(dict(fields), context={"max_pixels": max_pixels})
+    except ValidationError as error:
+        raise invalid(convert_issues(error)) from None
+
+
+def invalid(issues: list[dict[str, Any]]) -> ServiceError:
+    """The `validation_error` for these issues; the message names the first as a path, e.g. operations[0].width."""
+    first = issues[0]
+    where = "".join(f"[{part}]" if isinstance(part, int) else f".{part}" for part in first["loc"]).lstrip(".")
+    more = f" (and {len(issues) - 1} more problem(s))" if len(issues) > 1 else ""
+    return ServiceError("validation_error", f"Invalid request: {where}: {first['msg']}{more}.", issues)
+
+
+def convert(data: bytes, filename: str, options: ConvertOptions, max_pixels: int) -> ConvertOutcome:
+    """Decode with hints from the validated operations, apply them and encode.
+
+    Raises ServiceError: the decoder's error for a bad image, or `validation_error` when a resize would exceed
+    the pixel budget once the image's aspect ratio is known.
+    """
+    ops = [operation.model_dump() for operation in options.operations]
+    image = decode_image(data, max_pixels=max_pixels, **decode_hints(ops))
+    try:
         result = apply_operations(image, ops, max_pixels=max_pixels)
     except OperationError as error:
-        raise ServiceError("invalid_parameter", error.message, {"parameter": error.parameter}) from None
-    body = encode_image(result.image, fmt, quality=quality)
+        text = error.message.removeprefix(f"{error.parameter}: ")
+        raise invalid([{"loc": parameter_loc(error.parameter), "msg": text, "type": "too_many_pixels"}]) from None
+    body = encode_image(result.image, options.format, quality=options.quality)
     return ConvertOutcome(
         body,
-        fmt,
+        options.format,
         result.image.width,
         result.image.height,
         result.image.mode,
@@ -87,7 +108,7 @@ def convert(data: bytes, filename: str, operations: Any, fmt: Any, quality: Any,
         result.geometry,
         sniff_format(data),
         image.info.get("source_size", image.size),
-        output_name(filename, "converted", fmt),
+        output_name(filename, "converted", options.format),
     )
 
 

@@ -82,6 +82,7 @@ def finish_timing(timing: dict[str, float], encode_started: float) -> None:
 
 
 def output_name(filename: str, label: str, fmt: str) -> str:
-    """A safe download name: the upload's stem, what made the file (a model, 'converted'), the extension."""
-    stem = re.sub(r"[^A-Za-z0-9._-]+", "_", PurePath(filename or "image").stem)[:100] or "image"
+    """A safe download name: the upload's stem (letters of any script kept), what made it (a model, 'converted'),
+    the extension; HTTP headers carry it with an ASCII fallback (ai_service/http/disposition.py)."""
+    stem = re.sub(r"[^\w.-]+", "_", PurePath(filename or "image").stem)[:100] or "image"
     return f"{stem}-{label}.{'jpg' if fmt == 'jpeg' else fmt}"

@@ -68,10 +68,10 @@ def model_errors(registry: ModelRegistry, ref: str) -> Iterator[None]:
     try:
         yield
     except UnknownModelError:
-        available = registry.names()
+        available = registry.keys()  # name@version, the form every endpoint accepts and ModelStatus.key shows
         raise ServiceError(
             "unknown_model",
-            f"No model named {ref!r}. Available: {', '.join(available)} (address a version as name@version).",
+            f"No model named {ref!r}. Available: {', '.join(available)} (a name alone addresses its newest version).",
             {"model": ref, "available": available},
         ) from None
     except ModelLoadError as error:

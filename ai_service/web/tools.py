@@ -6,6 +6,7 @@ static/tools.js upgrades it to call the API directly and offer the result as a d
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from typing import Any
 
@@ -15,7 +16,7 @@ from ai_service.errors import ServiceError
 from ai_service.http.context import runtime
 from ai_service.imaging.color import SPACES
 from ai_service.imaging.resize import FILTERS, FIT_MODES
-from ai_service.service.convert import convert
+from ai_service.service.convert import convert, convert_options
 from ai_service.web import bp
 
 CHOICES = {"spaces": [s for s in SPACES if s != "rgb"], "filters": FILTERS, "fits": FIT_MODES}
@@ -56,6 +57,14 @@ def form_operations(form: Mapping[str, str]) -> Any:
     return ops
 
 
+def tool_fields(form: Mapping[str, str]) -> dict[str, str]:
+    """The page's controls as the API's fields: the operations as JSON text, the output choice if given."""
+    operations = form_operations(form)
+    fields = {"operations": operations if isinstance(operations, str) else json.dumps(operations)}
+    fields.update({key: form[key] for key in ("format", "quality") if form.get(key)})
+    return fields
+
+
 def _page(status: int = 200, **context: Any):
     """Render the tools page, echoing the submitted form values."""
     page = render_template("tools.html", settings=runtime().settings, choices=CHOICES, form=request.form, **context)
@@ -75,14 +84,9 @@ def tools_form():
     try:
         if upload is None or not upload.filename and not upload.content_length:
             raise ServiceError("missing_file", "Choose an image file first.", {"parameter": "file"})
-        outcome = convert(
-            upload.read(),
-            upload.filename or "",
-            form_operations(request.form),
-            request.form.get("format"),
-            request.form.get("quality"),
-            runtime().settings.limits.max_pixels,
-        )
+        max_pixels = runtime().settings.limits.max_pixels
+        options = convert_options(tool_fields(request.form), max_pixels)
+        outcome = convert(upload.read(), upload.filename or "", options, max_pixels)
     except ServiceError as error:
         return _page(error.status, error={"code": error.code, "message": error.message})
     output = {
