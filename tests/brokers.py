@@ -176,8 +176,13 @@ class Worker:
         self.terminated = False
         command = [sys.executable, "-m", "ai_service.cli", "worker", "--hostname", f"{name}@%h", *args]
         with open(log, "ab") as out:
-            self.process = subprocess.Popen(
-                command, cwd=ROOT, env={**os.environ, **env}, stdout=out, stderr=subprocess.STDOUT
+            self.process = subprocess.Popen(  # its own process group: freeze() stops the pool's children too
+                command,
+                cwd=ROOT,
+                env={**os.environ, **env},
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
             )
 
     def output(self) -> str:
@@ -192,6 +197,13 @@ class Worker:
             return " ready." in self.output()
 
         wait_for(ready, timeout, f"worker {self.name} to be ready", interval=0.1)
+
+    def freeze(self) -> None:
+        """SIGSTOP the worker and its children: what it has written stays as it is while a test looks."""
+        os.killpg(self.process.pid, signal.SIGSTOP)
+
+    def thaw(self) -> None:
+        os.killpg(self.process.pid, signal.SIGCONT)
 
     def kill(self) -> None:
         """SIGKILL the worker (its prefork children die with it: Celery sets their parent-death signal)."""

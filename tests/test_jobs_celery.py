@@ -224,15 +224,19 @@ def test_a_killed_worker_loses_nothing_and_counts_nothing_twice(tmp_path, broker
         job_id = deployment.submit(digits[0])
 
         def victim_half_way() -> int | None:
-            """The start of a chunk the victim runs with 1 to CHUNK/2 of its rows written, after two done chunks."""
+            """The start of a chunk the victim runs with 1 to CHUNK/2 of its rows written, after two done chunks.
+
+            The victim is frozen (SIGSTOP) while this looks and stays frozen when it answers, so the kill lands on
+            exactly what was seen (on a loaded machine it could otherwise finish the chunk in between)."""
+            victim.freeze()
             chunks = deployment.chunks(job_id)
-            if sum(c.state == "done" for c in chunks) < 2:
-                return None
             written = set(deployment.indexes(job_id))
-            for chunk in chunks:
-                if chunk.state == "running" and chunk.owner.startswith("victim@"):
-                    if 1 <= len(set(range(chunk.start, chunk.stop)) & written) <= CHUNK // 2:
-                        return chunk.start + 1  # + 1: chunk 0 is a start too, and 0 would mean "not yet"
+            if sum(c.state == "done" for c in chunks) >= 2:
+                for chunk in chunks:
+                    if chunk.state == "running" and chunk.owner.startswith("victim@"):
+                        if 1 <= len(set(range(chunk.start, chunk.stop)) & written) <= CHUNK // 2:
+                            return chunk.start + 1  # + 1: chunk 0 is a start too, and 0 would mean "not yet"
+            victim.thaw()
             return None
 
         held = int(deployment.wait(victim_half_way, JOB_TIMEOUT_S, "the victim half-way through a chunk", 0.01)) - 1

@@ -73,7 +73,13 @@ def test_components_are_generated_from_the_pydantic_models(document):
         assert set(schema["properties"]) == expected, name
     assert components["ErrorBody"]["properties"]["code"]["enum"] == list(ERRORS)
     predict = document["paths"]["/api/v1/predict"]["post"]
-    assert set(predict["requestBody"]["content"]) == {"multipart/form-data", "application/json"}
+    assert set(predict["requestBody"]["content"]) == {"multipart/form-data"}  # one body type per operation
+    predict_json = document["paths"]["/api/v1/predict/json"]["post"]
+    assert set(predict_json["requestBody"]["content"]) == {"application/json"}
+    assert predict_json["responses"] == predict["responses"]
+    jobs = document["paths"]["/api/v1/jobs"]["post"]["requestBody"]["content"]
+    assert set(jobs) == {"multipart/form-data"} and "archive" in jobs["multipart/form-data"]["encoding"]
+    assert set(document["paths"]["/api/v1/jobs/json"]["post"]["requestBody"]["content"]) == {"application/json"}
     assert {"200", "400", "413", "415", "422", "default"} <= set(predict["responses"])
 
 

@@ -105,7 +105,8 @@ def test_multipart_schemas_say_fields_are_left_out_never_null(client):
             assert prop.get("default", "") is not None, (path, method, name, prop)
         assert "empty" in schema.get("description", "").lower(), (path, schema.get("description"))
     predict = schema_at(
-        document, document["paths"]["/api/v1/predict"]["post"]["requestBody"]["content"]["application/json"]["schema"]
+        document,
+        document["paths"]["/api/v1/predict/json"]["post"]["requestBody"]["content"]["application/json"]["schema"],
     )
     assert mentions_null(predict["properties"]["fit"])  # JSON can send null, and it means "the default"
 
@@ -317,3 +318,35 @@ def test_encodings_and_broken_multipart_under_gunicorn(tmp_path: Path, png):
         text = json_body(png).decode()[:-1] + ', "score_threshold": NaN}'
         nan = requests.post(url, data=text, headers={"Content-Type": "application/json"}, timeout=60)
         assert nan.status_code == 400 and nan.json()["error"]["code"] == "invalid_json", nan.text[:300]
+
+
+# --- issue 20, item 7: one documented body type per operation; the old paths keep both -----------------------------
+
+
+def test_json_twins_take_json_and_the_old_paths_still_take_both(client, png):
+    headers = {"Content-Type": "application/json"}
+    for path in (PREDICT, PREDICT + "/json"):
+        answer = client.post(path, data=json_body(png, model="digits"), headers=headers)
+        assert answer.status_code == 200, (path, answer.data[:300])
+        assert answer.get_json()["results"][0]["predictions"]
+    assert post(client, multipart([("model", "digits")], [("file", png)])).status_code == 200
+    refused = client.post(
+        PREDICT + "/json",
+        data=multipart([("model", "digits")], [("file", png)]),
+        headers={"Content-Type": f"multipart/form-data; boundary={BOUNDARY}"},
+    )
+    assert refused.status_code == 415 and error(refused)["code"] == "unsupported_media_type"
+    images = json.dumps({"model": "digits", "images": [base64.b64encode(png).decode()]})
+    for path in (JOBS, JOBS + "/json"):
+        answer = client.post(path, data=images, headers=headers)
+        assert answer.status_code == 202, (path, answer.data[:300])
+        assert answer.headers["Location"].endswith(answer.get_json()["id"])
+    refused = client.post(
+        JOBS + "/json",
+        data=multipart([("model", "digits")], [("file", png)]),
+        headers={"Content-Type": f"multipart/form-data; boundary={BOUNDARY}"},
+    )
+    assert refused.status_code == 415 and error(refused)["code"] == "unsupported_media_type"
+    allowed = {method.strip() for method in client.options(JOBS + "/json").headers["Allow"].split(",")}
+    assert allowed == {"POST", "OPTIONS"}  # not a job id: job ids are 32 characters
+    assert client.get(JOBS + "/json").status_code == 405

@@ -80,6 +80,15 @@ CONFIG = (
         why="an empty file; more files than max_files (a setting); bytes that are no image; image and images both "
         "or neither; return=image for a classification model",
     )
+    + allow(
+        "predictJson",
+        400,
+        413,
+        415,
+        422,
+        why="more images than max_files (a setting); bytes that are no image; image and images both or neither; "
+        "return=image for a classification model",
+    )
     + allow("predictImage", 400, 415, 422, why="an empty file; bytes that are no image; a model without image output")
     + allow("convert", 400, 415, 422, why="an empty file; bytes that are no image; `operations` that is no list")
     + allow(
@@ -89,6 +98,13 @@ CONFIG = (
         415,
         422,
         why="an archive that is no archive; more files than the limits; filenames that do not match the images",
+    )
+    + allow(
+        "createJobJson",
+        400,
+        413,
+        422,
+        why="more images than the limits; filenames that do not match the images",
     )
     + allow("listHistory", 422, why="a cursor this server did not issue")
 )

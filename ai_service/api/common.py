@@ -53,6 +53,22 @@ def parse_predict_request() -> PredictCall:
     )
 
 
+def is_json_body() -> bool:
+    """application/json or a +json type: what the JSON twins (POST /predict/json, /jobs/json) take."""
+    mimetype = request.mimetype
+    return mimetype == "application/json" or mimetype.endswith("+json")
+
+
+def require_json_body() -> None:
+    """The JSON twins take JSON only: anything else is 415 before the body is read."""
+    if not is_json_body():
+        raise ServiceError(
+            "unsupported_media_type",
+            f"Send application/json; got {request.mimetype or 'no content type'} "
+            "(multipart uploads go to the path without /json).",
+        )
+
+
 def _parse_json() -> PredictCall:
     """JSON body: options plus `image` or `images` as base64 / data: URLs; a bad item fails alone."""
     limit = runtime().settings.limits.max_content_length

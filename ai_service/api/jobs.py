@@ -17,7 +17,7 @@ from flask import Response, jsonify, request, url_for
 from werkzeug.exceptions import BadRequest
 
 from ai_service.api import bp
-from ai_service.api.common import FORM_TYPES, bytes_from_text
+from ai_service.api.common import FORM_TYPES, bytes_from_text, require_json_body
 from ai_service.api.history import query_args
 from ai_service.errors import ServiceError
 from ai_service.http.bodies import MIB, body_limit_errors, raise_body_limits
@@ -53,6 +53,8 @@ OPTION_PARTS = 32
 BASE64_OVERHEAD = 4 / 3
 JSON_SLACK_BYTES = 1 * MIB
 JOB_ID = re.compile(JOB_ID_PATTERN.strip("^$"))
+# The job routes take 32 characters (`string(length=32)`), so that POST /jobs/json is no job id: GET or DELETE on it
+# is 405, and OPTIONS on it allows POST only; an id of another length is the router's 404 `not_found`.
 
 
 def require_jobs() -> None:
@@ -87,6 +89,14 @@ def create_job():
     return jsonify(body), 202, {"Location": location}
 
 
+@bp.post("/jobs/json")
+def create_job_json():
+    """POST /jobs with a JSON body (`images`), an operation of its own; other bodies are 415."""
+    require_jobs()
+    require_json_body()
+    return create_job()
+
+
 @bp.get("/jobs")
 def list_jobs():
     """The newest jobs first, optionally only those in one state."""
@@ -97,7 +107,7 @@ def list_jobs():
     return jsonify(JobPage.model_validate({"items": found}).model_dump(mode="json"))
 
 
-@bp.get("/jobs/<job_id>")
+@bp.get("/jobs/<string(length=32):job_id>")
 def get_job(job_id: str):
     """State, counts, throughput and ETA: what a client polls."""
     require_jobs()
@@ -106,14 +116,14 @@ def get_job(job_id: str):
     return jsonify(body), 200, {"Cache-Control": "no-store"}
 
 
-@bp.delete("/jobs/<job_id>")
+@bp.delete("/jobs/<string(length=32):job_id>")
 def cancel_job(job_id: str):
     """Stop a queued or running job; the images already done keep their results."""
     require_jobs()
     return jsonify(JobStatus.model_validate(jobs.cancel(runtime(), job_path(job_id))).model_dump(mode="json"))
 
 
-@bp.get("/jobs/<job_id>/results")
+@bp.get("/jobs/<string(length=32):job_id>/results")
 def job_results(job_id: str):
     """One row per input, in input order, with its archive path: JSON lines, CSV or Parquet, streamed."""
     require_jobs()
@@ -123,7 +133,7 @@ def job_results(job_id: str):
     return download(stream, MEDIA_TYPES[fmt], f"job-{job_id}.{fmt}")
 
 
-@bp.get("/jobs/<job_id>/outputs.zip")
+@bp.get("/jobs/<string(length=32):job_id>/outputs.zip")
 def job_outputs(job_id: str):
     """The output images (image-to-image, masks), named after their inputs, as one streamed zip."""
     require_jobs()

@@ -1,4 +1,8 @@
-"""POST /api/v1/predict: images in (multipart or JSON), one result per image out, as JSON or as the image itself."""
+"""POST /api/v1/predict (documented multipart, still accepts JSON) and POST /api/v1/predict/json (JSON only): images
+in, one result per image out, as JSON or as the image itself.
+
+Two documented operations, one per request body type, so that generated clients (openapi-generator) send the body
+their operation names; both run answer_predict."""
 
 from __future__ import annotations
 
@@ -7,7 +11,7 @@ import time
 from flask import Response, jsonify
 
 from ai_service.api import bp
-from ai_service.api.common import PredictCall, parse_predict_request
+from ai_service.api.common import PredictCall, parse_predict_request, require_json_body
 from ai_service.errors import ServiceError
 from ai_service.http.context import caller, runtime
 from ai_service.http.disposition import content_disposition
@@ -29,6 +33,13 @@ STAGES = ("load", "decode", "preprocess", "queue", "forward", "postprocess", "en
 
 @bp.post("/predict")
 def predict_endpoint():
+    return answer_predict(parse_predict_request())
+
+
+@bp.post("/predict/json")
+def predict_json_endpoint():
+    """POST /predict with a JSON body (`image` or `images`), an operation of its own; other bodies are 415."""
+    require_json_body()
     return answer_predict(parse_predict_request())
 
 

@@ -57,8 +57,9 @@ LOCATION = {"description": "Where to follow the job (GET).", "required": True, "
 #: Content-Type the server sends is one of the specific types listed after it.
 BINARY = {"schema": {"type": "string", "format": "binary"}}
 #: The optional request header every operation honours (and answers with, see components/headers). Being optional,
-#: it also makes openapi-python-client 0.29.1 import `Unset`, which its module for a body with two content types
-#: (predict, createJob) uses without importing otherwise (its issue #1451): tests/test_generated_clients.py.
+#: it also makes openapi-python-client 0.29.1 import `Unset`, which a module for a body with two content types uses
+#: without importing otherwise (its issue #1451); no operation has two body types any more (predict/predictJson,
+#: createJob/createJobJson), but the header is real and stays documented.
 REQUEST_ID = {
     "name": "X-Request-ID",
     "in": "header",
@@ -72,6 +73,11 @@ FILE_PARTS = {
     "archive": "application/zip, application/x-tar, application/gzip, application/x-bzip2, application/x-xz, "
     "application/octet-stream",
 }
+
+
+#: What the predict operations (multipart and JSON) and the job submissions answer with besides success.
+PREDICT_ERRORS = (400, 404, 413, 415, 422, 503, 504)
+JOB_ERRORS = (400, 404, 413, 415, 422, 503)
 
 
 @dataclass(frozen=True)
@@ -97,18 +103,13 @@ class Operation:
 
 
 def predict_examples(model: str, image_model: str | None) -> tuple[tuple[str, str], ...]:
-    """curl lines for POST /api/v1/predict: sample file, multipart, batch, JSON, image output."""
-    body = json.dumps({"model": model, "top_k": 3, "image": f"data:image/png;base64,{SAMPLE_PNG_BASE64}"})
+    """curl lines for POST /api/v1/predict: sample file, multipart, batch, image output."""
     lines = [
         ("Save the sample image the examples use", f"echo '{SAMPLE_PNG_BASE64}' | base64 -d > {SAMPLE_FILE}"),
         ("One image, multipart", f"curl -s -F file=@{SAMPLE_FILE} -F model={model} -F top_k=3 {{base}}/api/v1/predict"),
         (
             "A batch: repeat the file part",
             f"curl -s -F file=@{SAMPLE_FILE} -F file=@{SAMPLE_FILE} -F model={model} {{base}}/api/v1/predict",
-        ),
-        (
-            "JSON with a base64 data: URL",
-            f"curl -s -H 'Content-Type: application/json' -d '{body}' {{base}}/api/v1/predict",
         ),
         (
             "Choose how the image is fitted",
@@ -125,6 +126,21 @@ def predict_examples(model: str, image_model: str | None) -> tuple[tuple[str, st
             )
         )
     return tuple(lines)
+
+
+def predict_json_examples(model: str) -> tuple[tuple[str, str], ...]:
+    """curl lines for POST /api/v1/predict/json: one image, a batch."""
+    image = f"data:image/png;base64,{SAMPLE_PNG_BASE64}"
+    one = json.dumps({"model": model, "top_k": 3, "image": image})
+    many = json.dumps({"model": model, "images": [image, SAMPLE_PNG_BASE64]})
+    json_type = "-H 'Content-Type: application/json'"
+    return (
+        ("JSON with a base64 data: URL", f"curl -s {json_type} -d '{one}' {{base}}/api/v1/predict/json"),
+        (
+            "A batch: `images`, plain base64 or data: URLs",
+            f"curl -s {json_type} -d '{many}' {{base}}/api/v1/predict/json",
+        ),
+    )
 
 
 def convert_examples() -> tuple[tuple[str, str], ...]:
@@ -255,6 +271,7 @@ def history_operations(model: str) -> list[Operation]:
 
 def jobs_examples(model: str) -> tuple[tuple[str, str], ...]:
     """curl lines for POST/GET /api/v1/jobs (the sample image saved by the predict examples)."""
+    body = json.dumps({"model": model, "images": [SAMPLE_PNG_BASE64] * 2, "filenames": ["a.png", "b.png"]})
     return (
         (
             "A job of several images: repeat the file part",
@@ -264,6 +281,10 @@ def jobs_examples(model: str) -> tuple[tuple[str, str], ...]:
             "A job from an archive of a folder",
             f"tar czf images.tar.gz {SAMPLE_FILE} && curl -s -F archive=@images.tar.gz -F model={model} "
             "{base}/api/v1/jobs",
+        ),
+        (
+            "A job of base64 images, JSON",
+            f"curl -s -H 'Content-Type: application/json' -d '{body}' {{base}}/api/v1/jobs/json",
         ),
         ("The newest jobs", "curl -s '{base}/api/v1/jobs?limit=5'"),
     )
@@ -277,22 +298,41 @@ def jobs_operations(model: str) -> list[Operation]:
             "POST",
             "/api/v1/jobs",
             "createJob",
-            "Run a model over an archive or many images in the background",
+            "Run a model over an archive or many images in the background (multipart)",
             s.JobCreated,
             "jobs",
-            errors=(400, 404, 413, 415, 422, 503),
+            errors=JOB_ERRORS,
             security="key",
             success=202,
-            request={"multipart/form-data": s.JobForm, "application/json": s.JobJSON},
-            examples=jobs_examples(model),
+            request={"multipart/form-data": s.JobForm},
+            examples=jobs_examples(model)[:2],
             description=(
                 "Send a zip or tar archive as the multipart part `archive`, or images as `file` parts (a folder's "
-                "relative paths as their filenames), or JSON `images`; plus `model` and the per-image options of "
-                "/predict. The body may be up to `AI_SERVICE_JOBS_MAX_UPLOAD_MB`. An unknown model (404), an unsafe "
-                "archive (traversal, links, devices, nested archives: 400 `unsafe_archive`) or one over a limit "
-                "(413 `archive_too_large`, naming the limit) is refused before anything is stored. A member that "
-                "is not an image becomes that item's error; the job goes on. Answers 202 with the job's id and a "
-                "`Location` to poll; results are history rows with the job's `job_id`." + off
+                "relative paths as their filenames); plus `model` and the per-image options of /predict. The body "
+                "may be up to `AI_SERVICE_JOBS_MAX_UPLOAD_MB`. An unknown model (404), an unsafe archive "
+                "(traversal, links, devices, nested archives: 400 `unsafe_archive`) or one over a limit (413 "
+                "`archive_too_large`, naming the limit) is refused before anything is stored. A member that is not "
+                "an image becomes that item's error; the job goes on. Answers 202 with the job's id and a "
+                "`Location` to poll; results are history rows with the job's `job_id`. JSON bodies (base64 "
+                "`images`) belong to `POST /api/v1/jobs/json`; this path still accepts them, as it always has." + off
+            ),
+        ),
+        Operation(
+            "POST",
+            "/api/v1/jobs/json",
+            "createJobJson",
+            "Run a model over many base64 images in the background (JSON)",
+            s.JobCreated,
+            "jobs",
+            errors=JOB_ERRORS,
+            security="key",
+            success=202,
+            request={"application/json": s.JobJSON},
+            examples=jobs_examples(model)[2:3],
+            description=(
+                "`POST /api/v1/jobs` with a JSON body: `images` as base64 or data: URLs (a bad one becomes that "
+                "item's error), optional `filenames` naming them, plus `model` and the per-image options of "
+                "/predict. Answers 202 with the job's id and a `Location` to poll." + off
             ),
         ),
         Operation(
@@ -305,11 +345,12 @@ def jobs_operations(model: str) -> list[Operation]:
             errors=(401, 422, 503),
             security="key",
             query=s.JobsQuery,
+            examples=jobs_examples(model)[3:],
             description="Optionally only the jobs in one state." + off,
         ),
         Operation(
             "GET",
-            "/api/v1/jobs/<job_id>",
+            "/api/v1/jobs/<string(length=32):job_id>",
             "getJob",
             "A job's state, counts, throughput and ETA",
             s.JobStatus,
@@ -320,7 +361,7 @@ def jobs_operations(model: str) -> list[Operation]:
         ),
         Operation(
             "DELETE",
-            "/api/v1/jobs/<job_id>",
+            "/api/v1/jobs/<string(length=32):job_id>",
             "cancelJob",
             "Cancel a job; images already done keep their results",
             s.JobStatus,
@@ -332,7 +373,7 @@ def jobs_operations(model: str) -> list[Operation]:
         ),
         Operation(
             "GET",
-            "/api/v1/jobs/<job_id>/results",
+            "/api/v1/jobs/<string(length=32):job_id>/results",
             "getJobResults",
             "One row per input, in input order, as JSON lines, CSV or Parquet",
             None,
@@ -349,7 +390,7 @@ def jobs_operations(model: str) -> list[Operation]:
         ),
         Operation(
             "GET",
-            "/api/v1/jobs/<job_id>/outputs.zip",
+            "/api/v1/jobs/<string(length=32):job_id>/outputs.zip",
             "getJobOutputs",
             "The output images of a job as a zip, named after their inputs",
             None,
@@ -372,20 +413,39 @@ def operations(model: str, image_model: str | None, example: str | None = None) 
             "POST",
             "/api/v1/predict",
             "predict",
-            "Run a model on one or more images",
+            "Run a model on one or more images (multipart)",
             s.PredictResponse,
             "predict",
-            errors=(400, 404, 413, 415, 422, 503, 504),
+            errors=PREDICT_ERRORS,
             security="key",
             image_response=True,
-            request={"multipart/form-data": s.PredictForm, "application/json": s.PredictJSON},
+            request={"multipart/form-data": s.PredictForm},
             examples=predict_examples(model, image_model),
             description=(
-                "Send images as multipart `file` parts or as JSON `image` / `images` (base64 or data: URLs; "
-                "remote URLs are refused, never fetched). The answer always has one entry in `results` per "
+                "Send images as multipart `file` parts. The answer always has one entry in `results` per "
                 "input, in order. A request with one input fails as a whole when that input is bad; in a "
-                "batch (several `file` parts or JSON `images`) a bad input gets an error entry and the others "
-                "still run. With `return=image` the body is the encoded output image instead of JSON."
+                "batch (several `file` parts) a bad input gets an error entry and the others still run. With "
+                "`return=image` the body is the encoded output image instead of JSON. JSON bodies (base64 "
+                "images) belong to `POST /api/v1/predict/json`; this path still accepts them, as it always has."
+            ),
+        ),
+        Operation(
+            "POST",
+            "/api/v1/predict/json",
+            "predictJson",
+            "Run a model on one or more base64 images (JSON)",
+            s.PredictResponse,
+            "predict",
+            errors=PREDICT_ERRORS,
+            security="key",
+            image_response=True,
+            request={"application/json": s.PredictJSON},
+            examples=predict_json_examples(model),
+            description=(
+                "`POST /api/v1/predict` with a JSON body: `image` (one) or `images` (a batch) as base64 or "
+                "base64 data: URLs (remote URLs are refused, never fetched), plus the same options. Same answers: "
+                "one entry in `results` per input; in a batch a bad input gets an error entry and the others "
+                "still run; with `return=image` the body is the encoded output image."
             ),
         ),
         Operation(

@@ -48,6 +48,7 @@ CORS_EXPOSE_HEADERS = "X-Request-ID, Retry-After, X-RateLimit-Limit, X-RateLimit
 KEY_HELP = "send it as 'Authorization: Bearer <key>' or 'X-API-Key: <key>'"
 #: Bulk job uploads (up to AI_SERVICE_JOBS_MAX_UPLOAD_MB) get body_timeout plus their size at this rate, bytes/s.
 JOBS_PATH = "/api/v1/jobs"
+JOBS_JSON_PATH = "/api/v1/jobs/json"  # the JSON twin of JOBS_PATH (base64 images: larger still)
 MIN_UPLOAD_RATE = 1024 * 1024
 
 
@@ -200,7 +201,7 @@ def install_security(app: Flask, settings: Settings) -> None:
     if settings.security.trusted_proxies > 0:
         hops = settings.security.trusted_proxies
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops, x_port=hops)
-    slow_paths = {JOBS_PATH: MIN_UPLOAD_RATE} if settings.jobs.enabled else {}
+    slow_paths = {JOBS_PATH: MIN_UPLOAD_RATE, JOBS_JSON_PATH: MIN_UPLOAD_RATE} if settings.jobs.enabled else {}
     app.wsgi_app = BodyDeadlineMiddleware(app.wsgi_app, settings.limits.body_timeout, slow_paths)
     install_rate_limits(app, settings.security)
     app.before_request(partial(_require_api_key, settings.security))
