@@ -11,6 +11,7 @@ import re
 from typing import Annotated, Any, Final, Literal
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
@@ -56,6 +57,10 @@ def normalize_color(value: Any) -> str:
     return f"#{r:02x}{g:02x}{b:02x}"
 
 
+#: A color parameter, normalized to "#rrggbb" once validated.
+Color = Annotated[ColorInput, AfterValidator(normalize_color)]
+
+
 class ToGrayOperation(Strict):
     """Gray from luma weights; the alpha channel is kept unless keep_alpha is false."""
 
@@ -75,29 +80,17 @@ class FlattenAlphaOperation(Strict):
     """Transparent areas composited onto a solid color."""
 
     op: Literal["flatten_alpha"]
-    background: ColorInput = "#ffffff"
-
-    @field_validator("background")
-    @classmethod
-    def _color(cls, value: Any) -> str:
-        """Normalized to #rrggbb."""
-        return normalize_color(value)
+    background: Color = "#ffffff"
 
 
 class ColorKeyOperation(Strict):
     """Pixels near `color` become transparent; `softness` feathers the edge."""
 
     op: Literal["color_key"]
-    color: ColorInput = "#ffffff"
+    color: Color = "#ffffff"
     tolerance: Tolerance = 0
     softness: Tolerance = 0
     metric: Metric = "max"
-
-    @field_validator("color")
-    @classmethod
-    def _color(cls, value: Any) -> str:
-        """Normalized to #rrggbb."""
-        return normalize_color(value)
 
 
 class ResizeOperation(Strict):
