@@ -3,13 +3,13 @@ screenshots, pages that record console errors, and the app on a live server."""
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
 from conftest import digit_variants
+from databases import unavailable
 from live_server import serve
 from web_doubles import register_doubles
 
@@ -32,9 +32,7 @@ LAUNCH_ARGS = [
 
 def _unavailable(reason: str) -> None:
     """Missing browser: a failure in CI, a skip on a developer machine."""
-    if os.environ.get("CI", "").lower() == "true":
-        pytest.fail(f"{reason} (CI=true: browser tests must run)")
-    pytest.skip(reason)
+    unavailable(reason, "browser")
 
 
 def launch_chromium() -> Iterator:

@@ -44,10 +44,10 @@ def in_ci() -> bool:
     return os.environ.get("CI", "").lower() == "true"
 
 
-def unavailable(reason: str) -> NoReturn:
-    """Missing server or binary: a failure in CI, a skip on a developer machine."""
+def unavailable(reason: str, kind: str = "database") -> NoReturn:
+    """Missing server, binary or browser: a failure in CI, a skip on a developer machine."""
     if in_ci():
-        pytest.fail(f"{reason} (CI=true: database tests must run; see .ci/run)")
+        pytest.fail(f"{reason} (CI=true: {kind} tests must run; see .ci/run)")
     pytest.skip(reason)
 
 
