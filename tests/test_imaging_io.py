@@ -151,7 +151,8 @@ def test_bomb_with_configured_limit_passes_only_when_allowed() -> None:
 @pytest.mark.parametrize("fmt", ["PNG", "BMP", "TIFF", "WEBP", "GIF", "ICO", "JPEG"])
 def test_one_by_one(fmt: str) -> None:
     arr = np.array([[[200, 30, 90]]], np.uint8)
-    im = decode_image(S.encode(arr, fmt, **({"lossless": True} if fmt == "WEBP" else {})))
+    opts = {"WEBP": {"lossless": True}, "ICO": {"sizes": [(1, 1)]}}.get(fmt, {})  # Pillow 12 writes no 1×1 icon unasked
+    im = decode_image(S.encode(arr, fmt, **opts))
     assert im.size == (1, 1)
     tol = 12 if fmt == "JPEG" else (8 if fmt == "GIF" else 0)
     assert np.abs(px(im.convert("RGB"))[0, 0] - arr[0, 0]).max() <= tol

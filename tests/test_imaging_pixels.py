@@ -32,9 +32,19 @@ def test_views_are_zero_copy_for_common_modes() -> None:
     for mode in ("L", "RGB", "RGBA"):
         im = Image.fromarray(S.random_rgba(16, 16)).convert(mode)
         assert _arrow_view(im) is not None, mode
-    four = pixel_view4(Image.fromarray(S.random_rgb()))
+    four = pixel_view4(Image.fromarray(S.random_rgb()).copy())
     assert four is not None and four.shape[2] == 4 and (four[..., 3] == 255).all()
     assert pixel_view4(Image.new("L", (2, 2))) is None
+
+
+def test_images_over_outside_memory_are_read_safely() -> None:
+    """`Image.fromarray` wraps the array (im.readonly); Pillow 12 crashed exporting those, so they fall back there."""
+    images = [
+        Image.fromarray(array) for array in (S.random_rgba(24, 32), S.random_rgb(), S.random_rgba(24, 32)[..., 0])
+    ]
+    assert any(im.readonly for im in images)
+    for im in images:
+        assert np.array_equal(pixel_view(im), np.asarray(im))
 
 
 def test_view_outlives_the_image() -> None:

@@ -3,7 +3,9 @@
 `np.asarray(pil_image)` goes through `tobytes()` and costs ~3 ms per 4 MB; Pillow (>= 11.2) also exports its
 pixel buffer through the Arrow C data interface, which we read with ctypes. The exported buffer is
 reference-counted by Pillow, so a view stays valid after the image is deleted. Anything unexpected (a
-multi-block image, an unknown layout, an older Pillow) falls back to `np.asarray`.
+multi-block image, an unknown layout, an older Pillow) falls back to `np.asarray`. Pillow 12 crashes (SIGSEGV)
+exporting an image that wraps outside memory (`Image.fromarray`, `frombuffer`: `im.readonly`), so those are only
+exported from Pillow 13 on (the `gradio` extra caps Pillow below 13).
 """
 
 from __future__ import annotations
@@ -49,6 +51,9 @@ _ArrowArray._fields_ = [
     ("private_data", ctypes.c_void_p),
 ]
 
+#: Whether this Pillow exports buffer-backed (readonly) images safely: 12.x dereferences a missing block list.
+_EXPORTS_MAPPED: Final = int(Image.__version__.split(".")[0]) >= 13
+
 _capsule_pointer = ctypes.pythonapi.PyCapsule_GetPointer
 _capsule_pointer.restype = ctypes.c_void_p
 _capsule_pointer.argtypes = [ctypes.py_object, ctypes.c_char_p]
@@ -70,6 +75,8 @@ def _arrow_view(im: Image.Image) -> np.ndarray | None:
     """(H, W) or (H, W, 4) uint8 view of Pillow's own buffer, or None when it cannot be exported as one block."""
     bpp, _ = _LAYOUT[im.mode]
     w, h = im.size
+    if im.readonly and not _EXPORTS_MAPPED:
+        return None
     try:
         schema_capsule, array_capsule = im.__arrow_c_array__()
         schema = _ArrowSchema.from_address(_capsule_pointer(schema_capsule, b"arrow_schema"))
