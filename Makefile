@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 
-.PHONY: run dist test lint format dev bench-imaging bench-serving bench-jobs train-digits clean
+.PHONY: run dist docs docs-screenshot test lint format dev bench-imaging bench-serving bench-jobs train-digits train-digits-detect train-digits-segment clean
 
 $(VENV)/.runtime: requirements.txt pyproject.toml setup.py
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -19,8 +19,14 @@ $(VENV)/.dev: $(VENV)/.runtime requirements-dev.txt
 run: $(VENV)/.runtime  # gunicorn with the packaged configuration (ai_service/server/gunicorn_config.py)
 	$(VENV)/bin/ai-service serve
 
-dist: $(VENV)/.dev  # sdist + wheel in dist/ (python -m build; nothing written into the checkout besides dist/)
+dist: $(VENV)/.dev docs  # sdist + wheel in dist/, the manual inside (python -m build; writes only dist/, site/)
 	$(PY) -m build --outdir dist .
+
+docs: $(VENV)/.dev  # the manual into site/, strict: a warning (broken link or anchor) fails; served at /guide
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --site-dir site
+
+docs-screenshot: $(VENV)/.dev  # docs/assets/upload-page.png with Chromium, for the README and the Web UI page
+	$(PY) docs/hooks/screenshot.py
 
 dev: $(VENV)/.runtime
 	$(PY) app.py
@@ -48,5 +54,8 @@ bench-jobs: $(VENV)/.dev  # needs Redis on 127.0.0.1:6379 for the Celery part; w
 train-digits: $(VENV)/.runtime
 	$(VENV)/bin/ai-service train-digits
 
+train-digits-detect train-digits-segment: $(VENV)/.dev  # scikit-image's photos are behind the composed scenes
+	$(VENV)/bin/ai-service $@
+
 clean:
-	rm -rf $(VENV) .pytest_cache build dist *.egg-info
+	rm -rf $(VENV) .pytest_cache build dist site *.egg-info

@@ -1,5 +1,6 @@
-"""What pyproject.toml cannot say: the top-level templates/ and static/ go into the package when it is built, and
-builds leave nothing in the checkout. Everything else (name, dependencies, extras, scripts) is in pyproject.toml."""
+"""What pyproject.toml cannot say: the top-level templates/ and static/ (and the manual, site/, when `make docs`
+built it) go into the package when it is built, and builds leave nothing in the checkout. Everything else (name,
+dependencies, extras, scripts) is in pyproject.toml."""
 
 import atexit
 import shutil
@@ -12,6 +13,8 @@ from setuptools.command.build_py import build_py
 HERE = Path(__file__).resolve().parent
 #: Folders kept at the top of the repository (the design card's layout) and shipped inside the package.
 ASSETS = ("templates", "static")
+#: The built manual (`make docs`), shipped as ai_service/guide/ when present.
+MANUAL = "site"
 #: setuptools' build/ and *.egg-info/ go here, not into the checkout (a stale build/ could also leak deleted
 #: files into the next wheel); removed when the build ends.
 SCRATCH = Path(tempfile.mkdtemp(prefix="ai_service-build-"))
@@ -27,6 +30,8 @@ class BuildPy(build_py):
             return
         for folder in ASSETS:
             self.copy_tree(str(HERE / folder), str(Path(self.build_lib) / "ai_service" / folder))
+        if (HERE / MANUAL / "index.html").is_file():  # `make docs` ran: installed copies serve it at /guide
+            self.copy_tree(str(HERE / MANUAL), str(Path(self.build_lib) / "ai_service" / "guide"))
 
 
 setup(

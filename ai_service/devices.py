@@ -78,7 +78,9 @@ def configure_torch_threads(threads: int, workers: int = 1) -> int:
     import torch
 
     if threads <= 0:
-        threads = max(1, (os.cpu_count() or 1) // max(1, workers))
+        from ai_service.server.cores import available_cores  # affinity and cgroup quota, unlike os.cpu_count
+
+        threads = max(1, available_cores() // max(1, workers))
     torch.set_num_threads(threads)
     return threads
 

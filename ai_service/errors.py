@@ -46,6 +46,18 @@ ERRORS: Final[Mapping[str, ErrorKind]] = {
         422, "An image (SVG) that refers to the network or file system or expands without bound."
     ),
     "image_too_large": ErrorKind(413, "An image has more pixels than the configured limit."),
+    "layer_not_found": ErrorKind(
+        422, "`layer` names no layer of the PSD file (or the file has no layers); `details` lists the layers."
+    ),
+    "invalid_mesh": ErrorKind(
+        422, "A 3D model (GLB/glTF, OBJ, STL, PLY, or a zip of one) whose data is damaged, truncated or inconsistent."
+    ),
+    "mesh_too_large": ErrorKind(
+        413, "A 3D model or its zip declares more vertices, faces, nodes or unpacked bytes than the configured limits."
+    ),
+    "unsafe_mesh": ErrorKind(
+        422, "A 3D model whose buffers or images refer to files or URLs outside the upload (never opened)."
+    ),
     "unknown_model": ErrorKind(404, "No model of that name (or name@version) is registered."),
     "model_unavailable": ErrorKind(503, "The model is registered but failed to load; see GET /api/v1/models."),
     "overloaded": ErrorKind(503, "The model's queue is full; retry after the Retry-After header's seconds."),

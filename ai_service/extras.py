@@ -15,6 +15,9 @@ EXTRA_OF_MODULE = {
     "celery": "celery",
     "kombu": "celery",
     "trimesh": "3d",
+    "streamlit": "streamlit",
+    "gradio": "gradio",
+    "gradio_client": "gradio",
 }
 
 

@@ -27,6 +27,8 @@ TRUE_WORDS = {"1", "true", "yes", "on"}
 FALSE_WORDS = {"0", "false", "no", "off", ""}
 #: Flat names that no longer exist, with what replaced them: a deployment that sets one is told at start-up.
 REMOVED = {"host": "bind (AI_SERVICE_BIND=host:port)", "port": "bind (AI_SERVICE_BIND=host:port)"}
+#: Old flat names that still work, with the setting that took their place (the new name wins when both are set).
+RENAMED = {"amp": "precision"}
 
 
 def default_home() -> Path:
@@ -84,8 +86,9 @@ class ServerSettings(Section):
 
     #: host:port gunicorn binds; `python app.py` listens there too.
     bind: str = "127.0.0.1:8000"
-    #: Worker processes; 0 = one per core (CPU) or per listed GPU.
-    workers: int = 1
+    #: Worker processes; 0 (default) = the best count for the machine: one per core on CPU (affinity and cgroup
+    #: quota), one per listed (AI_SERVICE_GPUS) or else visible GPU; a fixed number overrides it.
+    workers: int = Field(0, ge=0)
     #: Request threads per worker (the most requests one worker can batch together).
     threads: int = 12
     #: Worker timeout and graceful-shutdown time (s), raised to outlast the request deadline.
@@ -94,6 +97,7 @@ class ServerSettings(Section):
     keepalive: int = 5
     #: Requests after which a worker is replaced (0 = never), plus a random 0..jitter.
     max_requests: int = 50000
+    #: A random 0..this added to max_requests per worker, so workers never restart together.
     max_requests_jitter: int = 5000
     #: gunicorn's control socket (for `gunicornc`), one per home at var/gunicorn.ctl; off = none.
     control_socket: Flag = True
@@ -113,21 +117,28 @@ class ComputeSettings(Section):
 class LogSettings(Section):
     """loguru's console and file sinks."""
 
+    #: loguru level for the console and the file.
     level: str = Field("INFO", alias="log_level")
     #: JSON lines on the console and in the file.
     as_json: Flag = Field(False, alias="log_json")
+    #: Write logs/ai_service.log under the home.
     to_file: Flag = Field(True, alias="log_to_file")
+    #: When the file is rotated: a size or a time (loguru's rotation).
     rotation: str = Field("20 MB", alias="log_rotation")
+    #: How long rotated files are kept.
     retention: str = Field("14 days", alias="log_retention")
+    #: Compression of rotated files ("" = none).
     compression: str = Field("gz", alias="log_compression")
 
 
 class LimitSettings(Section):
     """What one request may send: body size, pixels, files, and how slowly."""
 
+    #: Request body limit, MiB (multipart; for JSON, the decoded images) → 413 payload_too_large.
     max_upload_mb: float = Field(16.0, gt=0)
     #: Decoded pixels per image (decompression bombs).
     max_pixels: int = Field(40_000_000, ge=1)
+    #: Files per request → 413 too_many_files.
     max_files: int = 16
     #: Seconds a request body may take to arrive under gunicorn.
     body_timeout: float = 30.0
@@ -139,17 +150,27 @@ class LimitSettings(Section):
 
 
 EVICTION_MODES = ("auto", "offload", "unload")
+PRECISIONS = ("fp32", "bf16", "fp16", "auto")
+
+
+def _precision_word(value: Any) -> Any:
+    """AI_SERVICE_AMP's "" (autocast off) is fp32; choices are matched like every other word."""
+    value = _word(value)
+    return "fp32" if value == "" else value
 
 
 class ModelSettings(Section):
     """Which models exist, which one answers by default, and what stays loaded."""
 
+    #: The model a request that names none gets.
     default_model: str = "digits"
+    #: Labels a classification returns when the request asks for no top_k.
     default_top_k: int = Field(3, ge=1)
     #: Models loaded at start-up (otherwise on first use).
     preload: CommaList = ()
     #: The declarative models file, relative to home ("" = models.yaml/.yml/.toml in the home).
     models_file: str = ""
+    #: Import plugins from models/*.py under the home and the `ai_service.models` entry points.
     load_plugins: Flag = True
     #: Run a dummy batch when a model loads.
     warmup: Flag = False
@@ -174,18 +195,38 @@ class EngineSettings(Section):
     request_timeout_s: float = Field(30.0, gt=0)
     #: Intra-op threads per CPU forward; 0 = adaptive (the core budget shares the cores); negative means 0.
     torch_threads: Annotated[int, AfterValidator(lambda threads: max(0, threads))] = 0
-    amp: Annotated[Literal["", "bf16", "fp16"], BeforeValidator(_word)] = ""
+    #: Numerics of every model's forward unless its models-file entry or class says otherwise: fp32, bf16, fp16, or
+    #: auto (bf16 where the device computes it natively, else fp32). Reduced precision is served only when the
+    #: model's answers pass the accuracy check at load (docs/performance/tuning.md); AI_SERVICE_AMP is the old name.
+    precision: Annotated[Literal[PRECISIONS], BeforeValidator(_precision_word)] = "fp32"  # type: ignore[valid-type]
+    #: torch.compile each model, batches padded to power-of-two buckets, each compiled and warmed before use.
     compile: Flag = False
+    #: torch.compile's mode.
     compile_mode: Annotated[
         Literal["default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"], BeforeValidator(_word)
     ] = "default"
     #: torch.compile backend ("eager" in tests: no compiler needed).
     compile_backend: str = "inductor"
+    #: Run convolutional networks in channels_last memory format.
     channels_last: Flag = True
     #: Fold BatchNorm into the preceding convolution at load.
     fuse_batchnorm: Flag = True
     #: Seconds an idle model's inference thread waits before it exits (a new request starts another).
     idle_exit_s: float = Field(10.0, gt=0)
+
+
+class CacheSettings(Section):
+    """Answers to inputs seen before (same bytes, model version, options): in-process LRU, or Redis when
+    AI_SERVICE_REDIS_URL is set (shared by every worker and machine)."""
+
+    #: Answer a repeated input from the cache (a request can still send cache=off).
+    enabled: Flag = Field(True, alias="result_cache")
+    #: Bytes of answers the in-process cache keeps per worker, MiB (least recently used go first).
+    memory_mb: float = Field(64.0, gt=0, alias="result_cache_mb")
+    #: Largest single answer cached, KiB (bigger ones, e.g. upscaled images, are recomputed).
+    max_entry_kb: float = Field(1024.0, gt=0, alias="result_cache_max_entry_kb")
+    #: Seconds an answer lives in Redis (Redis only: its memory is bounded by entry size × traffic × TTL).
+    ttl_s: float = Field(3600.0, gt=0, alias="result_cache_ttl_s")
 
 
 class SecuritySettings(Section):
@@ -201,6 +242,7 @@ class SecuritySettings(Section):
     redis_url: str = Field("", repr=False)
     #: X-Forwarded-* hops to trust.
     trusted_proxies: int = 0
+    #: Origins whose browser code may call /api/, e.g. https://app.example.com; * = any (none = CORS off).
     cors_origins: CommaList = ()
     #: Replaces the Content-Security-Policy of HTML pages.
     csp: str = ""
@@ -272,6 +314,29 @@ class JobsSettings(Section):
     stale_after_s: float = Field(60.0, gt=0, alias="jobs_stale_after_s")
 
 
+class MeshSettings(Section):
+    """3D models (GLB/glTF, OBJ, STL, PLY): what one upload may declare, checked before any mesh is built."""
+
+    #: Largest model upload (a file or a zip of one), MiB; the mesh endpoints accept bodies up to this.
+    max_upload_mb: float = Field(64.0, gt=0, alias="mesh_max_upload_mb")
+    #: Most vertices and triangles once the scene is flattened (every instance counted).
+    max_vertices: int = Field(2_000_000, ge=1, alias="mesh_max_vertices")
+    #: Most triangles once the scene is flattened (every instance counted).
+    max_faces: int = Field(2_000_000, ge=1, alias="mesh_max_faces")
+    #: Most glTF nodes and placed mesh instances.
+    max_nodes: int = Field(10_000, ge=1, alias="mesh_max_nodes")
+    #: Most bytes a model's zip may unpack to, MiB, and the highest unpacked/packed ratio of a member (zip bombs).
+    max_unpacked_mb: float = Field(256.0, gt=0, alias="mesh_max_unpacked_mb")
+    #: Highest unpacked/packed ratio of a member of a model's zip (zip bombs).
+    max_ratio: float = Field(100.0, gt=1, alias="mesh_max_ratio")
+    #: Most pixels of one texture image (read from its header before it is decoded).
+    max_texture_pixels: int = Field(4096 * 4096, ge=1, alias="mesh_max_texture_pixels")
+    #: Most views one render or predict call may ask for, and their largest side in pixels.
+    max_views: int = Field(24, ge=1, le=360, alias="mesh_max_views")
+    #: Largest side of a rendered view, pixels.
+    max_render_size: int = Field(1024, ge=16, le=4096, alias="mesh_max_render_size")
+
+
 class Settings(BaseSettings):
     """Every knob of the service; paths are derived from `home`, never from the working directory."""
 
@@ -287,10 +352,12 @@ class Settings(BaseSettings):
     limits: LimitSettings = LimitSettings()
     models: ModelSettings = ModelSettings()
     engine: EngineSettings = EngineSettings()
+    cache: CacheSettings = CacheSettings()
     security: SecuritySettings = SecuritySettings()
     database: DatabaseSettings = DatabaseSettings()
     history: HistorySettings = HistorySettings()
     jobs: JobsSettings = JobsSettings()
+    meshes: MeshSettings = MeshSettings()
     #: Keys no setting has (lower case): kept, not refused, as before the sections.
     extra: dict[str, Any] = {}
 
@@ -358,9 +425,13 @@ def nest(values: Mapping[str, Any]) -> dict[str, Any]:
     extra: dict[str, Any] = {}
     for key, value in values.items():
         key = str(key).lower()
+        if key in RENAMED:
+            if RENAMED[key] in {str(name).lower() for name in values}:
+                continue
+            key = RENAMED[key]
         if key in SECTIONS and isinstance(value, Mapping):
             for inner, inner_value in value.items():
-                inner = str(inner).lower()
+                inner = RENAMED.get(str(inner).lower(), str(inner).lower())
                 section, field = FLAT_NAMES.get(inner, (key, inner))
                 nested.setdefault(key, {})[field if section == key else inner] = inner_value
         elif key in FLAT_NAMES:

@@ -7,6 +7,9 @@ Prints one JSON object: req/s, latency percentiles (ms), errors by status, mean 
 and with --watch-pgid the server's CPU per request, its own, and how busy the rest of the machine was.
 Every request carries a new random multipart boundary, as browsers, requests and curl send
 (`--fixed-boundary` reuses one: werkzeug-based servers then hit the regex cache and look ~0.4 ms faster).
+With `--repeat-share F` the file gets 32 trailing bytes (decoders ignore bytes after the image's end): the same
+ones in a share F of the requests (a repeat: a result cache can answer it), random ones in the rest (an input never
+seen before); F=0 makes every request a new input, so no server can answer from a cache.
 
     python bench/loadgen.py --url http://127.0.0.1:8000/api/v1/predict --file photo.jpg \
         --field model=resnet18-demo --concurrency 16 --duration 10 --warmup 2
@@ -19,6 +22,7 @@ import http.client
 import json
 import mimetypes
 import os
+import random
 import resource
 import statistics
 import threading
@@ -28,8 +32,8 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 
-def multipart_body(file_path: Path, fields: dict[str, str], boundary: str) -> tuple[bytes, str]:
-    """The request body every client sends (built once), and its content type."""
+def multipart_body(file_path: Path, fields: dict[str, str], boundary: str, tail: bytes = b"") -> tuple[bytes, str]:
+    """The request body every client sends (built once; `tail` after the file's bytes), and its content type."""
     mime = mimetypes.guess_type(file_path.name)[0] or "application/octet-stream"
     parts = [
         f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n{value}\r\n'.encode()
@@ -39,6 +43,7 @@ def multipart_body(file_path: Path, fields: dict[str, str], boundary: str) -> tu
         f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="{file_path.name}"\r\n'
         f"Content-Type: {mime}\r\n\r\n".encode()
         + file_path.read_bytes()
+        + tail
         + b"\r\n"
     )
     parts.append(f"--{boundary}--\r\n".encode())
@@ -52,6 +57,7 @@ class ClientLog:
     latencies_ms: list[float] = field(default_factory=list)
     errors: dict[str, int] = field(default_factory=dict)
     batch_sizes: list[int] = field(default_factory=list)
+    cached: int = 0
 
 
 def run_client(
@@ -62,6 +68,7 @@ def run_client(
     max_requests: int,
     log: ClientLog,
     fresh_boundary: bool = True,
+    repeat_share: float | None = None,
 ) -> None:
     """Send requests back to back until the window closes or the request budget is spent.
 
@@ -72,6 +79,7 @@ def run_client(
     headers = {"Content-Type": content_type, "Content-Length": str(len(body))}
     start, stop = window
     sent = 0
+    chance = random.Random(os.urandom(8))
     while sent < max_requests:
         began = time.perf_counter()
         if began >= stop:
@@ -82,6 +90,9 @@ def run_client(
             headers["Content-Type"] = content_type.replace(PLACEHOLDER.decode(), token.decode())
         else:
             request_body = body
+        if repeat_share is not None:
+            repeat = chance.random() < repeat_share
+            request_body = request_body.replace(INPUT_TAIL, REPEATED_TAIL if repeat else os.urandom(16).hex().encode())
         try:
             connection.request("POST", parts.path, request_body, headers)
             response = connection.getresponse()
@@ -100,6 +111,8 @@ def run_client(
         log.latencies_ms.append((ended - began) * 1000.0)
         if b'"batch_size"' in payload:
             log.batch_sizes.append(int(json.loads(payload).get("batch_size") or 0))
+        if b'"cached":true' in payload or b'"cached": true' in payload:
+            log.cached += 1
     connection.close()
 
 
@@ -142,6 +155,9 @@ def percentile(sorted_values: list[float], fraction: float) -> float:
 
 #: 32 hex digits, as long as the random boundaries that replace it per request.
 PLACEHOLDER = b"b0undaryb0undaryb0undaryb0undary"
+#: 32 bytes after the file's own (replaced per request with --repeat-share), and the bytes of a repeat.
+INPUT_TAIL = b"t41lt41lt41lt41lt41lt41lt41lt41l"
+REPEATED_TAIL = b"0" * 32
 
 
 def run(
@@ -154,14 +170,18 @@ def run(
     max_requests: int,
     watch_pgid: int | None = None,
     fresh_boundary: bool = True,
+    repeat_share: float | None = None,
 ) -> dict:
-    body, content_type = multipart_body(file_path, fields, PLACEHOLDER.decode())
+    tail = INPUT_TAIL if repeat_share is not None else b""
+    body, content_type = multipart_body(file_path, fields, PLACEHOLDER.decode(), tail)
     began = time.perf_counter()
     window = (began + warmup, began + warmup + duration)
     logs = [ClientLog() for _ in range(concurrency)]
     threads = [
         threading.Thread(
-            target=run_client, args=(url, body, content_type, window, max_requests, log, fresh_boundary), daemon=True
+            target=run_client,
+            args=(url, body, content_type, window, max_requests, log, fresh_boundary, repeat_share),
+            daemon=True,
         )
         for log in logs
     ]
@@ -201,6 +221,7 @@ def run(
         "p99_ms": round(percentile(latencies, 0.99), 2),
         "mean_ms": round(statistics.fmean(latencies), 2) if latencies else float("nan"),
         "mean_batch_size": round(statistics.fmean(batches), 2) if batches else None,
+        "cached_share": round(sum(log.cached for log in logs) / len(latencies), 3) if latencies else 0.0,
     }
 
 
@@ -219,6 +240,11 @@ def main() -> None:
         action="store_true",
         help="one multipart boundary for every request (real clients send a new one each time)",
     )
+    parser.add_argument(
+        "--repeat-share",
+        type=float,
+        help="share of requests repeating one input (0 = every request a new input); off: the file as it is",
+    )
     args = parser.parse_args()
     fields = dict(item.split("=", 1) for item in args.field)
     print(
@@ -233,6 +259,7 @@ def main() -> None:
                 args.requests,
                 args.watch_pgid,
                 fresh_boundary=not args.fixed_boundary,
+                repeat_share=args.repeat_share,
             )
         )
     )

@@ -11,6 +11,7 @@ import { Examples } from "./examples.js";
 import { RunControl } from "./run-control.js";
 import { setupCamera } from "./camera.js";
 import { Editor } from "./editor.js";
+import { layerChoice } from "./psd.js";
 
 const MULTIPART_ALLOWANCE = 64 * 1024;  // headers and boundaries around the files in one request
 const byId = (id) => document.getElementById(id);
@@ -298,7 +299,7 @@ function start(form) {
   async function sendBatch(items, model, options, label, signal) {
     const data = new FormData();
     data.append("model", modelSelect.value);
-    Object.entries(options).forEach(([key, value]) => data.append(key, value));
+    Object.entries({ ...options, ...layerChoice() }).forEach(([key, value]) => data.append(key, value));
     items.forEach((item) => data.append("file", item.file, item.name));
     apiPanel.sent(requestFromForm(apiUrl, data), label);
     const batch = { model: model.name, count: items.length, items: [] };

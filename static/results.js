@@ -179,6 +179,27 @@ function detectionOutput(result, input) {
   return el("div", { class: "result-body wide" }, overlayFrame(input, input.url ? boxesOverlay(result, input) : []), list);
 }
 
+/** The mask's legend: per class present, its mask color (an SVG fill, which the CSP allows), label and share of
+ * the picture; a clear swatch for the class the mask leaves transparent (background). */
+function maskLegend(result) {
+  if (!Array.isArray(result.classes)) {
+    return Array.isArray(result.labels) ? el("p", { class: "muted" }, `Classes: ${result.labels.join(", ")}`) : null;
+  }
+  return el("ul", { class: "mask-legend", "aria-label": "Mask legend" }, result.classes.map((c) => {
+    const painted = Boolean(c.color) && !(c.index === 0 && /^_*(background|bg)_*$/i.test(String(c.label)));
+    const swatch = document.createElementNS("http://www.w3.org/2000/svg", "svg");
+    swatch.setAttribute("class", painted ? "swatch" : "swatch clear");
+    swatch.setAttribute("viewBox", "0 0 1 1");
+    swatch.setAttribute("aria-hidden", "true");
+    if (painted) {
+      const fill = document.createElementNS(swatch.namespaceURI, "rect");
+      Object.entries({ width: 1, height: 1, fill: c.color }).forEach(([key, value]) => fill.setAttribute(key, value));
+      swatch.append(fill);
+    }
+    return el("li", {}, swatch, " ", el("strong", {}, c.label), Number.isFinite(c.fraction) ? ` ${percent(c.fraction)}` : null);
+  }));
+}
+
 function maskOutput(result, input, context) {
   const url = imageUrl(result.mask);
   const mask = el("img", { class: "mask-overlay", src: url, alt: `Segmentation mask for ${input.name}` });
@@ -187,7 +208,7 @@ function maskOutput(result, input, context) {
   const opacity = el("input", { type: "range", min: "0", max: "100", value: "55", id: `mask-${context.key}` });
   opacity.addEventListener("input", () => frame.style.setProperty("--mask-opacity", String(opacity.value / 100)));
   const link = downloadLink(url, `${stem(input.name)}-${context.model}-mask.png`, "Download mask");
-  const legend = Array.isArray(result.labels) ? el("p", { class: "muted" }, `Classes: ${result.labels.join(", ")}`) : null;
+  const legend = maskLegend(result);
   return el("div", { class: "result-body wide" }, frame, el("div", { class: "mask-controls" },
     input.url ? el("label", { for: opacity.id }, "Mask opacity ") : null, input.url ? opacity : null, legend,
     el("div", { class: "output-actions" }, link, copyControls(url, `${input.name} (mask)`))));

@@ -21,7 +21,7 @@ from ai_service.models.base import ModelInfo
 from ai_service.schemas import ErrorResponse, ModelsResponse, PredictForm, PredictJSON
 
 PREDICT = "/api/v1/predict"
-README = Path(__file__).resolve().parent.parent / "README.md"
+README = Path(__file__).resolve().parent.parent / "docs" / "client.md"  # the client's page of the manual
 PLUS_PLUGIN = """
 import torch
 from ai_service.models.base import Batch, ImageModel, ModelInfo, top_k_predictions

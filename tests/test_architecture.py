@@ -87,11 +87,21 @@ FORBIDDEN: list[tuple[str, tuple[str, ...], str]] = [
         (*FLASK, "ai_service.http", "ai_service.api", "ai_service.web"),
         "Celery workers run job chunks through the service layer, without an app or any HTTP",
     ),
+    (
+        "ai_service.frontends",
+        (*FLASK, "ai_service.http", "ai_service.api", "ai_service.web", "ai_service.engine"),
+        "the Streamlit and Gradio front-ends call the service layer in-process, as the CLI does, never the HTTP views",
+    ),
 ]
 
 #: (package, the only ai_service packages it may import, why).
 ALLOWED: list[tuple[str, tuple[str, ...], str]] = [
     ("ai_service.imaging", ("ai_service.errors", "ai_service.imaging"), "image functions are pure"),
+    (
+        "ai_service.meshes",
+        ("ai_service.errors", "ai_service.imaging", "ai_service.meshes"),
+        "mesh functions are pure: limits arrive as MeshLimits, never as settings",
+    ),
     (
         "ai_service.models.builtin",
         ("ai_service.models", "ai_service.imaging"),
@@ -242,6 +252,24 @@ def test_only_the_app_factory_imports_the_blueprints(blueprint):
         if found.within((blueprint,)) and found.module != FACTORY and not in_package(found.module, blueprint)
     ]
     assert not offending, f"only {FACTORY}.create_app may import {blueprint}:\n" + "\n".join(offending)
+
+
+def test_only_the_front_ends_import_streamlit_and_gradio():
+    """The extras' modules are imported by ai_service.frontends alone, and that package by the CLI alone: the base
+    install (the app, workers, jobs) never needs them."""
+    extras = ("streamlit", "gradio", "gradio_client")
+    offending = [
+        str(found) for found in IMPORTS if found.within(extras) and not in_package(found.module, "ai_service.frontends")
+    ]
+    offending += [
+        str(found)
+        for found in IMPORTS
+        if found.within(("ai_service.frontends",))
+        and not in_package(found.module, "ai_service.frontends")
+        and not in_package(found.module, "ai_service.cli")
+    ]
+    assert not offending, "\n".join(offending)
+    assert any(found.within(extras) for found in IMPORTS)  # the scanner sees the front-ends' own imports
 
 
 def test_observability_imports_flask_only_inside_its_request_hooks():

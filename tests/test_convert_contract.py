@@ -137,9 +137,9 @@ def test_the_literals_match_the_imaging_constants() -> None:
     """The schema module stays free of PIL/cv2, so its choices are spelled out; they must not drift."""
     from typing import get_args
 
-    from ai_service import convert_schemas as cs
     from ai_service.imaging.color import SPACES
     from ai_service.imaging.resize import FILTERS, FIT_MODES
+    from ai_service.schemas import convert as cs
 
     assert get_args(cs.FitMode) == FIT_MODES and get_args(cs.Filter) == FILTERS
     assert get_args(cs.ColorSpace) == tuple(s for s in SPACES if s != "rgb")

@@ -18,7 +18,7 @@ from ai_service.models.base import Batch, ImageModel, ModelInfo, top_k_predictio
 from ai_service.models.builtin import builtin_models
 from ai_service.models.builtin.make_examples import EXAMPLES_DIR, GENERATORS, MODEL_EXAMPLES, write_examples
 
-BUILTIN = ("digits", "edges", "remove-bg", "upscale-2x", "upscale-4x")
+BUILTIN = ("digits", "digits-detect", "digits-segment", "edges", "remove-bg", "upscale-2x", "upscale-4x")
 MAX_EXAMPLE_BYTES = 32 * 1024  # small enough to ship in the wheel and to load at a click
 
 

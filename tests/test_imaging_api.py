@@ -12,9 +12,9 @@ import pytest
 from PIL import Image
 from pydantic import ValidationError
 
-from ai_service.convert_schemas import ConvertOptions
 from ai_service.imaging.io import decode_image
 from ai_service.imaging.ops import apply_operations
+from ai_service.schemas.convert import ConvertOptions
 
 URL = "/api/v1/convert"
 

@@ -24,7 +24,7 @@ from ai_service.models.builtin.background import RemoveBackgroundModel
 from ai_service.models.builtin.digits import DigitsModel
 from ai_service.schemas import PredictResponse
 
-README = Path(__file__).resolve().parent.parent / "README.md"
+README = Path(__file__).resolve().parent.parent / "docs" / "models" / "digits.md"  # where the README's text went
 
 
 def run(model, image: Image.Image, top_k: int = 3) -> dict:

@@ -34,6 +34,7 @@ from conftest import encode
 from live_gunicorn import free_port
 
 from ai_service import __version__
+from ai_service.cli import main
 from ai_service.cli.worker import worker_command
 from ai_service.extras import MissingExtra, require
 from ai_service.models.builtin.digits_training import render_digit
@@ -44,9 +45,12 @@ from ai_service.storage.database import connect
 
 ROOT = Path(__file__).resolve().parent.parent
 PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
-EXTRAS = {"mysql", "postgres", "redis", "celery", "3d", "dev"}
+EXTRAS = {"mysql", "postgres", "redis", "celery", "3d", "streamlit", "gradio", "dev"}
+#: Extras of front-ends that run beside the service, not in it: requirements-dev.txt installs them (for their tests),
+#: requirements.txt (what the service runs with) does not.
+FRONTEND_EXTRAS = {"streamlit", "gradio"}
 #: Modules only an extra installs: the base install (SQLite history, no broker) must serve without importing any.
-EXTRA_MODULES = {"pymysql", "psycopg", "redis", "celery", "kombu", "trimesh"}
+EXTRA_MODULES = {"pymysql", "psycopg", "redis", "celery", "kombu", "trimesh", "streamlit", "gradio", "gradio_client"}
 START_SECONDS = 120
 
 
@@ -107,13 +111,15 @@ def test_requirements_and_pyproject_name_the_same_packages():
     project = PYPROJECT["project"]
     extras = project["optional-dependencies"]
     base = {requirement_name(line) for line in project["dependencies"]}
-    optional = {requirement_name(line) for name, lines in extras.items() if name != "dev" for line in lines}
+    runtime = {name for name in extras if name not in FRONTEND_EXTRAS | {"dev"}}
+    optional = {requirement_name(line) for name in runtime for line in extras[name]}
+    frontends = {requirement_name(line) for name in FRONTEND_EXTRAS for line in extras[name]}
     dev = {requirement_name(line) for line in extras["dev"]} - {"ai-service"}
     assert requirement_names(ROOT / "requirements.txt") == base | optional
-    assert requirement_names(ROOT / "requirements-dev.txt") == dev
+    assert requirement_names(ROOT / "requirements-dev.txt") == dev | frontends
     assert not base & optional, "a package is both required and optional"
     assert {line.split("[")[1].split("]")[0] for line in extras["dev"] if line.startswith("ai-service[")} == {
-        "mysql,postgres,redis,celery,3d"
+        "mysql,postgres,redis,celery,3d,streamlit,gradio"
     }
 
 
@@ -355,6 +361,17 @@ def test_a_feature_without_its_extra_names_the_pip_command(monkeypatch, module, 
         monkeypatch.delitem(sys.modules, name)
     with pytest.raises(MissingExtra, match=re.escape(f"pip install 'ai-service[{extra}]'")):
         start()
+
+
+@pytest.mark.parametrize(
+    ("module", "extra", "argv"),
+    [("streamlit", "streamlit", ["dashboard", "--streamlit"]), ("gradio", "gradio", ["gradio"])],
+)
+def test_a_front_end_without_its_extra_names_the_pip_command(monkeypatch, capsys, module, extra, argv):
+    """The front-end commands check their extra before anything starts, and say what to install."""
+    monkeypatch.setitem(sys.modules, module, None)
+    assert main(argv) == 2
+    assert f"pip install 'ai-service[{extra}]'" in capsys.readouterr().err
 
 
 def test_sighup_reads_the_settings_again(installed, tmp_path):

@@ -91,6 +91,7 @@ CONFIG = (
     )
     + allow("predictImage", 400, 415, 422, why="an empty file; bytes that are no image; a model without image output")
     + allow("convert", 400, 415, 422, why="an empty file; bytes that are no image; `operations` that is no list")
+    + allow("psdLayers", 400, 415, 422, why="an empty file; bytes that are no PSD; a `layer` the file does not have")
     + allow(
         "createJob",
         400,
@@ -107,6 +108,26 @@ CONFIG = (
         why="more images than the limits; filenames that do not match the images",
     )
     + allow("listHistory", 422, why="a cursor this server did not issue")
+    + "".join(
+        allow(operation, 422, why="`since` not before `until` (or the baseline's); more than 1000 buckets of `bucket`")
+        for operation in ("getStatsTraffic", "getStatsLatency", "getStatsErrors", "getStatsDrift")
+        + ("getStatsInputs", "getStatsJobs")
+    )
+    + allow(
+        "inspectMesh", 400, 413, 415, 422, why="an empty file; bytes that are no 3D model, or a damaged or unsafe one"
+    )
+    + allow(
+        "renderMesh",
+        400,
+        413,
+        415,
+        422,
+        why="an empty file; bytes that are no 3D model; views or size over the server's AI_SERVICE_MESH_MAX_* "
+        "settings; response=image with several views",
+    )
+    + allow(
+        "convertMesh", 400, 413, 415, 422, why="an empty file; bytes that are no 3D model, or a damaged or unsafe one"
+    )
 )
 
 

@@ -18,13 +18,16 @@ DOCUMENTED = (
     "home device gpus require_cuda torch_threads log_level log_json log_to_file log_rotation log_retention "
     "log_compression max_upload_mb max_pixels max_files default_model default_top_k preload models_file "
     "load_plugins warmup admin_token gpu_memory_budget max_loaded_models eviction bind workers threads timeout "
-    "keepalive max_batch_size max_batch_delay_ms max_queue request_timeout_s amp compile compile_mode "
+    "keepalive max_batch_size max_batch_delay_ms max_queue request_timeout_s precision compile compile_mode "
     "channels_last fuse_batchnorm api_keys rate_limit redis_url trusted_proxies cors_origins csp body_timeout "
     "metrics max_requests max_requests_jitter control_socket history database_url database_migrate database_pool_size "
     "history_images "
     "history_days history_queue_size history_batch_size history_flush_ms jobs broker_url jobs_store jobs_chunk_size "
     "jobs_local_workers jobs_max_items jobs_max_upload_mb jobs_max_unpacked_mb jobs_max_member_mb jobs_max_ratio "
-    "jobs_visibility_timeout_s jobs_stale_after_s"
+    "jobs_visibility_timeout_s jobs_stale_after_s result_cache result_cache_mb result_cache_max_entry_kb "
+    "result_cache_ttl_s "
+    "mesh_max_upload_mb mesh_max_vertices mesh_max_faces mesh_max_nodes mesh_max_unpacked_mb mesh_max_ratio "
+    "mesh_max_views mesh_max_render_size mesh_max_texture_pixels"
 ).split()
 
 
@@ -47,7 +50,7 @@ def value_at(settings: Settings, flat: str):
 def sample(flat: str, default):
     """A valid value other than the default, as an environment string, and what it parses to."""
     special = {
-        "amp": ("BF16", "bf16"),
+        "precision": ("BF16", "bf16"),
         "compile_mode": ("max-autotune", "max-autotune"),
         "eviction": ("offload", "offload"),
         "history_images": ("ALL", "all"),
@@ -86,9 +89,15 @@ def test_every_documented_name_is_a_setting():
     assert set(FLAT_NAMES) - set(DOCUMENTED) == {"compile_backend", "idle_exit_s"}  # engine tuning, not in the README
 
 
-def test_the_readme_table_lists_every_setting():
-    readme = (PROJECT_ROOT / "README.md").read_text(encoding="utf-8")
-    assert [flat for flat in FLAT_NAMES if f"`{ENV_PREFIX}{flat.upper()}`" not in readme] == []
+def test_the_manual_table_lists_every_setting():
+    """docs/settings.md's table is generated from the model (docs/hooks/pages.py); this checks the generator."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("docs_hooks_pages", PROJECT_ROOT / "docs" / "hooks" / "pages.py")
+    hooks = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(hooks)
+    table = hooks.settings_markdown()
+    assert [flat for flat in FLAT_NAMES if f"`{ENV_PREFIX}{flat.upper()}`" not in table] == []
 
 
 @pytest.mark.parametrize("flat", sorted(FLAT_NAMES))
@@ -152,7 +161,7 @@ def test_config_file_with_section_tables_and_flat_keys(tmp_path, monkeypatch):
     monkeypatch.setenv("AI_SERVICE_MAX_QUEUE", "9")  # the environment beats a section table too
     settings = load_settings()
     assert settings.log.level == "ERROR" and settings.log.as_json is True and settings.log.rotation == "1 MB"
-    assert settings.engine.amp == "fp16" and settings.engine.max_queue == 9
+    assert settings.engine.precision == "fp16" and settings.engine.max_queue == 9  # amp: precision's old name
     assert settings.extra == {"something_else": 1}
     assert load_settings({"engine": {"max_queue": 3}}).engine.max_queue == 3  # overrides may use sections too
 
@@ -164,7 +173,7 @@ def test_config_file_with_section_tables_and_flat_keys(tmp_path, monkeypatch):
         ({"AI_SERVICE_REQUIRE_CUDA": "maybe"}, "require_cuda"),
         ({"AI_SERVICE_DEFAULT_TOP_K": "0"}, "default_top_k"),
         ({"AI_SERVICE_LOG_JSON": "sometimes"}, "log_json"),
-        ({"AI_SERVICE_AMP": "fp8"}, "amp"),
+        ({"AI_SERVICE_AMP": "fp8"}, "precision"),
         ({"AI_SERVICE_COMPILE_MODE": "fastest"}, "compile_mode"),
         ({"AI_SERVICE_MAX_QUEUE": "0"}, "max_queue"),
         ({"AI_SERVICE_REQUEST_TIMEOUT_S": "-1"}, "request_timeout_s"),
@@ -223,5 +232,5 @@ def test_app_uses_settings(home):
 def test_a_bad_engine_setting_stops_create_app(home):
     from ai_service import create_app
 
-    with pytest.raises(ConfigError, match="AI_SERVICE_AMP"):
+    with pytest.raises(ConfigError, match="AI_SERVICE_PRECISION"):
         create_app({"home": str(home), "amp": "fp8"})

@@ -23,7 +23,8 @@ from ai_service.models.builtin.make_examples import MODEL_EXAMPLES
 
 DESKTOP = {"width": 1280, "height": 800}
 #: What differs between two runs of the same request: ids and timings.
-VOLATILE = {"history_id", "timing_ms", "request_id"}
+#: What changes from one request to the next: ids, timings, and whether the result cache answered (a repeat is cached).
+VOLATILE = {"history_id", "timing_ms", "request_id", "cached"}
 
 
 @pytest.fixture(scope="module")

@@ -9,4 +9,17 @@ from flask import Blueprint
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
 
 # routes register on import
-from ai_service.api import admin, convert, history, jobs, models, openapi, predict, predict_image, system  # noqa: E402,F401
+from ai_service.api import (  # noqa: E402,F401
+    admin,
+    convert,
+    history,
+    jobs,
+    meshes,
+    models,
+    openapi,
+    predict,
+    predict_image,
+    psd,
+    stats,
+    system,
+)

@@ -45,7 +45,7 @@ def parse_predict_request() -> PredictCall:
         # fields before the files, as JSON does (README: order of checks)
         options = validate(PredictOptions, form_fields())
         uploads = uploads_from_form()
-        return PredictCall(list(uploads), options, batch=len(uploads) > 1)
+        return choose_layers(PredictCall(list(uploads), options, batch=len(uploads) > 1))
     raise ServiceError(
         "unsupported_media_type",
         f"Send multipart/form-data (field `file`) or application/json "
@@ -96,7 +96,15 @@ def _parse_json() -> PredictCall:
             f"{runtime().settings.limits.max_upload_mb:g} MB per request.",
             {"limit": limit, "setting": "AI_SERVICE_MAX_UPLOAD_MB"},
         )
-    return PredictCall(items, body, batch=body.images is not None)
+    return choose_layers(PredictCall(items, body, batch=body.images is not None))
+
+
+def choose_layers(call: PredictCall) -> PredictCall:
+    """Every upload reads the PSD layer(s) the options name (other formats: see decode_image)."""
+    for item in call.items:
+        if isinstance(item, Upload):
+            item.layer, item.layers = call.options.layer, call.options.layers
+    return call
 
 
 def bytes_from_text(text: str, loc: list[str | int]) -> bytes:

@@ -2,7 +2,7 @@
 
 Multipart fields: `file` (required), `operations` (JSON list, e.g. [{"op": "resize", "width": 224}]),
 `format` (png/jpeg/webp), `quality` (1-100), `response` (image/json; `Accept: application/json` also
-selects JSON), `download` (true/1 for an attachment). They are validated by ai_service.convert_schemas like
+selects JSON), `download` (true/1 for an attachment). They are validated by ai_service.schemas.convert like
 /predict's: unknown fields and bad values are a 422 `validation_error` listing each field.
 """
 
@@ -11,11 +11,11 @@ from __future__ import annotations
 from flask import Response, jsonify, request
 
 from ai_service.api import bp
-from ai_service.convert_schemas import ConvertOptions
 from ai_service.errors import ServiceError
 from ai_service.http.context import runtime
 from ai_service.http.disposition import content_disposition
 from ai_service.http.inputs import form_fields as multipart_fields
+from ai_service.schemas.convert import ConvertOptions
 from ai_service.service.convert import convert, convert_options
 
 
@@ -34,7 +34,7 @@ def uploaded_file() -> tuple[bytes, str]:
 
 
 def form_fields() -> dict[str, str]:
-    """Every form field but the file, by the one multipart rule (ai_service/multipart_schema.py): an empty value is
+    """Every form field but the file, by the one multipart rule (ai_service/schemas/multipart.py): an empty value is
     validated like any other, a repeated field is refused."""
     return {key: value for key, value in multipart_fields().items() if key != "file"}
 

@@ -18,6 +18,7 @@ from ai_service.http.disposition import content_disposition
 from ai_service.imaging.io import mime_type
 from ai_service.observability.logging import annotate_request
 from ai_service.schemas import PredictOptions, PredictResponse
+from ai_service.service.meshes import MeshViews
 from ai_service.service.outputs import (
     check_image_return,
     encode_output,
@@ -27,8 +28,9 @@ from ai_service.service.outputs import (
     serialize,
 )
 from ai_service.service.predict import PredictOutcome, predict
+from ai_service.service.svg_outputs import add_svg, check_svg_output
 
-STAGES = ("load", "decode", "preprocess", "queue", "forward", "postprocess", "encode")
+STAGES = ("load", "cache", "decode", "preprocess", "queue", "forward", "postprocess", "encode")
 
 
 @bp.post("/predict")
@@ -48,17 +50,25 @@ def answer_predict(call: PredictCall):
     current = runtime()
     info = current.resolve(call.options.model).info
     annotate_request(model=info.key, items=len(call.items))
+    svg = call.options.output_format == "svg"
+    if svg:
+        check_svg_output(info.key, info.task)
     if call.options.return_ == "image":
-        check_image_return(info.key, info.task, len(call.items), call.batch)
+        check_image_return(info.key, info.task, len(call.items), call.batch, call.options.output_format)
     options = call.options.model_options(current.settings.models.default_top_k)
-    outcome = predict(current, info.key, call.items, options, caller("api"))
+    meshes = MeshViews(call.options.views, call.options.size)
+    outcome = predict(
+        current, info.key, call.items, options, caller("api"), cache=call.options.cache == "on", meshes=meshes
+    )
     annotate_request(timing_ms=outcome.timing_ms)
     first = outcome.results[0]
     if not call.batch and "error" in first:
         raise ServiceError(first["error"]["code"], first["error"]["message"], first["error"].get("details"))
     started = time.perf_counter()
+    if svg:
+        add_svg(outcome.results, call.items, call.options.svg_background, current.settings.limits.max_pixels)
     if call.options.return_ == "image":
-        data = encode_output(image_output(first), call.options)
+        data = first["svg"].encode("utf-8") if svg else encode_output(image_output(first), call.options)
         finish_timing(outcome.timing_ms, started)
         return image_response(data, first.get("filename") or "", outcome, call.options)
     outcome.results = [serialize(result, call.options) for result in outcome.results]

@@ -6,7 +6,8 @@ or --home) and call the service layer, as the API does; with --url they talk to 
 `predict PATH...` runs a model over files and folders (a local worker pool, recorded in the history with source cli,
 or a running server with --server) and writes one record per input. `worker` runs bulk-job chunks from a broker.
 `db upgrade|current|downgrade` manage the schema of the settings' database; `history export` writes the same file
-GET /api/v1/history/export answers with.
+GET /api/v1/history/export answers with. `dashboard --streamlit` and `gradio` start the front-ends of the optional
+extras (ai_service/frontends).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import argparse
 import sys
 
 from ai_service import __version__
+from ai_service.cli.frontends import add_frontend_commands
 from ai_service.cli.models import add_models_commands, add_train_command
 from ai_service.cli.predict import add_predict_command
 from ai_service.cli.serve import add_serve_command
@@ -35,6 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_predict_command(commands)
     add_worker_command(commands)
     add_storage_commands(commands)
+    add_frontend_commands(commands)
     return parser
 
 

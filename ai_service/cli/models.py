@@ -1,4 +1,4 @@
-"""`ai-service train-digits`, `models list|load|unload`, `export-example`: in-process, or on a server (--url)."""
+"""`ai-service train-digits*`, `models list|load|unload`, `export-example`: in-process, or on a server (--url)."""
 
 from __future__ import annotations
 
@@ -19,6 +19,19 @@ def _train_digits(args: argparse.Namespace) -> int:
     from ai_service.models.builtin.digits_training import train_digits
 
     report = train_digits(Path(args.output or WEIGHTS_PATH), epochs=args.epochs, copies=args.copies, seed=args.seed)
+    print(json.dumps(report, indent=2))
+    return 0
+
+
+def _train_scenes(args: argparse.Namespace) -> int:
+    from ai_service.models.builtin import digits_detect, digits_segment, scene_training
+
+    module, train = {
+        "detect": (digits_detect, scene_training.train_digits_detect),
+        "segment": (digits_segment, scene_training.train_digits_segment),
+    }[args.network]
+    output = Path(args.output or module.WEIGHTS_PATH)
+    report = train(output, rounds=args.rounds, scenes_per_round=args.scenes, passes=args.passes, seed=args.seed)
     print(json.dumps(report, indent=2))
     return 0
 
@@ -170,10 +183,21 @@ def add_models_commands(commands: Any) -> None:
 
 
 def add_train_command(commands: Any) -> None:
-    """`train-digits`: the committed weights are reproducible from this command."""
+    """`train-digits`, `train-digits-detect`, `train-digits-segment`: the committed weights come from these."""
     train = commands.add_parser("train-digits", help="reproduce the committed digits weights deterministically")
     train.add_argument("--output", help="where to write the state_dict (.pt) (default: the committed weights)")
     train.add_argument("--epochs", type=int, default=12)
     train.add_argument("--copies", type=int, default=4, help="augmented re-renders per training digit")
     train.add_argument("--seed", type=int, default=0)
     train.set_defaults(handler=_train_digits)
+    for name, what in (("detect", "digits-detect"), ("segment", "digits-segment")):
+        scene = commands.add_parser(
+            f"train-digits-{name}",
+            help=f"reproduce the committed {what} weights deterministically (needs scikit-image)",
+        )
+        scene.add_argument("--output", help="where to write the weights (.pt) (default: the committed weights)")
+        scene.add_argument("--rounds", type=int, default=12, help="rounds of freshly composed training scenes")
+        scene.add_argument("--scenes", type=int, default=512, help="scenes composed per round")
+        scene.add_argument("--passes", type=int, default=3, help="training passes over each round's scenes")
+        scene.add_argument("--seed", type=int, default=0)
+        scene.set_defaults(handler=_train_scenes, network=name)

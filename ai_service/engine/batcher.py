@@ -226,8 +226,12 @@ class Batcher:
         self._execute(tickets, False, 0)
 
     def _wake(self) -> None:
-        """Under the lock: get the inference thread (started if needed) to look at the queue."""
-        if (self._queue or self._bulk) and self._thread is None:
+        """Under the lock: get the inference thread (started if needed) to look at the queue. With nothing queued
+        nobody waits for the model (bulk admission waits on `_take`/`cancel`), and waking the idle inference
+        thread would cost every inline request two thread switches for nothing."""
+        if not (self._queue or self._bulk):
+            return
+        if self._thread is None:
             self._thread = threading.Thread(target=self._loop, name=f"infer-{self.name}", daemon=True)
             self._thread.start()
         self._cond.notify_all()

@@ -18,12 +18,13 @@ import torch
 from loguru import logger
 
 from ai_service.engine.batcher import sample_key
+from ai_service.models import precision
 from ai_service.models.base import ImageModel
 from ai_service.models.pytree import split_batch, tree_map
 from ai_service.server.cores import budget
 from ai_service.settings import EngineSettings
 
-AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+AMP_DTYPES = precision.DTYPES
 #: A forward predicted to take less than this on one core runs on one core: splitting it gains at most a
 #: few ms, and an OpenMP team that waits on a descheduled thread can lose far more (tiny nets like digits).
 SMALL_FORWARD_MS = 4.0
@@ -199,8 +200,8 @@ class ForwardRunner:
                 return self._forward(batch)
         count = batch.shape[0]
         estimate = self._one_core_ms_per_sample
-        if estimate is not None and estimate * count < SMALL_FORWARD_MS:
-            wanted = 1
+        if estimate is None or estimate * count < SMALL_FORWARD_MS:
+            wanted = 1  # the first forward measures the one-core cost itself: no OpenMP team to wait on
         else:
             wanted = None if alone else budget().fair_share
         with budget().threads(self.settings.torch_threads, wanted) as granted:
@@ -209,10 +210,19 @@ class ForwardRunner:
                 outputs = self._forward(batch)
             one_core = (time.perf_counter() - started) * 1000.0 * granted / count
         if measure:  # a compiling warm-up says nothing about the steady state
-            self._one_core_ms_per_sample = one_core if estimate is None else 0.7 * estimate + 0.3 * one_core
+            # Contention (other processes, a descheduled OpenMP thread) and first-call set-up only ever slow a
+            # forward down: the estimate follows a faster forward at once and a slower one slowly. An average let a
+            # busy moment make a tiny model look big, then take every core, spin and look bigger still (measured:
+            # digits at 26 ms of CPU per request on a loaded 2-core machine, against 2.7 ms for a plain app).
+            self._one_core_ms_per_sample = (
+                one_core if estimate is None else min(one_core, 0.9 * estimate + 0.1 * one_core)
+            )
         return outputs
 
     def _autocast(self, device: torch.device) -> contextlib.AbstractContextManager:
-        if not self.settings.amp or device.type not in ("cpu", "cuda"):
+        """The precision the model's load-time check chose (models/precision.py); a model loaded by hand, which
+        no check saw, runs in AI_SERVICE_PRECISION as it is."""
+        used = self.model.precision_in_use or precision.resolve(self.settings.precision, device)
+        if used not in AMP_DTYPES or device.type not in ("cpu", "cuda"):
             return contextlib.nullcontext()
-        return torch.autocast(device_type=device.type, dtype=AMP_DTYPES[self.settings.amp])
+        return torch.autocast(device_type=device.type, dtype=AMP_DTYPES[used])

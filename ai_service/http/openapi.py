@@ -19,6 +19,8 @@ from ai_service import __version__
 from ai_service import schemas as s
 from ai_service.errors import ERRORS, ServiceError
 from ai_service.http.context import runtime
+from ai_service.schemas import meshes as ms
+from ai_service.schemas import stats as st
 
 if TYPE_CHECKING:  # http/ never imports the engine or models at run time
     from ai_service.service.runtime import Runtime
@@ -34,6 +36,8 @@ SAMPLE_PNG_BASE64 = (
 SAMPLE_FILE = "seven.png"
 CACHED_BASES = 8  # the Host header is client-controlled: never cache without bound
 IMAGE_TYPES = ("image/png", "image/webp", "image/jpeg")
+#: What /predict may answer with besides JSON: the image encodings and SVG drawings (`output_format=svg`).
+DRAWING_TYPES = (*IMAGE_TYPES, "image/svg+xml")
 #: What an example input may be served as (the formats ai_service.models.declarative accepts for examples).
 EXAMPLE_TYPES = ("image/png", "image/jpeg", "image/webp", "image/gif", "image/bmp")
 #: What a stored history image may be served as: any format the service reads, by its magic numbers.
@@ -69,7 +73,7 @@ REQUEST_ID = {
 }
 #: The multipart parts that carry files, and what they may be.
 FILE_PARTS = {
-    "file": "image/*, application/octet-stream",
+    "file": "image/*, model/*, application/zip, application/octet-stream",
     "archive": "application/zip, application/x-tar, application/gzip, application/x-bzip2, application/x-xz, "
     "application/octet-stream",
 }
@@ -100,6 +104,7 @@ class Operation:
     success: int = 200  # the success status (204: no body)
     media: tuple[str, ...] = ()  # the success body's content types when it is not JSON (files, images)
     image_default: bool = False  # with image_response: the image is the default answer, so bytes are listed first
+    image_types: tuple[str, ...] = IMAGE_TYPES  # with image_response: the image content types
 
 
 def predict_examples(model: str, image_model: str | None) -> tuple[tuple[str, str], ...]:
@@ -404,6 +409,138 @@ def jobs_operations(model: str) -> list[Operation]:
     ]
 
 
+def mesh_operations() -> list[Operation]:
+    """3D models: inspect, render, convert (a mesh sent to /predict runs as its rendered views)."""
+    formats = "GLB, glTF with embedded buffers, OBJ, STL (ASCII or binary), PLY, or a zip of a model with its files"
+    safety = (
+        " Limits are checked from the file's own headers before anything is built (413 `mesh_too_large`); a glTF "
+        "buffer or image outside the upload is 422 `unsafe_mesh` (never opened), an OBJ's outside MTL or texture "
+        "is ignored and listed; damaged or truncated data is 422 `invalid_mesh`; not a 3D model: 415 "
+        "`unsupported_format`."
+    )
+    sample = "curl -s -F file=@cube.obj"
+    # The unit cube as an OBJ (eight `v` lines, six quads), base64 like the sample PNG.
+    cube = (
+        "diAwIDAgMAp2IDEgMCAwCnYgMSAxIDAKdiAwIDEgMAp2IDAgMCAxCnYgMSAwIDEKdiAxIDEgMQp2IDAg"
+        "MSAxCmYgMSA0IDMgMgpmIDUgNiA3IDgKZiAxIDIgNiA1CmYgMiAzIDcgNgpmIDMgNCA4IDcKZiA0IDEgNSA4Cg=="
+    )
+    saved = """-OJ -w '{"file": "%{filename_effective}", "status": %{http_code}}\\n'"""
+    return [
+        Operation(
+            "POST",
+            "/api/v1/meshes/inspect",
+            "inspectMesh",
+            "Facts of a 3D model: counts, bounds, area, volume, materials",
+            ms.MeshFacts,
+            "meshes",
+            errors=(400, 413, 415, 422, 503),
+            security="key",
+            request={"multipart/form-data": ms.MeshFileForm},
+            examples=(("Inspect a model", f"{sample} {{base}}/api/v1/meshes/inspect"),),
+            description=f"Send one model as `file` ({formats}). The scene is flattened with its transforms; "
+            "`volume` is given when the surface is watertight." + safety,
+        ),
+        Operation(
+            "POST",
+            "/api/v1/meshes/render",
+            "renderMesh",
+            "Views of a 3D model as PNGs (a turntable or named views)",
+            ms.MeshRenderResponse,
+            "meshes",
+            errors=(400, 413, 415, 422, 503),
+            security="key",
+            request={"multipart/form-data": ms.MeshRenderForm},
+            image_response=True,
+            examples=(
+                ("A turntable of 8 views, as JSON", f"{sample} -F views=8 -F size=256 {{base}}/api/v1/meshes/render"),
+                (
+                    "The iso view as a PNG",
+                    f"{sample} -F views=iso -F response=image -o iso.png {{base}}/api/v1/meshes/render",
+                ),
+            ),
+            description="Orthographic, lit and shaded views rendered on the CPU, on a transparent background "
+            "unless `background` names a color; every view shares one `scale` (pixels per model unit). JSON "
+            "carries each view as a PNG data URL; `response=image` answers with one view's PNG." + safety,
+        ),
+        Operation(
+            "POST",
+            "/api/v1/meshes/convert",
+            "convertMesh",
+            "A 3D model in another format: GLB, OBJ (zipped), STL or PLY",
+            None,
+            "meshes",
+            errors=(400, 413, 415, 422, 503),
+            security="key",
+            query=ms.MeshConvertQuery,
+            request={"multipart/form-data": ms.MeshFileForm},
+            media=("model/gltf-binary", "application/zip", "model/stl", "application/x-ply"),
+            examples=(  # first on /docs (paths in order): it saves the cube every mesh example sends
+                ("Save the unit cube the examples use (an OBJ)", f"echo '{cube}' | base64 -d > cube.obj"),
+                (
+                    "OBJ to GLB, saved under the server's name",
+                    f"{sample} {saved} '{{base}}/api/v1/meshes/convert?format=glb'",
+                ),
+            ),
+            description="GLB keeps the scene, its materials and textures; OBJ comes back as a zip with its MTL and "
+            "textures; STL and PLY hold the flattened geometry (PLY with vertex colors)." + safety,
+        ),
+    ]
+
+
+def stats_operations(model: str) -> list[Operation]:
+    """The dashboard's aggregates: one per chart family, all over the same query (range, models, bucket)."""
+    common = (
+        " Computed by the database over the range [since, until) (default: the last 24 h), cut into `bucket`-wide "
+        "buckets aligned to UTC (`buckets` lists their starts; every series has one value per bucket). Repeat "
+        "`model` for several models. 422 `invalid_parameter` for a bad range or more than 1000 buckets; 404 "
+        "`history_disabled` when the server records no history."
+    )
+    stats = [
+        ("traffic", "getStatsTraffic", "Images, requests and errors over time, per model", st.StatsTraffic, ""),
+        (
+            "latency",
+            "getStatsLatency",
+            "Latency percentiles (p50, p95, p99) over time and per model",
+            st.StatsLatency,
+            "Nearest-rank percentiles of each image's recorded total time (ms), computed by the database.",
+        ),
+        ("errors", "getStatsErrors", "Error rate over time and by error code", st.StatsErrors, ""),
+        (
+            "drift",
+            "getStatsDrift",
+            "Top-1 labels and score histogram per model, beside a baseline period",
+            st.StatsDrift,
+            "The baseline defaults to the period of the same length just before `since`; a shift in the score "
+            "histogram is the first sign of drift.",
+        ),
+        ("inputs", "getStatsInputs", "Input sizes, modes and file formats", st.StatsInputs, ""),
+        ("jobs", "getStatsJobs", "Bulk jobs submitted and finished over time, and their throughput", st.StatsJobs, ""),
+    ]
+    return [
+        Operation(
+            "GET",
+            f"/api/v1/stats/{name}",
+            operation_id,
+            summary,
+            response,
+            "stats",
+            errors=(401, 404, 422, 503),
+            security="key",
+            query=st.StatsDriftQuery if name == "drift" else st.StatsQuery,
+            description=(extra + common).strip(),
+            examples=(
+                (
+                    f"Daily traffic of {model} since a date",
+                    f"curl -s '{{base}}/api/v1/stats/{name}?model={model}&since=2026-01-01T00:00:00Z&bucket=1d'",
+                ),
+            )
+            if name == "traffic"
+            else ((summary, f"curl -s '{{base}}/api/v1/stats/{name}'"),),
+        )
+        for name, operation_id, summary, response, extra in stats
+    ]
+
+
 def operations(model: str, image_model: str | None, example: str | None = None) -> list[Operation]:
     """Every endpoint of the API (those this app does not route are left out of its document); `example` is one of
     `model`'s example files, for the curl line that fetches it."""
@@ -419,6 +556,7 @@ def operations(model: str, image_model: str | None, example: str | None = None) 
             errors=PREDICT_ERRORS,
             security="key",
             image_response=True,
+            image_types=DRAWING_TYPES,
             request={"multipart/form-data": s.PredictForm},
             examples=predict_examples(model, image_model),
             description=(
@@ -439,6 +577,7 @@ def operations(model: str, image_model: str | None, example: str | None = None) 
             errors=PREDICT_ERRORS,
             security="key",
             image_response=True,
+            image_types=DRAWING_TYPES,
             request={"application/json": s.PredictJSON},
             examples=predict_json_examples(model),
             description=(
@@ -458,7 +597,7 @@ def operations(model: str, image_model: str | None, example: str | None = None) 
             errors=(400, 404, 413, 415, 422, 503, 504),
             security="key",
             request={"multipart/form-data": s.PredictImageForm},
-            media=IMAGE_TYPES,
+            media=DRAWING_TYPES,
             description=(
                 "`POST /api/v1/predict` with `return=image`, as an operation of its own: one `file`, the same "
                 "options but `return`, and the encoded output image (`output_format`) as the whole body."
@@ -485,6 +624,25 @@ def operations(model: str, image_model: str | None, example: str | None = None) 
                 '["operations", 1, "tolerance"]).'
             ),
             examples=convert_examples(),
+        ),
+        Operation(
+            "POST",
+            "/api/v1/psd/layers",
+            "psdLayers",
+            "The layers of a Photoshop document, optionally with each layer's pixels",
+            s.PsdLayersResponse,
+            "images",
+            errors=(400, 413, 415, 422),
+            security="key",
+            request={"multipart/form-data": s.PsdLayersForm},
+            description=(
+                "Send one PSD/PSB as `file`. The answer lists every layer and group (each group followed by its "
+                "contents, the bottom of each stack first, as stored) with its index path, name path, kind, "
+                "visibility, opacity, blend mode and box in canvas pixels. `png=true` adds each layer's pixels as a "
+                "PNG data URL (clipped to the canvas); `layer` lists one layer or group only. The index path or "
+                "name path is what `layer` of /predict and /convert takes. Not a PSD: 415 `unsupported_format`; "
+                "an unknown `layer`: 422 `layer_not_found`; PNGs beyond 4x the pixel limit: 413 `image_too_large`."
+            ),
         ),
         Operation(
             "GET",
@@ -578,6 +736,8 @@ def operations(model: str, image_model: str | None, example: str | None = None) 
         ),
         *history_operations(model),
         *jobs_operations(model),
+        *stats_operations(model),
+        *mesh_operations(),
     ]
 
 
@@ -641,6 +801,8 @@ def build_document(app: Flask, current: Runtime, base: str) -> dict[str, Any]:
             {"name": "service", "description": "Health and this document"},
             {"name": "history", "description": "Recorded predictions: browse, export, delete"},
             {"name": "jobs", "description": "Bulk jobs: archives and folders through a model, in the background"},
+            {"name": "stats", "description": "Aggregates of the history and the jobs, for the dashboard"},
+            {"name": "meshes", "description": "3D models: facts, views and conversion; no model"},
         ],
         "paths": paths,
         "components": {"schemas": defs.get("$defs", {}), "headers": HEADERS, "securitySchemes": SECURITY_SCHEMES},
@@ -722,7 +884,7 @@ def operation_object(op: Operation, params: list[str], refs: dict, base: str, ap
         success["content"] = {"application/json": {"schema": {"type": "object"}}}
     if op.image_response:
         success["content"].update(
-            {kind: {"schema": {"type": "string", "contentMediaType": kind}} for kind in IMAGE_TYPES}
+            {kind: {"schema": {"type": "string", "contentMediaType": kind}} for kind in op.image_types}
         )
         success["description"] = f"JSON, or the encoded output image itself (see `{image_switch(op)}`)"
         if op.image_default:

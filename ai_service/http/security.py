@@ -13,11 +13,8 @@
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import math
 import time
-from collections.abc import Iterable
 from functools import partial
 
 from flask import Flask, current_app, g, request
@@ -27,6 +24,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 from ai_service.errors import ServiceError
 from ai_service.extras import require
 from ai_service.http.deadline import BodyDeadlineMiddleware
+from ai_service.keys import accepted_keys, key_fingerprint, key_matches
 from ai_service.settings import ConfigError, SecuritySettings, Settings
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
@@ -62,25 +60,6 @@ def presented_key() -> str | None:
         return key
     scheme, _, value = request.headers.get("Authorization", "").partition(" ")
     return value.strip() or None if scheme.lower() == "bearer" else None
-
-
-def key_matches(presented: str, accepted: Iterable[str]) -> bool:
-    """Constant-time membership: every accepted key is compared, so timing reveals nothing."""
-    candidate = presented.encode("utf-8", "surrogateescape")
-    matched = False
-    for key in accepted:
-        matched |= hmac.compare_digest(candidate, key.encode("utf-8", "surrogateescape"))
-    return matched
-
-
-def key_fingerprint(key: str) -> str:
-    """A short, non-reversible name for a key, safe to put in logs and rate-limit buckets."""
-    return hashlib.sha256(key.encode("utf-8", "surrogateescape")).hexdigest()[:12]
-
-
-def accepted_keys(security: SecuritySettings) -> tuple[str, ...]:
-    """Keys that unlock the API: the configured API keys plus the admin token, which may do anything."""
-    return security.api_keys + ((security.admin_token,) if security.api_keys and security.admin_token else ())
 
 
 def client_identity(security: SecuritySettings) -> str:

@@ -10,7 +10,9 @@ stays cheap - torch is loaded by `convert` only):
 - convert: PIL <-> NumPy, PIL batches -> torch, model tensors -> PIL, gray conversion
 - resize: alpha-aware resizing of images with Pillow's filters, fit modes with their geometry
 - color: RGB <-> HSV/HLS/LAB/YCrCb/YUV/gray for NumPy and PIL (OpenCV's conventions)
-- ops: the operation pipeline behind POST /api/v1/convert and the Tools page (validated by ai_service.convert_schemas)
+- ops: the operation pipeline behind POST /api/v1/convert and the Tools page (validated by ai_service.schemas.convert)
+- psd: Photoshop documents: the flattened image, the layer list, one layer alone
+- vector: SVG drawings of model outputs (boxes, masks and line art traced along pixel edges)
 """
 
 from __future__ import annotations

@@ -45,6 +45,12 @@ class UnsafeImageError(ImageDecodeError):
     code = "unsafe_image"
 
 
+class LayerNotFoundError(ImageDecodeError):
+    """`layer=` names no layer of the PSD file (or the file is not a layered one)."""
+
+    code = "layer_not_found"
+
+
 def check_canvas(what: str, width: int, height: int, max_side: int, max_pixels: int) -> None:
     """Refuse a raster beyond a per-side limit or the pixel budget before any pixel memory is allocated."""
     if width > max_side or height > max_side or width * height > max_pixels:

@@ -16,6 +16,7 @@ from ai_service.imaging.errors import (
     EmptyImageError,
     ImageDecodeError,
     ImageTooLargeError,
+    LayerNotFoundError,
     UnsupportedFormatError,
 )
 
@@ -90,6 +91,8 @@ def decode_image(
     max_pixels: int = DEFAULT_MAX_PIXELS,
     target_size: tuple[int, int] | None = None,
     svg_size: tuple[int, int] | None = None,
+    layer: str | None = None,
+    layers: str = "merged",
 ) -> Image.Image:
     """Turn uploaded bytes into a loaded, upright, sRGB PIL image in L/LA/RGB/RGBA, or a specific error.
 
@@ -97,8 +100,12 @@ def decode_image(
     render just covering it); `svg_size` renders an SVG at exactly that size. `info["source_size"]` always
     holds the full upright size of the original (intrinsic size for SVG), whatever was decoded; rasters
     also carry `info["exif_orientation"]` (read once here, so callers need not parse the upload again).
+    `layer` / `layers` pick a PSD's layer or its visible layers (ai_service/imaging/psd.py); other formats have
+    one layer, so `layer` there is a LayerNotFoundError.
     """
     fmt = sniff_format(data)
+    if layer is not None and fmt != "psd":
+        raise LayerNotFoundError(f"`layer` picks a layer of a PSD file; this is a {fmt.upper()} image.", format=fmt)
     if fmt == "svg":
         from ai_service.imaging.svg import rasterize_svg
 
@@ -106,7 +113,7 @@ def decode_image(
     if fmt == "psd":
         from ai_service.imaging.psd import decode_psd
 
-        return decode_psd(data, max_pixels=max_pixels)
+        return decode_psd(data, max_pixels=max_pixels, layer=layer, layers=layers)
     if fmt == "png":
         check_png_structure(data)
     elif fmt == "ico":

@@ -1,6 +1,6 @@
 """The image operations behind /api/v1/convert and the Tools page, applied in order.
 
-They arrive validated (ai_service.convert_schemas, as dicts with defaults filled in); only the pixel budget of a
+They arrive validated (ai_service.schemas.convert, as dicts with defaults filled in); only the pixel budget of a
 one-sided resize is checked here, since it depends on the image's aspect ratio.
 """
 

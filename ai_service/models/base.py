@@ -130,6 +130,16 @@ class ImageModel(ABC, Generic[ItemT]):
     #: Batching limits for this model (None: the engine's defaults, see AI_SERVICE_MAX_BATCH_SIZE / _DELAY_MS).
     max_batch_size: int | None = None
     max_batch_delay_ms: float | None = None
+    #: fp32, bf16, fp16 or auto (None: AI_SERVICE_PRECISION). Reduced precision is served only if the model passes
+    #: the accuracy check at load (ai_service/models/precision.py), against `precision_tolerance`: the lowest top-1
+    #: agreement (classification, default 0.99) or the largest absolute output error (other tasks, default 0.05).
+    precision: str | None = None
+    precision_tolerance: float | None = None
+    #: Folder of images the check runs (None: the examples, else synthetic images).
+    calibration_dir: Path | None = None
+    #: What the check decided (set at every load): the precision forwards run in, and why.
+    precision_in_use: str | None = None
+    precision_check: Any = None
 
     def __init__(self) -> None:
         self.device: torch.device | None = None

@@ -22,7 +22,7 @@ def build_registry(settings: Settings, device: torch.device) -> ModelRegistry:
         raise ConfigError(f"setting gpu_memory_budget: {exc}") from None
     registry = ModelRegistry(device, memory_budget=budget, max_loaded=settings.models.max_loaded_models,
                              eviction=settings.models.eviction, warmup=settings.models.warmup,
-                             retry_failed_after=FAILED_LOAD_RETRY_S)
+                             retry_failed_after=FAILED_LOAD_RETRY_S, precision=settings.engine.precision)
     for model in builtin_models():
         registry.register(model, source="builtin")
     models_file = models_file_path(settings.home, settings.models.models_file)

@@ -67,6 +67,12 @@ class ModelSpec(BaseModel):
     score_threshold: float = Field(0.5, ge=0, le=1)
     max_batch_size: Optional[int] = Field(None, ge=1)
     max_batch_delay_ms: Optional[float] = Field(None, ge=0)
+    #: fp32, bf16, fp16 or auto (default: AI_SERVICE_PRECISION), kept only if the load-time check passes.
+    precision: Optional[Literal["fp32", "bf16", "fp16", "auto"]] = None
+    #: The check's bound: lowest top-1 agreement (classification, 0-1) or largest absolute output error.
+    precision_tolerance: Optional[float] = Field(None, ge=0)
+    #: A folder of images (relative to the models folder, inside the home) the check runs instead of the examples.
+    calibration: Optional[str] = None
 
     @field_validator("version", mode="before")
     @classmethod
@@ -140,9 +146,13 @@ class DeclarativeModel(ImageModel[Fitted]):
                               input_mode=spec.mode, labels=tuple(labels), mean=mean, std=std,
                               description=spec.description or f"{spec.kind} model {self.weights_path.name}",
                               examples=examples)
-        for key in ("max_batch_size", "max_batch_delay_ms"):
+        for key in ("max_batch_size", "max_batch_delay_ms", "precision", "precision_tolerance"):
             if getattr(spec, key) is not None:
                 setattr(self, key, getattr(spec, key))
+        if spec.calibration is not None:
+            self.calibration_dir = resolve_model_path(spec.calibration, home, models_dir)
+            if not self.calibration_dir.is_dir():
+                raise ValueError(f"calibration {spec.calibration!r}: {self.calibration_dir} is not a folder")
         self.fixed_batch: int | None = None
         self.mean_tensor: torch.Tensor | None = None
         self.std_tensor: torch.Tensor | None = None

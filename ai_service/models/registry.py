@@ -14,6 +14,7 @@ from loguru import logger
 from ai_service.model_refs import MAX_PART_LENGTH, UNSAFE_CHARACTERS
 from ai_service.observability import metrics
 from ai_service.devices import release_memory
+from ai_service.models import precision
 from ai_service.models.base import ImageModel, ModelInfo, check_contract
 from ai_service.settings import EVICTION_MODES
 CPU = torch.device("cpu")
@@ -98,7 +99,7 @@ class ModelRegistry:
 
     def __init__(self, device: torch.device, *, memory_budget: int | None = None, max_loaded: int = 0,
                  eviction: str = "auto", warmup: bool = False, busy_timeout: float = 30.0,
-                 retry_failed_after: float = 0.0) -> None:
+                 retry_failed_after: float = 0.0, precision: str = "fp32") -> None:
         if eviction not in EVICTION_MODES:
             raise ValueError(f"eviction must be one of {EVICTION_MODES}, got {eviction!r}")
         if max_loaded < 0:
@@ -111,6 +112,8 @@ class ModelRegistry:
         self.max_loaded = max_loaded
         self.eviction = ("unload" if device.type == "cpu" else "offload") if eviction == "auto" else eviction
         self.warmup = warmup
+        #: The precision of models that declare none (AI_SERVICE_PRECISION); each load checks it (models/precision.py).
+        self.precision = precision
         self.busy_timeout = busy_timeout
         self._entries: dict[str, dict[str, ModelEntry]] = {}
         self._failures: list[ModelEntry] = []
@@ -206,7 +209,11 @@ class ModelRegistry:
 
     def status(self, entry: ModelEntry) -> dict[str, Any]:
         """One entry's status, as statuses() lists it; `default` marks the version its bare name addresses."""
-        return entry.status(self.device, entry.model is not None and self.resolve(entry.info.name) is entry)
+        status = entry.status(self.device, entry.model is not None and self.resolve(entry.info.name) is entry)
+        check = getattr(entry.model, "precision_check", None) if entry.state in ("loaded", "offloaded") else None
+        status["precision"] = check.used if check is not None else None
+        status["precision_check"] = check.as_dict() if check is not None else None
+        return status
 
     def memory(self) -> dict[str, Any]:
         """The budget and how much of it the loaded models use."""
@@ -376,6 +383,7 @@ class ModelRegistry:
                 model.load(self.device)
                 if self.warmup:
                     model.warmup()
+                precision.settle(model, self.precision)
         except BaseException:
             model.unload()
             with self._lock:

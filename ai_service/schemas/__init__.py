@@ -1,4 +1,8 @@
-"""Pydantic models for every API request and response body: the views validate with them, OpenAPI is built from them."""
+"""Pydantic models for every API request and response body: the views validate with them, OpenAPI is built from them.
+
+This module holds the shared ones (envelope, predict, models, history, jobs); each feature with bodies of its own has a
+module beside it (convert, multipart, meshes, psd, stats). Torch- and Flask-free: the Python client imports it.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +12,9 @@ from typing import TYPE_CHECKING, Any, Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from ai_service.convert_schemas import (  # noqa: F401 (the operations are components of the OpenAPI document)
+from ai_service.errors import ERRORS
+from ai_service.model_refs import MAX_PART_LENGTH, MODEL_REF_PATTERN
+from ai_service.schemas.convert import (  # noqa: F401 (the operations are components of the OpenAPI document)
     ColorKeyOperation,
     ColorspaceOperation,
     ConvertOperation,
@@ -17,9 +23,14 @@ from ai_service.convert_schemas import (  # noqa: F401 (the operations are compo
     ResizeOperation,
     ToGrayOperation,
 )
-from ai_service.errors import ERRORS
-from ai_service.model_refs import MAX_PART_LENGTH, MODEL_REF_PATTERN
-from ai_service.multipart_schema import multipart_fields
+from ai_service.schemas.meshes import MeshViewOptions
+from ai_service.schemas.multipart import multipart_fields
+from ai_service.schemas.psd import (  # noqa: F401 (components of the OpenAPI document)
+    LayerChoice,
+    PsdLayerInfo,
+    PsdLayersForm,
+    PsdLayersResponse,
+)
 
 if TYPE_CHECKING:  # the models import torch; request schemas (and the client) must not
     from ai_service.models.base import ModelOptions
@@ -95,6 +106,11 @@ class RunOptions(Schema):
     )
     output_format: OutputFormat = Field("png", description="Encoding of image outputs (image-to-image, masks).")
     quality: int = Field(90, ge=1, le=100, description="JPEG/WebP quality of image outputs (100 = lossless WebP).")
+    cache: Literal["on", "off"] = Field(
+        "on",
+        description="`on`: an input seen before (same bytes, model version and options) is answered from the result "
+        "cache, marked `cached: true`; `off`: always run the model.",
+    )
 
     @field_validator("background")
     @classmethod
@@ -123,7 +139,21 @@ class RunOptions(Schema):
         )
 
 
-class PredictOptions(RunOptions):
+class DrawingOptions(Schema):
+    """The output formats of /predict: RunOptions' raster encodings, or SVG drawings of what the model found."""
+
+    output_format: Literal["png", "webp", "jpeg", "svg"] = Field(
+        "png",
+        description="Encoding of image outputs (image-to-image, masks). `svg`: detections, segmentation masks "
+        "and image outputs (edge maps, traced as line art) drawn as an SVG sized like the input: each result "
+        "gets `svg` (a data URL; image outputs and masks stay PNG), and `return=image` answers with the SVG.",
+    )
+    svg_background: Literal["none", "image"] = Field(
+        "none", description="With `output_format=svg`: `image` embeds the input image as the drawing's base layer."
+    )
+
+
+class PredictOptions(MeshViewOptions, LayerChoice, DrawingOptions, RunOptions):
     """Options accepted by POST /api/v1/predict, as multipart form fields or JSON members."""
 
     return_: ReturnKind = Field(
@@ -137,7 +167,7 @@ class PredictOptions(RunOptions):
 class PredictForm(PredictOptions):
     """multipart/form-data body of POST /api/v1/predict (documentation only: files arrive separately)."""
 
-    model_config = ConfigDict(json_schema_extra=multipart_fields)  # left out, never null (multipart_schema.py)
+    model_config = ConfigDict(json_schema_extra=multipart_fields)  # left out, never null (schemas/multipart.py)
 
     file: list[bytes] = Field(
         min_length=1,
@@ -146,10 +176,10 @@ class PredictForm(PredictOptions):
     )
 
 
-class PredictImageForm(RunOptions):
+class PredictImageForm(LayerChoice, DrawingOptions, RunOptions):
     """multipart/form-data body of POST /api/v1/predict/image: one image in, the encoded output image out."""
 
-    model_config = ConfigDict(json_schema_extra=multipart_fields)  # left out, never null (multipart_schema.py)
+    model_config = ConfigDict(json_schema_extra=multipart_fields)  # left out, never null (schemas/multipart.py)
 
     file: bytes = Field(description="One image (an image-to-image model's input); any format the service reads.")
 
@@ -261,9 +291,26 @@ class ItemResult(ResponseSchema):
     keypoints: list[list[float]] | None = Field(None, description="[x, y, ...] in original-image pixels.")
     image: str | None = Field(None, description="Image-to-image: the output as a data URL (`output_format`).")
     mask: str | None = Field(None, description="Segmentation: the mask as a data URL, sized like the original.")
+    svg: str | None = Field(
+        None, description="With `output_format=svg`: the drawing (boxes, mask paths or traced lines) as a data URL."
+    )
     history_id: str | None = Field(None, description="The history row of this image (GET /api/v1/history/{id}).")
     warnings: list[ResultWarning] | None = Field(
         None, description="Present when the result needs a caveat, e.g. an input unlike the model's training data."
+    )
+    cached: bool | None = Field(
+        None, description="true when this answer came from the result cache (the model did not run for it)."
+    )
+    views: list[dict[str, Any]] | None = Field(
+        None,
+        description="A 3D model input: each rendered view's own result (`view`, `azimuth`, `elevation`, then the "
+        "fields of an image's result, or its `error`); `predictions` is then their mean (see `aggregate`).",
+    )
+    mesh: dict[str, Any] | None = Field(
+        None, description="A 3D model input: its format, vertices, faces, bounds and watertightness."
+    )
+    aggregate: dict[str, Any] | None = Field(
+        None, description="A 3D model input: how the views' results were combined (`method`) and over how many."
     )
 
 
@@ -287,6 +334,7 @@ class Timing(ResponseSchema):
     postprocess: float = Field(0.0, ge=0)
     encode: float = Field(0.0, ge=0, description="Encoding image outputs (PNG/WebP/JPEG).")
     load: float | None = Field(None, ge=0, description="Present when this request loaded the model.")
+    cache: float | None = Field(None, ge=0, description="Present when results came from the result cache.")
     total: float = Field(0.0, ge=0)
 
 
@@ -297,6 +345,9 @@ class PredictResponse(ResponseSchema):
     version: str
     task: str
     batch_size: int | None = Field(None, ge=1, description="How many images ran through the network together.")
+    cached: bool | None = Field(
+        None, description="true when every result came from the result cache (each such result says `cached` too)."
+    )
     results: list[ItemResult | ItemError]
     timing_ms: Timing
 
@@ -304,7 +355,7 @@ class PredictResponse(ResponseSchema):
 class ConvertForm(ConvertOptions):
     """multipart/form-data body of POST /api/v1/convert (documentation only: the file arrives separately)."""
 
-    model_config = ConfigDict(json_schema_extra=multipart_fields)  # left out, never null (multipart_schema.py)
+    model_config = ConfigDict(json_schema_extra=multipart_fields)  # left out, never null (schemas/multipart.py)
 
     file: bytes = Field(description="The image (one part).")
 
@@ -366,8 +417,29 @@ class ModelExample(ResponseSchema):
     url: str = Field(description="Where to GET the image (PNG, JPEG, WebP, GIF or BMP; cacheable, with an ETag).")
 
 
+class PrecisionCheck(ResponseSchema):
+    """The load-time accuracy check of reduced precision (docs/performance/tuning.md)."""
+
+    requested: Literal["fp32", "bf16", "fp16", "auto"] = Field(description="What the model or the default asked for.")
+    used: Literal["fp32", "bf16", "fp16"] = Field(description="What its forwards run in.")
+    metric: Literal["top1_agreement", "max_abs_error"] | None = Field(
+        None, description="top1_agreement (classification) or max_abs_error (other tasks); null: nothing measured."
+    )
+    value: float | None = Field(None, description="The measured agreement (0-1) or error.")
+    tolerance: float | None = Field(None, description="The bound: agreement at least, error at most.")
+    samples: int = Field(0, ge=0, description="Calibration images compared.")
+    reason: str = Field(description="Why `used` is what it is.")
+
+
 class ModelStatus(SystemModel):
     """A registered model: its metadata, where its weights are, and its lifecycle state."""
+
+    precision: Literal["fp32", "bf16", "fp16"] | None = Field(
+        None, description="The precision the loaded model's forwards run in; null when not loaded."
+    )
+    precision_check: PrecisionCheck | None = Field(
+        None, description="Why: the accuracy check reduced precision passed or failed at load; null when not loaded."
+    )
 
     input_size: list[int] | None = Field(
         description="[width, height] the model is fed; null = any size, or a registration that failed."
@@ -582,7 +654,7 @@ class JobOptions(RunOptions):
 class JobForm(JobOptions):
     """multipart/form-data body of POST /api/v1/jobs: one `archive` part, or `file` parts (documentation only)."""
 
-    model_config = ConfigDict(json_schema_extra=multipart_fields)  # left out, never null (multipart_schema.py)
+    model_config = ConfigDict(json_schema_extra=multipart_fields)  # left out, never null (schemas/multipart.py)
 
     archive: bytes | None = Field(
         None,

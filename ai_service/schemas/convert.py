@@ -23,6 +23,8 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
+from ai_service.schemas.psd import LayerChoice
+
 MAX_OPERATIONS: Final = 20
 MAX_SIDE: Final = 8192
 Weights = Literal["bt601", "bt709"]
@@ -140,8 +142,8 @@ def not_null(schema: dict[str, Any]) -> None:
     schema.pop("default", None)
 
 
-class ConvertOptions(Strict):
-    """The fields of POST /api/v1/convert besides the file (ai_service/multipart_schema.py's rule: leave a field out
+class ConvertOptions(LayerChoice, Strict):
+    """The fields of POST /api/v1/convert besides the file (ai_service/schemas/multipart.py's rule: leave a field out
     for its default; an empty value is validated like any other)."""
 
     operations: Json[Annotated[list[ConvertOperation], Field(max_length=MAX_OPERATIONS)]] = Field(

@@ -11,21 +11,47 @@ worker that dies cannot leave a lock held; the master clears a dead worker's slo
 
 from __future__ import annotations
 
+import math
 import multiprocessing
 import os
 import threading
 from collections.abc import Iterator, MutableSequence
 from contextlib import contextmanager
+from pathlib import Path
 
 import torch
 
 
 def available_cores() -> int:
-    """Cores this process may run on (affinity-aware, unlike os.cpu_count)."""
+    """Cores this process may use: its CPU affinity, capped by a cgroup CPU quota (a container limited to
+    2 CPUs on a 64-core host has 2, whatever os.cpu_count says), rounded up, at least one."""
     try:
-        return max(1, len(os.sched_getaffinity(0)))
+        affinity = max(1, len(os.sched_getaffinity(0)))
     except AttributeError:  # pragma: no cover - macOS
-        return max(1, os.cpu_count() or 1)
+        affinity = max(1, os.cpu_count() or 1)
+    quota = cgroup_cpu_quota()
+    return max(1, min(affinity, math.ceil(quota))) if quota else affinity
+
+
+#: cgroup v2's CPU limit of this process's group, and cgroup v1's quota and period.
+CGROUP_V2_MAX = Path("/sys/fs/cgroup/cpu.max")
+CGROUP_V1 = (Path("/sys/fs/cgroup/cpu/cpu.cfs_quota_us"), Path("/sys/fs/cgroup/cpu/cpu.cfs_period_us"))
+
+
+def cgroup_cpu_quota(v2: Path = CGROUP_V2_MAX, v1: tuple[Path, Path] = CGROUP_V1) -> float | None:
+    """CPUs the cgroup quota allows (e.g. 1.5), or None when there is no limit or no cgroup to read."""
+    try:
+        quota, period = v2.read_text().split()[:2]
+    except (OSError, ValueError):
+        try:
+            quota, period = v1[0].read_text().strip(), v1[1].read_text().strip()
+        except OSError:
+            return None
+    try:
+        cpus = int(quota) / int(period)
+    except ValueError:  # "max": no limit
+        return None
+    return cpus if cpus > 0 else None
 
 
 def shared_slots(count: int) -> MutableSequence[int]:

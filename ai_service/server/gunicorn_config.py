@@ -19,11 +19,12 @@ Choices:
   after AI_SERVICE_MAX_REQUESTS (+ jitter) requests.
 - Control socket: one per home (var/gunicorn.ctl), not gunicorn's per-user default that every instance
   shares (a second instance would take the first one's over; a read-only home cannot create it).
-- Sizing (README "Performance / batching"): AI_SERVICE_WORKERS=0 means one worker per core on CPU,
-  one per listed GPU with AI_SERVICE_GPUS. Workers share the cores through a budget in shared memory
-  (ai_service/server/cores.py): a lone forward takes every idle core, under load each forward gets
-  its share, so workers × torch threads never exceeds the cores. With several GPUs each worker is
-  pinned to one GPU through CUDA_VISIBLE_DEVICES (ai_service/server/placement.py).
+- Sizing (docs/performance/tuning.md): AI_SERVICE_WORKERS=0, the default, means one worker per core on CPU
+  (affinity and cgroup quota), one per listed GPU with AI_SERVICE_GPUS, else one per visible GPU. Workers
+  share the cores through a budget in shared memory (ai_service/server/cores.py): a lone forward takes
+  every idle core, under load each forward gets its share, so workers × torch threads never exceeds the
+  cores. With several GPUs each worker is pinned to one GPU: through CUDA_VISIBLE_DEVICES when listed,
+  else as cuda:N (ai_service/server/placement.py).
 """
 
 from __future__ import annotations
@@ -79,7 +80,10 @@ def gunicorn_config(settings: Settings | None = None) -> dict[str, Any]:
     from ai_service.server import placement  # light: no prometheus_client in the master
     from ai_service.server.cores import shared_slots
 
-    workers = settings.server.workers or placement.default_workers(settings.compute.gpus, settings.compute.device)
+    gpu_count = 0 if settings.compute.gpus.strip() else placement.visible_gpus(settings.compute.device)
+    workers = settings.server.workers or placement.default_workers(
+        settings.compute.gpus, settings.compute.device, gpu_count
+    )
     socket_path = control_socket(settings)
     # Shared by every worker (created before the first fork): cores held by each worker's forwards.
     core_slots = shared_slots(workers)
@@ -99,14 +103,18 @@ def gunicorn_config(settings: Settings | None = None) -> dict[str, Any]:
 
     def post_fork(server, worker) -> None:
         """In the worker, before the app is built: join the core budget, pin this worker's GPU, configure it."""
-        gpu = placement.enter_worker(core_slots, worker.ai_slot, settings.compute.gpus)
+        gpu = placement.enter_worker(
+            core_slots, worker.ai_slot, settings.compute.gpus, settings.compute.device, gpu_count
+        )
         server.log.info(
             "worker %s: core budget slot %s%s",
             worker.pid,
             worker.ai_slot,
             f", pinned to GPU {gpu}" if gpu is not None else "",
         )
-        configure_process(load_settings())  # read again: enter_worker narrowed AI_SERVICE_GPUS to the pinned GPU
+        # Read again (enter_worker narrowed AI_SERVICE_GPUS or AI_SERVICE_DEVICE to the pinned GPU); torch threads
+        # start at this worker's share of the cores.
+        configure_process(load_settings(), workers)
 
     def post_worker_init(worker) -> None:
         """The app is built: move every object that exists now (modules, app, models loaded at start) out of the

@@ -27,7 +27,9 @@ def gpu_for_slot(gpus: str, slot: int | None) -> str | None:
     return listed[slot % len(listed)]
 
 
-def enter_worker(slots: MutableSequence[int], slot: int | None, gpus: str) -> str | None:
+def enter_worker(
+    slots: MutableSequence[int], slot: int | None, gpus: str, device: str = "auto", gpu_count: int = 0
+) -> str | None:
     """In the freshly forked worker, before the app exists: join the core budget, pin the GPU."""
     if slot is not None:
         slots[slot] = 0
@@ -36,12 +38,44 @@ def enter_worker(slots: MutableSequence[int], slot: int | None, gpus: str) -> st
     if gpu is not None:
         os.environ["AI_SERVICE_GPUS"] = gpu
         os.environ["CUDA_VISIBLE_DEVICES"] = gpu
+    elif (pinned := device_for_slot(gpus, device, slot, gpu_count)) is not None:
+        os.environ["AI_SERVICE_DEVICE"] = pinned  # visible GPUs not listed: pick one by index, visibility unchanged
+        return pinned
     return gpu
 
 
-def default_workers(gpus: str, device: str) -> int:
-    """AI_SERVICE_WORKERS=0: one worker per listed GPU on a GPU box, one per core otherwise."""
+def visible_gpus(device: str) -> int:
+    """CUDA GPUs this process could use (0 on a CPU box or with AI_SERVICE_DEVICE=cpu), counted through NVML
+    (torch.cuda.device_count asks NVML first; is_available would initialize the CUDA driver), so the gunicorn
+    master stays fork-safe for its workers."""
+    if device.strip().lower() == "cpu":
+        return 0
+    import torch
+
+    try:
+        return max(0, torch.cuda.device_count())
+    except Exception:  # noqa: BLE001 - a broken driver means no GPU to place workers on
+        return 0
+
+
+def default_workers(gpus: str, device: str, gpu_count: int | None = None) -> int:
+    """AI_SERVICE_WORKERS=0 (the default): one worker per listed GPU, else one per visible GPU (auto/cuda), one
+    for an explicit cuda:N, one per core otherwise (affinity and cgroup quota, see cores.available_cores)."""
     listed = [part for part in gpus.split(",") if part.strip()]
+    device = device.strip().lower()
     if listed and device != "cpu":
         return len(listed)
+    if device.startswith("cuda:"):
+        return 1
+    count = visible_gpus(device) if gpu_count is None else gpu_count
+    if count and device in ("auto", "cuda"):
+        return count
     return cores.available_cores()
+
+
+def device_for_slot(gpus: str, device: str, slot: int | None, gpu_count: int) -> str | None:
+    """With several visible GPUs and none listed, the `cuda:N` this worker's slot maps to (AI_SERVICE_DEVICE);
+    None when placement is by AI_SERVICE_GPUS, on one GPU, on the CPU or for an explicit device."""
+    if gpus.strip() or slot is None or gpu_count < 2 or device.strip().lower() not in ("auto", "cuda"):
+        return None
+    return f"cuda:{slot % gpu_count}"

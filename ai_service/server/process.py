@@ -22,16 +22,17 @@ if TYPE_CHECKING:
 GIL_SWITCH_INTERVAL_S = 0.0005
 
 
-def configure_process(settings: Settings) -> int:
+def configure_process(settings: Settings, workers: int | None = None) -> int:
     """Set GPU visibility, torch threads, the GIL switch interval and the multipart parser; returns torch threads.
 
+    `workers`: the processes sharing this machine's cores (gunicorn's count; default 1: a process of its own).
     Must run before CUDA initializes (CUDA_VISIBLE_DEVICES is read once). Idempotent.
     """
     from ai_service.devices import apply_gpu_visibility, configure_torch_threads
     from ai_service.http import multipart
 
     apply_gpu_visibility(settings.compute.gpus)
-    threads = configure_torch_threads(settings.engine.torch_threads, settings.server.workers)
+    threads = configure_torch_threads(settings.engine.torch_threads, workers or 1)
     sys.setswitchinterval(min(sys.getswitchinterval(), GIL_SWITCH_INTERVAL_S))
     literal_multipart = multipart.install()
     if not literal_multipart:

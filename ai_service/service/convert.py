@@ -11,11 +11,11 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from ai_service.convert_schemas import ConvertOptions, convert_issues, parameter_loc
 from ai_service.errors import ServiceError
 from ai_service.imaging.encode import data_url
 from ai_service.imaging.io import decode_image, encode_image, mime_type, sniff_format
 from ai_service.imaging.ops import OperationError, apply_operations
+from ai_service.schemas.convert import ConvertOptions, convert_issues, parameter_loc
 from ai_service.service.outputs import output_name
 
 
@@ -91,7 +91,7 @@ def convert(data: bytes, filename: str, options: ConvertOptions, max_pixels: int
     the pixel budget once the image's aspect ratio is known.
     """
     ops = [operation.model_dump() for operation in options.operations]
-    image = decode_image(data, max_pixels=max_pixels, **decode_hints(ops))
+    image = decode_image(data, max_pixels=max_pixels, layer=options.layer, layers=options.layers, **decode_hints(ops))
     try:
         result = apply_operations(image, ops, max_pixels=max_pixels)
     except OperationError as error:

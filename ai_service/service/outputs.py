@@ -14,20 +14,21 @@ from PIL import Image
 
 from ai_service.errors import ServiceError
 from ai_service.imaging.alpha import flatten_alpha
-from ai_service.imaging.encode import to_data_url
+from ai_service.imaging.encode import data_url, to_data_url
 from ai_service.imaging.io import encode_image
 from ai_service.schemas import PredictOptions
+from ai_service.service.svg_outputs import SVG_TASKS
 
 #: Tasks whose result carries an image (`image` or `mask`), so `return=image` can answer with it.
 IMAGE_TASKS = ("image-to-image", "segmentation")
 
 
-def check_image_return(name: str, task: str, inputs: int, batch: bool) -> None:
-    """`return=image` needs exactly one input and a model whose result is an image."""
+def check_image_return(name: str, task: str, inputs: int, batch: bool, fmt: str = "png") -> None:
+    """`return=image` needs exactly one input and a model whose result is an image (or, for SVG, a drawing)."""
     problem = None
     if batch or inputs != 1:
         problem = "return=image needs exactly one input image; use return=json for batches"
-    elif task not in IMAGE_TASKS:
+    elif task not in (SVG_TASKS if fmt == "svg" else IMAGE_TASKS):
         problem = f"model {name} is a {task} model and returns no image; use return=json"
     if problem:
         raise ServiceError(
@@ -49,6 +50,13 @@ def image_output(result: dict[str, Any]) -> Image.Image:
     for key in ("image", "mask"):
         if isinstance(result.get(key), Image.Image):
             return result[key]
+    if "views" in result:  # a 3D model: one result per rendered view, so no single image to answer with
+        problem = "a 3D model gives one output per rendered view; use return=json"
+        raise ServiceError(
+            "validation_error",
+            f"Invalid request: return: {problem}.",
+            [{"loc": ["return"], "msg": problem, "type": "value_error"}],
+        )
     raise ServiceError("internal_error", "The model produced no image output.")
 
 
@@ -61,7 +69,11 @@ def serialize(result: dict[str, Any], options: PredictOptions) -> dict[str, Any]
     """PIL images become data URLs: `image` in the requested format, masks always as lossless PNG."""
     out = {}
     for key, value in result.items():
-        if key == "image" and isinstance(value, Image.Image):
+        if key == "svg" and isinstance(value, str):
+            value = data_url(value.encode("utf-8"), "svg")
+        elif key == "image" and isinstance(value, Image.Image) and options.output_format == "svg":
+            value = to_data_url(value, "png")  # the drawing is `svg`; the image itself stays lossless
+        elif key == "image" and isinstance(value, Image.Image):
             value = to_data_url(prepare_output(value, options), options.output_format, options.quality)
         elif isinstance(value, Image.Image):
             value = to_data_url(value, "png")
@@ -70,6 +82,8 @@ def serialize(result: dict[str, Any], options: PredictOptions) -> dict[str, Any]
                 {k: to_data_url(v, "png") if isinstance(v, Image.Image) else v for k, v in item.items()}
                 for item in value
             ]
+        elif key == "views" and isinstance(value, list):  # a 3D model input: each view's own result
+            value = [serialize(item, options) if isinstance(item, dict) else item for item in value]
         out[key] = value
     return out
 

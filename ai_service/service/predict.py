@@ -22,6 +22,8 @@ from ai_service.models.base import ImageModel, ModelOptions
 from ai_service.models.pytree import merge_batches
 from ai_service.observability import metrics
 from ai_service.server.cores import single_threaded
+from ai_service.service.cache import CallCache
+from ai_service.service.meshes import MeshViews, expand_meshes
 from ai_service.service.runtime import Runtime, model_errors
 from ai_service.service.upload import Caller, Upload
 
@@ -59,7 +61,15 @@ def decode_uploads(
     decoded: list[Image.Image | ImageDecodeError] = []
     for upload in uploads:
         try:
-            decoded.append(decode_image(upload.data, max_pixels=max_pixels, target_size=model.decode_size()))
+            decoded.append(
+                decode_image(
+                    upload.data,
+                    max_pixels=max_pixels,
+                    target_size=model.decode_size(),
+                    layer=upload.layer,
+                    layers=upload.layers,
+                )
+            )
         except ImageDecodeError as error:
             decoded.append(error)
     return decoded
@@ -120,6 +130,8 @@ class PredictOutcome:
     timing_ms: dict[str, float]
     #: How many images ran through the network together; 0 when none reached it.
     batch_size: int = 0
+    #: Every result came from the result cache (service/cache.py).
+    cached: bool = False
 
     def as_dict(self) -> dict[str, Any]:
         """The fields of the API's PredictResponse (`batch_size` only when the network ran)."""
@@ -132,6 +144,8 @@ class PredictOutcome:
         }
         if self.batch_size:
             body["batch_size"] = self.batch_size
+        if self.cached:
+            body["cached"] = True
         return body
 
 
@@ -143,6 +157,8 @@ def predict(
     caller: Caller | None = None,
     *,
     bulk: bool = False,
+    cache: bool = True,
+    meshes: MeshViews | None = None,
 ) -> PredictOutcome:
     """Run the model `model_ref` names (None: the default) over the uploads; one result per input, in order.
 
@@ -150,25 +166,45 @@ def predict(
     only ServiceError: unknown_model, model_unavailable, overloaded, timeout, out_of_memory. With a `caller` and
     history on, every input is recorded (failures too) and its result names its row (`history_id`).
     `bulk`: a job's images, in the engine's low-priority lane (interactive samples go first) with a deadline
-    of BULK_DEADLINE_FACTOR request timeouts.
+    of BULK_DEADLINE_FACTOR request timeouts. `cache`: answer inputs seen before from the result cache
+    (service/cache.py; results say `cached: true`) and store the new answers; False: compute everything.
+    A 3D model among the inputs runs as its rendered views (`meshes`: how many, how large; service/meshes.py)
+    and answers with one entry holding each view's result and their mean scores.
     """
-    info = runtime.resolve(model_ref).info
+    entry = runtime.resolve(model_ref)
+    plan = expand_meshes(uploads, meshes or MeshViews(), runtime.settings.meshes)
+    uploads = plan.uploads
+    info = entry.info
     history = runtime.history if caller is not None else None
     usable = [item for item in uploads if isinstance(item, Upload)]
     outcome = PredictOutcome(info.name, info.version, info.task, [], {})
-    if usable:
+    loaded = entry.model if entry.state == "loaded" else None
+    cached = CallCache(runtime.cache if cache else None, loaded, usable, options)
+    missed = [upload for position, upload in enumerate(usable) if position not in cached.hits]
+    if missed:
         try:
             with model_errors(runtime.registry, info.key):  # removed or failed to load since it was resolved
-                outcome = _predict(runtime, info.key, usable, options, bulk)
+                outcome = _predict(runtime, info.key, missed, options, bulk)
         except ServiceError as error:
             if history is not None:
                 history.record_failure(caller, (info.name, info.version, info.task), uploads, error)
             raise
-    produced = iter(outcome.results)
-    outcome.results = [
-        locate(next(produced), index) if isinstance(item, Upload) else item_error(item, index)
-        for index, item in enumerate(uploads)
-    ]
+    elif usable:
+        outcome.cached = True
+    if cached.hits:
+        outcome.timing_ms.update(cache=cached.ms, total=round(outcome.timing_ms.get("total", 0.0) + cached.ms, 3))
+    produced, position, results = iter(outcome.results), -1, []
+    for index, item in enumerate(uploads):
+        if not isinstance(item, Upload):
+            results.append(item_error(item, index))
+            continue
+        position += 1
+        if position in cached.hits:
+            results.append(cached.answer(position, item, index))
+        else:
+            results.append(locate(next(produced), index))
+            cached.keep(entry.model if entry.state == "loaded" else None, position, item, results[-1])
+    outcome.results = results
     if history is not None:
         ids = history.record(
             caller,
@@ -181,6 +217,7 @@ def predict(
         for result, row_id in zip(outcome.results, ids):
             if row_id is not None:
                 result["history_id"] = row_id
+    outcome.results = plan.fold(outcome.results)
     return outcome
 
 

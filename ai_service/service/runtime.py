@@ -19,6 +19,7 @@ from ai_service.models.registry import (
     ModelStateError,
     UnknownModelError,
 )
+from ai_service.service.cache import Cache, open_cache
 from ai_service.service.history.recorder import History, open_history
 from ai_service.settings import Settings
 
@@ -40,6 +41,8 @@ class Runtime:
     history: History | None = None
     #: Bulk jobs (database, job store, executor); None when AI_SERVICE_JOBS=off.
     jobs: Jobs | None = None
+    #: Answers to inputs seen before (service/cache.py); None when AI_SERVICE_RESULT_CACHE=off.
+    cache: Cache | None = None
 
     @property
     def device(self) -> torch.device:
@@ -94,7 +97,7 @@ def build_runtime(settings: Settings, *, run_jobs: bool = True) -> Runtime:
 
     device = select_device(settings.compute.device, settings.compute.require_cuda)
     registry, engine = build_registry(settings, device), Engine(settings.engine)
-    runtime = Runtime(settings, registry, engine, open_history(settings), open_jobs(settings))
+    runtime = Runtime(settings, registry, engine, open_history(settings), open_jobs(settings), open_cache(settings))
     if runtime.jobs is not None and run_jobs:
         runtime.jobs.start(runtime)
     return runtime

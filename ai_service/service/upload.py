@@ -11,6 +11,10 @@ class Upload:
 
     data: bytes
     filename: str = ""
+    #: PSD uploads: the one layer to read (a name, name path or index path; ai_service/imaging/psd.py), or None.
+    layer: str | None = None
+    #: PSD uploads without `layer`: "merged" (the flattened image stored) or "visible" (composited now).
+    layers: str = "merged"
 
 
 #: Where a call came from, as history records it.

@@ -109,6 +109,8 @@ class Prediction(Base):
     __table_args__ = (
         Index("ix_predictions_created", "created_at", "id"),
         Index("ix_predictions_model", "model", "version", "created_at"),
+        #: The dashboard's model-filtered time ranges (any version).
+        Index("ix_predictions_model_created", "model", "created_at"),
         Index("ix_predictions_status", "status", "created_at"),
         Index("ix_predictions_source", "source", "created_at"),
         Index("ix_predictions_request", "request_id"),
@@ -153,7 +155,11 @@ class Job(Base):
     error_code: Mapped[str | None] = mapped_column(String(64))
     error_message: Mapped[str | None] = mapped_column(Text)
 
-    __table_args__ = (Index("ix_jobs_created", "created_at", "id"), Index("ix_jobs_status", "status", "created_at"))
+    __table_args__ = (
+        Index("ix_jobs_created", "created_at", "id"),
+        Index("ix_jobs_status", "status", "created_at"),
+        Index("ix_jobs_finished", "finished_at"),  # the dashboard's jobs finished per bucket
+    )
 
 
 class JobInput(Base):

@@ -3,7 +3,8 @@
 What most "serve a PyTorch model with Flask" tutorials write: models loaded at import, a full-size
 PIL decode, the torchvision transforms built inside the view for every request, one image per
 forward under torch.no_grad(), softmax + top-k, jsonify. No batching, no channels_last, default
-torch threads. Served by `gunicorn -k sync -w N naive_flask:app` (bench/serving.py starts it).
+torch threads (BENCH_TORCH_THREADS=1 sets one per worker: bench/serving.py's "plain" server). Served by
+`gunicorn -k sync -w N naive_flask:app` (bench/serving.py starts it).
 
 BENCH_RESNET_WEIGHTS names the resnet18 state_dict the benchmark generated (random, timing only).
 """
@@ -22,6 +23,8 @@ from torchvision import transforms
 from ai_service.models.builtin.digits import WEIGHTS_PATH, SimpleCNN
 
 app = Flask(__name__)
+if os.environ.get("BENCH_TORCH_THREADS"):  # the well-sized variant: one torch thread per sync worker
+    torch.set_num_threads(int(os.environ["BENCH_TORCH_THREADS"]))
 
 digits = SimpleCNN()
 digits.load_state_dict(torch.load(WEIGHTS_PATH, map_location="cpu", weights_only=True))

@@ -21,9 +21,17 @@ JPEG_QUALITY = 88
 #: The held-out digits shown, by (label, rank among that label's test samples).
 DIGITS = ((7, 0), (3, 1))
 
+#: The composed digit scenes shown (seed, size, transparent), picked for several digits on a busy photo / on alpha.
+SCENES: dict[str, tuple[int, tuple[int, int], bool]] = {
+    "digit-scene.jpg": (35, (320, 240), False),
+    "digit-sticker.png": (12, (224, 144), True),
+}
+
 #: Which examples each built-in model offers, by file name (the model's purpose in one picture or two).
 MODEL_EXAMPLES: dict[str, tuple[str, ...]] = {
     "digits": ("handwritten-7.png", "handwritten-3.png"),
+    "digits-detect": ("digit-scene.jpg", "digit-sticker.png"),
+    "digits-segment": ("digit-scene.jpg", "digit-sticker.png"),
     "edges": ("street-scene.jpg",),
     "remove-bg": ("bottle-on-white.jpg",),
     "upscale-2x": ("small-landscape.jpg", "pixel-sprite.png"),
@@ -152,6 +160,18 @@ def small_landscape() -> Image.Image:
     return street_scene((640, 480)).resize((160, 120), Image.Resampling.LANCZOS)
 
 
+def digit_scene(seed: int, size: tuple[int, int], transparent: bool) -> Image.Image:
+    """A composed scene of held-out digits (scenes.py): on a photo as a JPEG, or a partially transparent PNG."""
+    from ai_service.models.builtin.scenes import compose_scene, digit_pool
+
+    image = compose_scene(np.random.default_rng(seed), *digit_pool("test"), transparent=transparent, size=size).image
+    if transparent:  # no hidden colors under clear pixels, as sticker files have them (and a small PNG)
+        pixels = np.asarray(image).copy()
+        pixels[pixels[..., 3] == 0] = 0
+        image = Image.fromarray(pixels, "RGBA")
+    return image
+
+
 def _digit(label: int, rank: int) -> Callable[[], Image.Image]:
     return lambda: handwritten_digit(label, rank)
 
@@ -163,6 +183,8 @@ GENERATORS: dict[str, Callable[[], Image.Image]] = {
     "bottle-on-white.jpg": bottle_on_white,
     "small-landscape.jpg": small_landscape,
     "pixel-sprite.png": pixel_sprite,
+    "digit-scene.jpg": lambda: digit_scene(*SCENES["digit-scene.jpg"]),
+    "digit-sticker.png": lambda: digit_scene(*SCENES["digit-sticker.png"]),
 }
 
 
