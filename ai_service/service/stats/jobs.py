@@ -20,28 +20,18 @@ def jobs(history: History | None, query: StatsQuery) -> dict[str, Any]:
     """Jobs submitted and finished (by final state) per bucket, job images per bucket and per second."""
     engine, window = engine_of(history), resolve(query)
     models = [Job.model.in_(window.models)] if window.models else []
-    created_of = (
-        select(window.bucket(Job.created_at).label("bucket"), Job.status.label("status"))
-        .where(Job.created_at >= window.since, Job.created_at < window.until, *models)
-        .subquery()
-    )
-    created = run(
-        engine,
-        select(created_of.c.bucket, created_of.c.status, func.count()).group_by(
-            created_of.c.bucket, created_of.c.status
-        ),
-    )
-    finished_of = (
-        select(window.bucket(Job.finished_at).label("bucket"), Job.status.label("status"))
-        .where(Job.finished_at >= window.since, Job.finished_at < window.until, *models)
-        .subquery()
-    )
-    finished = run(
-        engine,
-        select(finished_of.c.bucket, finished_of.c.status, func.count()).group_by(
-            finished_of.c.bucket, finished_of.c.status
-        ),
-    )
+
+    def by_status(column: Any) -> list[Any]:
+        """Jobs per (bucket of `column`, status): submitted when given created_at, finished for finished_at."""
+        inner = (
+            select(window.bucket(column).label("bucket"), Job.status.label("status"))
+            .where(column >= window.since, column < window.until, *models)
+            .subquery()
+        )
+        query = select(inner.c.bucket, inner.c.status, func.count()).group_by(inner.c.bucket, inner.c.status)
+        return run(engine, query)
+
+    created, finished = by_status(Job.created_at), by_status(Job.finished_at)
     images_of = (
         select(window.bucket(Prediction.created_at).label("bucket"))
         .where(*where(window), Prediction.source == "job")
