@@ -1,5 +1,6 @@
-"""digits-segment: mean IoU ≥ 0.8 on held-out scenes through the real HTTP API; the mask comes back at the original
-size (EXIF-rotated, letterboxed, a 4000×3000 JPEG decoded reduced) with a legend, and keeps transparent areas clear."""
+"""digits-segment: mean IoU ≥ 0.8 on held-out scenes through the real HTTP API, on every path: as composed,
+EXIF-rotated, letterboxed, a 4000×3000 JPEG decoded reduced (the mask at the original size), and the example scenes;
+a legend of the digits present, and transparent areas kept clear."""
 
 from __future__ import annotations
 
@@ -12,16 +13,33 @@ from PIL import Image
 from scene_support import Upload, big_jpegs, exif_rotated, letterboxed, mask_image, mask_of, plain, predict
 
 from ai_service.models.base import ModelOptions
-from ai_service.models.builtin.digits_segment import WEIGHTS_PATH, DigitsSegmentModel
+from ai_service.models.builtin.digits_segment import WEIGHTS_PATH, DigitsSegmentModel, classify
 from ai_service.models.builtin.make_examples import SCENES
+from ai_service.models.builtin.scene_networks import DetectNet, SegmentNet
+from ai_service.models.builtin.scene_training import segment_start
 from ai_service.models.builtin.scenes import compose_scene, digit_pool, mean_iou, scene_set
 from ai_service.models.tasks import palette
 
 TARGET_MIOU = 0.8
-#: What the committed weights reach (0.52-0.62 on these sets, 0.629 in the training report) is below the issue's
-#: target of 0.8 (see docs/models/digits-detect-and-segment.md), so the target is an expected failure until retrained
-#: weights meet it; this floor still catches a misplaced mask (wrong geometry scores under 0.15).
-FLOOR_MIOU = 0.45
+
+
+def test_each_piece_of_ink_is_one_digit_by_the_vote_of_its_pixels_and_specks_are_background():
+    probabilities = torch.full((11, 12, 16), 1e-3)
+    probabilities[0] = 0.99  # background everywhere but two blobs and a speck
+    probabilities[0, 1:9, 1:5] = probabilities[0, 2:7, 8:13] = probabilities[0, 10, 14:16] = 0.01
+    probabilities[4, 1:9, 1:5] = 0.7  # the left blob is mostly a 3 ...
+    probabilities[9, 1:3, 1:5] = 0.9  # ... whose top rows, alone, read as an 8
+    probabilities[6, 2:7, 8:13] = 0.8  # the right one a 5
+    probabilities[2, 10, 14:16] = 0.9  # the speck a 1
+    classes = classify(probabilities.log())
+    assert (classes[1:9, 1:5] == 4).all() and (classes[2:7, 8:13] == 6).all()
+    assert (classes == 0).sum() == classes.size - 32 - 25
+
+
+def test_training_starts_from_the_detectors_encoder_and_digit_reading_path():
+    result = SegmentNet().load_state_dict(segment_start(DetectNet().state_dict()), strict=False)
+    own = ("full.", "up_half.", "decode_half.", "up_full.", "decode_full.", "ink.")  # the masks' own layers
+    assert not result.unexpected_keys and result.missing_keys and all(k.startswith(own) for k in result.missing_keys)
 
 
 def test_the_committed_weights_are_small():
@@ -33,16 +51,10 @@ def held_out():
     return plain(40)
 
 
-def test_masks_of_held_out_scenes_come_back_at_their_size_and_score_above_the_floor(client, held_out):
+def test_masks_of_held_out_scenes_come_back_at_their_size_and_reach_the_target(client, held_out):
     results = predict(client, "digits-segment", held_out)
     masks = [mask_of(result) for result in results]
     assert all(mask.shape == upload.classes.shape for mask, upload in zip(masks, held_out))
-    assert mean_iou(masks, [u.classes for u in held_out]) >= FLOOR_MIOU
-
-
-@pytest.mark.xfail(strict=True, reason="issue 21's target (mean IoU 0.8) is not met yet by the committed weights")
-def test_mean_iou_on_held_out_scenes_reaches_the_target(client, held_out):
-    masks = [mask_of(result) for result in predict(client, "digits-segment", held_out)]
     assert mean_iou(masks, [u.classes for u in held_out]) >= TARGET_MIOU
 
 
@@ -52,7 +64,7 @@ def test_the_legend_names_the_digits_in_the_picture_with_their_mask_colors(clien
     for result, upload in zip(predict(client, "digits-segment", uploads), uploads):
         legend = {entry["label"]: entry for entry in result["classes"]}
         digits = {str(label) for label in upload.labels}
-        assert len(digits & set(legend)) >= len(digits) / 2  # most digits in the picture are named (see FLOOR_MIOU)
+        assert digits <= set(legend)  # every digit in the picture is named
         for entry in result["classes"]:
             assert entry["color"] == "#{:02x}{:02x}{:02x}".format(*colors[entry["index"]])
             assert entry["label"] == ("background" if entry["index"] == 0 else str(entry["index"] - 1))
@@ -71,7 +83,7 @@ def test_the_mask_covers_the_digits_of_the_upright_original(client, make, count)
     masks = [mask_of(result) for result in results]
     for mask, upload, result in zip(masks, uploads, results):
         assert mask.shape == upload.classes.shape == (result["height"], result["width"])
-    assert mean_iou(masks, [u.classes for u in uploads]) >= FLOOR_MIOU
+    assert mean_iou(masks, [u.classes for u in uploads]) >= TARGET_MIOU
 
 
 def test_transparent_areas_stay_clear_in_the_mask_and_digits_are_colored(client):
@@ -91,8 +103,8 @@ def test_transparent_areas_stay_clear_in_the_mask_and_digits_are_colored(client)
         alpha = np.asarray(scene.image.getchannel("A"))
         assert mask[..., 3][alpha == 0].max(initial=0) == 0  # clear stays clear
         ink = scene.classes > 0
-        assert (mask[..., 3][ink] > 0).mean() > 0.4  # the digits are painted, however see-through they are
-        assert (mask_of(result)[ink] == scene.classes[ink]).mean() > 0.4
+        assert (mask[..., 3][ink] > 0).mean() > 0.8  # the digits are painted, however see-through they are
+        assert (mask_of(result)[ink] == scene.classes[ink]).mean() > 0.8
 
 
 def test_return_image_answers_with_the_mask_png_at_the_original_size(client):
@@ -134,9 +146,8 @@ def test_the_example_scenes_are_outlined_with_a_legend_of_their_digits(client, n
     truth = compose_scene(np.random.default_rng(seed), *digit_pool("test"), transparent=transparent, size=size)
     data = client.get(f"/api/v1/models/digits-segment/examples/{name}").data
     (result,) = predict(client, "digits-segment", [Upload(name, data, truth.boxes, truth.labels, truth.classes)])
-    assert mean_iou([mask_of(result)], [truth.classes]) >= FLOOR_MIOU
-    digits = {str(label) for label in truth.labels}
-    assert len(digits & {entry["label"] for entry in result["classes"]}) >= len(digits) / 2
+    assert mean_iou([mask_of(result)], [truth.classes]) >= TARGET_MIOU
+    assert {str(label) for label in truth.labels} <= {entry["label"] for entry in result["classes"]}
 
 
 def test_the_result_page_without_javascript_shows_the_legend(client):

@@ -196,7 +196,8 @@ def add_train_command(commands: Any) -> None:
             help=f"reproduce the committed {what} weights deterministically (needs scikit-image)",
         )
         scene.add_argument("--output", help="where to write the weights (.pt) (default: the committed weights)")
-        scene.add_argument("--rounds", type=int, default=12, help="rounds of freshly composed training scenes")
+        rounds = {"detect": 12, "segment": 15}[name]
+        scene.add_argument("--rounds", type=int, default=rounds, help="rounds of freshly composed training scenes")
         scene.add_argument("--scenes", type=int, default=512, help="scenes composed per round")
         scene.add_argument("--passes", type=int, default=3, help="training passes over each round's scenes")
         scene.add_argument("--seed", type=int, default=0)

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import cv2
 import numpy as np
 import torch
+import torch.nn.functional as F
 from PIL import Image
 
 from ai_service.imaging.geometry import Geometry
@@ -18,6 +21,8 @@ from ai_service.models.builtin.scene_networks import MEAN, SIDE, STD, SegmentNet
 
 WEIGHTS_PATH = Path(__file__).resolve().parent / "weights" / "digits-segment.pt"
 LABELS = ("background", *(str(i) for i in range(10)))
+#: The fewest input pixels a piece of ink needs to be a digit (a digit in the scenes covers about 80 or more).
+MIN_PIECE = 20
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,12 +33,22 @@ class Fitted:
     alpha: np.ndarray | None
 
 
-def decide(log_probabilities: torch.Tensor) -> torch.Tensor:
-    """(11, H, W) → scores whose argmax asks first "ink?" (P(ink) > 1/2), then "which digit?", so that ink whose
-    digit is uncertain is not lost to the background (a plain argmax would compare P(background) with P(ink and d))."""
-    log_ink = torch.logsumexp(log_probabilities[1:], dim=0, keepdim=True)
-    digits = log_probabilities[1:]
-    return torch.cat([log_probabilities[:1], log_ink + digits - digits.amax(dim=0, keepdim=True)])
+def classify(log_probabilities: torch.Tensor) -> np.ndarray:
+    """(11, H, W) log-probabilities → (H, W) class indices (int64). First "ink?": P(ink) > 1/2, so that ink whose
+    digit is uncertain is not lost to the background (a plain argmax would compare P(background) with P(ink and d)).
+    Then "which digit?" once per 8-connected piece of ink, by the sum of its pixels' P(digit | ink): a digit is one
+    blob (digits never touch in the scenes; touching ones would be read as one), and pixel by pixel its strokes'
+    ends and edges read as other digits.
+    Pieces under MIN_PIECE pixels are specks of texture, not digits, and go back to the background."""
+    log_ink = torch.logsumexp(log_probabilities[1:], dim=0)
+    ink = (log_ink > math.log(0.5)).to(torch.uint8).cpu().numpy()
+    count, pieces = cv2.connectedComponents(ink, connectivity=8, ltype=cv2.CV_32S)
+    which = (log_probabilities[1:] - log_ink).exp().flatten(1).T.cpu()
+    votes = torch.zeros(count, which.shape[1]).index_add_(0, torch.from_numpy(pieces.ravel()).long(), which)
+    winners = votes.argmax(dim=1).numpy() + 1
+    winners[np.bincount(pieces.ravel(), minlength=count) < MIN_PIECE] = 0
+    winners[0] = 0  # cv2's label 0 is the background
+    return winners[pieces]
 
 
 class DigitsSegmentModel(ImageModel[Fitted]):
@@ -77,10 +92,11 @@ class DigitsSegmentModel(ImageModel[Fitted]):
     ) -> list[dict[str, Any]]:
         results = []
         for logits, item in zip(outputs.float(), items):
-            logits = decide(logits)
-            result = tasks.segmentation(logits, self.info.labels)
+            decided = classify(logits)
+            scores = F.one_hot(torch.from_numpy(decided), len(self.info.labels)).permute(2, 0, 1)
+            result = tasks.segmentation(scores, self.info.labels)
             left, top, right, bottom = item.geometry.content
-            indices = logits[:, top:bottom, left:right].argmax(dim=0).cpu().numpy()
+            indices = decided[top:bottom, left:right]
             shares = np.bincount(indices.ravel(), minlength=len(self.info.labels)) / max(1, indices.size)
             result["classes"] = sorted(
                 (

@@ -4,7 +4,7 @@ Input: the image letterboxed (by default) into SIDE×SIDE, four channels: RGB se
 transparent, and alpha (the padding is alpha 0), so transparent PNGs and letterbox bars look alike to the network.
 Both share one encoder (features at 1/2, 1/4 and 1/8 of the input); the detector is CenterNet-style (a class
 heatmap, box size and sub-cell offset at 1/4), the segmenter a U-Net (its own full-resolution stage, decoded
-back up through 1/4 and 1/2 with skip connections: ink or not at the input's full resolution, which digit at 1/2).
+back up through 1/4 and 1/2 with skip connections: ink or not at the input's full resolution, which digit at 1/4).
 """
 
 from __future__ import annotations
@@ -103,9 +103,11 @@ class SegmentNet(nn.Module):
         self.decode_half = _conv(16, 16)
         self.up_full = nn.Conv2d(16, 8, 1)
         self.decode_full = nn.Sequential(_conv(8, 8), _conv(8, 8))
-        #: Ink or not at full resolution; which digit at 1/2 (a question of shape, not of edges), then enlarged.
+        #: Ink or not at full resolution; which digit at 1/4 (a question of the whole digit's shape, not of edges),
+        #: then enlarged: up_quarter, decode_quarter and which are shaped like DetectNet's lateral, fuse and head,
+        #: so that training can start from the detector, which already reads digits there.
         self.ink = nn.Conv2d(8, 1, 1)
-        self.which = nn.Conv2d(16, CLASSES, 1)
+        self.which = nn.Sequential(_conv(32, 32), nn.Conv2d(32, CLASSES, 1))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         half, quarter, eighth = self.encoder(x)
@@ -113,7 +115,7 @@ class SegmentNet(nn.Module):
         half = self.decode_half(half + F.interpolate(self.up_half(quarter), scale_factor=2.0))
         up = F.interpolate(self.up_full(half), scale_factor=2.0, mode="bilinear", align_corners=False)
         ink = self.ink(self.decode_full(self.full(x) + up))
-        digits = F.interpolate(self.which(half), scale_factor=2.0, mode="bilinear", align_corners=False)
+        digits = F.interpolate(self.which(quarter), scale_factor=4.0, mode="bilinear", align_corners=False)
         return torch.cat([F.logsigmoid(-ink), F.logsigmoid(ink) + F.log_softmax(digits, dim=1)], dim=1)
 
 
