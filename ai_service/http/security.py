@@ -155,10 +155,15 @@ def _origin_allowed(origin: str, allowed: tuple[str, ...]) -> bool:
 
 def _security_headers(security: SecuritySettings, response):
     """Hardening headers on everything; CORS headers for allowed origins on /api/."""
-    for name, value in COMMON_HEADERS.items():
-        response.headers.setdefault(name, value)
-    html = response.mimetype == "text/html"
-    response.headers.setdefault("Content-Security-Policy", (security.csp or HTML_CSP) if html else NON_HTML_CSP)
+    # One pass over the headers set so far instead of a scan per name (Headers.setdefault): this runs on every response.
+    present = {name.lower() for name in response.headers.keys()}
+    html = (response.content_type or "").split(";", 1)[0].strip().lower() == "text/html"
+    csp = (security.csp or HTML_CSP) if html else NON_HTML_CSP
+    response.headers.extend(
+        (name, value)
+        for name, value in (*COMMON_HEADERS.items(), ("Content-Security-Policy", csp))
+        if name.lower() not in present
+    )
     origin = request.headers.get("Origin")
     if origin and security.cors_origins and request.path.startswith("/api/"):
         response.vary.add("Origin")

@@ -181,8 +181,7 @@ def result_key(model_fingerprint: str, upload: Any, options: Any) -> str:
 
 def encode(result: dict[str, Any], max_bytes: int) -> bytes | None:
     """A located result (its per-request keys left out) as bytes, or None when it cannot or should not be kept."""
-    images = [value for value in _walk(result) if isinstance(value, Image.Image)]
-    if sum(image.width * image.height * len(image.getbands()) for image in images) > 4 * max_bytes:
+    if image_bytes(result) > 4 * max_bytes:
         return None  # would compress past the cap anyway: do not spend the encoding
     try:
         data = json.dumps(
@@ -201,15 +200,15 @@ def decode(data: bytes) -> dict[str, Any] | None:
         return None
 
 
-def _walk(value: Any):
-    if isinstance(value, dict):
-        for item in value.values():
-            yield from _walk(item)
-    elif isinstance(value, (list, tuple)):
-        for item in value:
-            yield from _walk(item)
-    else:
-        yield value
+def image_bytes(value: Any) -> int:
+    """Raw bytes of the PIL images anywhere in a result (one call per container, not per value: every store runs it)."""
+    if isinstance(value, Image.Image):
+        return value.width * value.height * len(value.getbands())
+    total = 0
+    for item in value.values() if isinstance(value, dict) else value:
+        if isinstance(item, (dict, list, tuple, Image.Image)):
+            total += image_bytes(item)
+    return total
 
 
 def _image_to_json(value: Any) -> Any:
