@@ -149,7 +149,10 @@ def test_ctrl_c_stops_cleanly_keeps_what_is_done_and_resume_finishes(workdir, tm
         (folder / f"{index}.png").write_bytes(sample)
     out = tmp_path / "many.jsonl"
     environment = {**os.environ, "AI_SERVICE_HOME": str(home), "PYTHONPATH": str(ROOT)}
+    # 400 copies of one image: --no-cache keeps every one a forward, so the run is still going when it is interrupted
+    # (with the cache, a worker that started late may find the other one done with nearly everything).
     command = [sys.executable, "-m", "ai_service.cli", "predict", "many", "-r", "--workers", "2", "--batch-size", "1"]
+    command.append("--no-cache")
     process = subprocess.Popen(
         [*command, "-o", str(out), "-q"], cwd=tmp_path, env=environment, stderr=subprocess.PIPE, text=True
     )
@@ -215,3 +218,21 @@ def test_the_worker_command_hands_its_arguments_to_the_celery_worker(tmp_path):
     assert helped.returncode == 0 and "--concurrency" in helped.stdout, helped.stderr
     refused = subprocess.run([*command, "-c", "2"], env=environment, capture_output=True, text=True, timeout=120)
     assert refused.returncode == 2 and "AI_SERVICE_BROKER_URL" in refused.stderr
+
+
+def test_no_cache_runs_the_model_for_a_repeated_image(workdir, tmp_path):
+    root, home, _ = workdir
+    folder = tmp_path / "twice"
+    folder.mkdir()
+    for name in ("a.png", "b.png"):
+        (folder / name).write_bytes((root / "digits" / "digit1.png").read_bytes())
+
+    def cached(*flags: str) -> list:
+        done = predict(
+            str(folder), "-r", "--workers", "1", "--batch-size", "1", "-o", "out.jsonl", *flags, home=home, cwd=tmp_path
+        )
+        assert done.returncode == 0, done.stderr
+        return [result.get("cached", False) for result in read(tmp_path / "out.jsonl")["result"]]
+
+    assert cached() == [False, True]  # the same bytes again: answered from the result cache
+    assert cached("--no-cache") == [False, False]

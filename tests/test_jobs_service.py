@@ -476,3 +476,15 @@ def test_an_item_refused_late_leaves_no_job_and_dispatches_nothing(runtime, digi
             assert connection.scalar(select(func.count()).select_from(Job)) == 0
     finally:
         small.close()
+
+
+def test_a_rerun_job_is_answered_from_the_result_cache_unless_it_says_cache_off(runtime, digits_split):
+    def cached_flags(options: dict) -> list:
+        job_id = jobs.submit(runtime, "digits", digit_items(digits_split, 6), options, CALLER)["id"]
+        run_all(runtime, job_id)
+        frame = read_results(runtime, job_id, "jsonl")
+        return [json.loads(result).get("cached", False) for result in frame["result"]]
+
+    assert cached_flags({}) == [False] * 6  # the first run computes every image
+    assert cached_flags({}) == [True] * 6  # a re-run costs no forward
+    assert cached_flags({"cache": "off"}) == [False] * 6

@@ -113,7 +113,7 @@ def run_batch(items: list[Item]) -> BatchOutcome:
     caller = Caller("cli", config.run_id, config.client, item_indexes=tuple(item.index for item in items))
     model_options = options.model_options(runtime.settings.models.default_top_k)
     try:
-        outcome = predict(runtime, config.model, uploads, model_options, caller)
+        outcome = predict(runtime, config.model, uploads, model_options, caller, cache=options.cache == "on")
     except ServiceError as error:
         if error.code in FATAL:
             return BatchOutcome(fatal=error.body())

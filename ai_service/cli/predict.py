@@ -89,6 +89,13 @@ def add_predict_command(commands: Any) -> None:
     predict.add_argument("--background", help="color transparent pixels are flattened onto (CSS name or #rrggbb)")
     predict.add_argument("--output-format", dest="output_format", choices=("png", "webp", "jpeg"))
     predict.add_argument("--quality", type=int, help="JPEG/WebP quality of image outputs")
+    predict.add_argument(
+        "--no-cache",
+        dest="cache",
+        action="store_const",
+        const="off",
+        help="run the model for every image, even one the result cache has answered before",
+    )
     predict.add_argument("--home", help="AI_SERVICE_HOME (default: the settings)")
     predict.set_defaults(handler=predict_command)
 
@@ -97,7 +104,7 @@ def request_options(args: argparse.Namespace) -> dict[str, Any]:
     """/predict's per-request options given on the command line, validated as the API validates them."""
     from ai_service.schemas import PredictOptions
 
-    names = ("top_k", "fit", "resample", "score_threshold", "background", "output_format", "quality")
+    names = ("top_k", "fit", "resample", "score_threshold", "background", "output_format", "quality", "cache")
     given = {name: getattr(args, name) for name in names if getattr(args, name) is not None}
     PredictOptions.model_validate({"model": args.model, **given})  # raises pydantic's ValidationError
     return given

@@ -57,13 +57,14 @@ def run_chunk(
         if todo:
             ref = f"{job.model}@{job.version}" if job.version else job.model
             options = model_options(job.options, runtime.settings.models.default_top_k)
+            cache = (job.options or {}).get("cache", "on") != "off"  # `cache=off` at submit: every image runs
             caller = Caller("job", job_id, job.client, job_id)
             size = batch_size(runtime, ref)
             for first in range(0, len(todo), size):
                 if interrupted is not None and interrupted() or not active(jobs, job_id):
                     release(jobs, job_id, start)
                     return
-                run_batch(runtime, jobs, ref, options, caller, todo[first : first + size], (job_id, start))
+                run_batch(runtime, jobs, ref, options, caller, todo[first : first + size], (job_id, start), cache)
     except ServiceError as error:
         if error.code not in PERMANENT and attempts < MAX_ATTEMPTS:
             raise
@@ -153,10 +154,12 @@ def run_batch(
     caller: Caller,
     items: list[Any],
     chunk: tuple[str, int],
+    cache: bool = True,
 ) -> None:
-    """One predict call and its rows, written in one transaction with the chunk's heartbeat."""
+    """One predict call and its rows, written in one transaction with the chunk's heartbeat (`cache`: answer inputs
+    seen before from the result cache, as /predict does; a re-run job costs no forward)."""
     uploads = [upload(jobs, item) for item in items]
-    outcome = predict(runtime, ref, uploads, options, None, bulk=True)
+    outcome = predict(runtime, ref, uploads, options, None, bulk=True, cache=cache)
     pending = pending_rows(
         caller,
         (outcome.model, outcome.version, outcome.task),
