@@ -1,4 +1,4 @@
-"""Serving benchmark: ai_service as `make run` starts it vs plain Flask apps (naive and well sized) vs LitServe,
+"""Serving benchmark: ai_service as `make run` starts it vs plain Flask apps (naive, sized, keep-alive) vs LitServe,
 against the in-process limit; resnet18 in fp32 and bf16 side by side; a 50%-repeat workload with and without
 the result cache.
 
@@ -40,6 +40,7 @@ from pathlib import Path
 from statistics import fmean
 
 ROOT = Path(__file__).resolve().parent.parent
+BASELINES = ROOT / "bench" / "baselines"
 sys.path.insert(0, str(ROOT))
 RESULTS = ROOT / "bench" / "results" / "serving.md"
 HISTORY_RESULTS = ROOT / "bench" / "results" / "history.md"
@@ -59,7 +60,11 @@ MODEL_ALIASES = {"digits": ("digits",), "resnet18": ("resnet18-demo", "resnet18-
 #: Share of requests repeating one input in the cache section, its concurrency and passes.
 CACHE_REPEAT_SHARE, CACHE_CONCURRENCY, CACHE_PASSES = 0.5, 16, 3
 #: Peers: the best of them at each point is what ai_service is judged against.
-PEERS = ("naive", "plain", "litserve")
+#: Plain Flask apps (the one to beat is the best of them at each point) and every peer.
+PLAIN = ("naive", "plain", "plain-gthread")
+PEERS = (*PLAIN, "litserve")
+#: Threads per worker of the keep-alive plain app (gthread): CPU-bound views gain nothing from more.
+PLAIN_THREADS = 4
 CONCURRENCY = (1, 4, 16, 32)
 #: Levels measured again after the first pass, one tuple per extra pass: c=16 decides the targets and a
 #: single 8-12 s point on this shared machine can be off by ±10%, so it gets three repetitions.
@@ -219,6 +224,7 @@ class Server:
     config: str
     levels: tuple[int, ...] = ()  # measured only at these concurrency levels, once (informational servers)
     cwd: Path = ROOT  # where it starts: its code is imported from here first
+    worker: str = ""  # the gunicorn worker class it must log that it uses (baselines: see servers())
     process: subprocess.Popen | None = field(default=None, repr=False)
 
     def url(self, model: str) -> str:
@@ -242,11 +248,20 @@ class Server:
                 with urllib.request.urlopen(f"http://127.0.0.1:{self.port}{self.health}", timeout=5) as response:
                     if response.status == 200:
                         self.settle(deadline)
+                        self.check_worker(log_path)
                         return
             except OSError:
                 time.sleep(0.5)
         self.stop()
         raise RuntimeError(f"{self.name} did not become healthy within {timeout:.0f} s; see {log_path}")
+
+    def check_worker(self, log_path: Path) -> None:
+        """A baseline must run the gunicorn worker it is described with (a config file picked up from the working
+        directory once turned the sync baselines into ai_service-tuned gthread servers)."""
+        said = f"[{self.process.pid}] [INFO] Using worker: {self.worker}"  # this master's line (the log is shared)
+        if self.worker and said not in log_path.read_text(errors="replace"):
+            self.stop()
+            raise RuntimeError(f"{self.name} does not run gunicorn's {self.worker} worker; see {log_path}")
 
     def settle(self, deadline: float, idle_cores: float = 0.1, longest: float = 20.0) -> None:
         """Wait until every worker has finished starting: the first one to answer the health check says
@@ -283,19 +298,35 @@ class Server:
 
 
 def servers(home: Path, litserve: bool) -> list[Server]:
-    """The contenders: two plain Flask apps (naive and well sized), ai_service as `make run` starts it, and
-    LitServe (one server per model, see litserve_server.py)."""
+    """The contenders: three plain Flask apps (naive, well sized with sync workers, and with keep-alive threads),
+    ai_service as `make run` starts it, and LitServe (one server per model, see litserve_server.py).
+
+    The plain apps start in bench/baselines: gunicorn reads ./gunicorn.conf.py from where it starts, and from the
+    repository root that is ai_service's, whose `threads` turns `-k sync` into gthread and whose post_fork gives
+    the app ai_service's own process tuning (literal multipart parser, GIL switch interval). Until 2026-11-28 the
+    plain apps ran that way; `check_worker` now refuses a baseline that does not run the worker it claims."""
     n = cores()
     weights = str(home / "models" / "resnet18.pt")
     gunicorn = str(Path(PY).with_name("gunicorn"))
     naive_workers = 2 * n + 1
     plain_models = {m: "/predict" for m in MODELS if m in ("digits", "resnet18-demo")}
 
-    def flask_app(name: str, workers: int, env: dict[str, str], config: str) -> Server:
-        command = [gunicorn, "-k", "sync", "-w", str(workers), "-b", "127.0.0.1:{port}", "--timeout"]
-        command += [str(PAUSED_TIMEOUT), "--chdir", str(ROOT / "bench" / "baselines"), "--pythonpath", str(ROOT)]
-        command += ["--log-level", "warning", "naive_flask:app"]
-        return Server(name, command, {"BENCH_RESNET_WEIGHTS": weights, **env}, 0, plain_models, "/health", config)
+    def flask_app(name: str, workers: int, env: dict[str, str], config: str, threads: int = 1) -> Server:
+        worker = ["-k", "sync"] if threads == 1 else ["-k", "gthread", "--threads", str(threads)]
+        command = [gunicorn, *worker, "-w", str(workers), "-b", "127.0.0.1:{port}", "--timeout"]
+        command += [str(PAUSED_TIMEOUT), "--pythonpath", str(ROOT)]
+        command += ["--log-level", "info", "naive_flask:app"]  # info: the "Using worker" line check_worker reads
+        return Server(
+            name,
+            command,
+            {"BENCH_RESNET_WEIGHTS": weights, **env},
+            0,
+            plain_models,
+            "/health",
+            config,
+            cwd=BASELINES,
+            worker=worker[1],
+        )
 
     found = [
         flask_app(
@@ -311,6 +342,14 @@ def servers(home: Path, litserve: bool) -> list[Server]:
             {"BENCH_TORCH_THREADS": "1", "OMP_NUM_THREADS": "1"},
             f"the same Flask app sized as someone who knows torch would: gunicorn sync, {n} workers (one per "
             "core) × 1 torch thread",
+        ),
+        flask_app(
+            "plain-gthread",
+            n,
+            {"BENCH_TORCH_THREADS": "1", "OMP_NUM_THREADS": "1"},
+            f"the plain app with keep-alive connections: gunicorn gthread, {n} workers × {PLAIN_THREADS} threads, "
+            "1 torch thread each (stock gunicorn, no ai_service tuning)",
+            threads=PLAIN_THREADS,
         ),
         Server(
             "ai_service",
@@ -659,7 +698,7 @@ def evaluate(results: list[dict], limits: dict) -> list[tuple[str, str, str]]:
             return None, "—"
         return ours / theirs, f"{ours / theirs:.2f}× ({ours:.1f} vs {peer} {theirs:.1f} req/s)"
 
-    value, text = against("digits", ("naive", "plain"))
+    value, text = against("digits", PLAIN)
     check("digits c=16: ai_service ≥ 1.0 × the best plain Flask app", value, 1.0, text)
     value, text = against("digits", ("litserve",))
     check("digits c=16: ai_service ≥ 1.0 × LitServe", value, 1.0, text)
@@ -677,7 +716,7 @@ def evaluate(results: list[dict], limits: dict) -> list[tuple[str, str, str]]:
     value, text = against("resnet18-bf16", PEERS)
     if value is not None:
         rows.append(("resnet18 c=16, served in bf16 (information): ai_service vs the best fp32 peer", text, "—"))
-    p50 = {server: mean_of(results, server, "digits", 1, "p50_ms") for server in ("ai_service", "naive", "plain")}
+    p50 = {server: mean_of(results, server, "digits", 1, "p50_ms") for server in ("ai_service", *PLAIN)}
     plain = min((v for k, v in p50.items() if k != "ai_service" and v is not None), default=None)
     if p50["ai_service"] is not None and plain is not None:
         delta = p50["ai_service"] - plain
@@ -768,7 +807,7 @@ def render(
         "the machine (first repetition).",
         "",
     ]
-    contenders = ("naive", "plain", "ai_service", "litserve")
+    contenders = (*PLAIN, "ai_service", "litserve")
     variants = [name for name in dict.fromkeys(r["server"] for r in results) if name not in contenders]
     for model in MODELS:
         if model not in limits:
@@ -1067,14 +1106,14 @@ def cache_run(production: Server, home: Path, durations: dict, warmup: float, wo
 def selection(only: str | None) -> tuple[tuple[str, ...], set[str], bool, bool]:
     """`--only` words → (models, servers (empty: all), run the main comparison, run the cache section)."""
     words = {word.strip() for word in (only or "").split(",") if word.strip()}
-    unknown = words - set(MODEL_ALIASES) - set(MODELS) - {"main", "cache", "naive", "plain", "ai_service", "litserve"}
+    unknown = words - set(MODEL_ALIASES) - set(MODELS) - {"main", "cache", *PEERS, "ai_service"}
     if unknown:
         raise SystemExit(
             f"--only: unknown {', '.join(sorted(unknown))} (models: {', '.join(MODEL_ALIASES)}; "
-            "servers: naive, plain, ai_service, litserve; sections: main, cache)"
+            f"servers: {', '.join(PLAIN)}, ai_service, litserve; sections: main, cache)"
         )
     models = tuple(m for m in MODELS if m in words or any(m in MODEL_ALIASES.get(w, ()) for w in words))
-    servers_wanted = words & {"naive", "plain", "ai_service", "litserve"}
+    servers_wanted = words & {*PEERS, "ai_service"}
     sections = words & {"main", "cache"}
     main_part = not sections or "main" in sections or bool(servers_wanted)
     cache_part = (not sections and not servers_wanted) or "cache" in sections
@@ -1086,8 +1125,8 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="short points (smoke test, numbers are rough)")
     parser.add_argument(
         "--only",
-        help="comma-separated subset (no write): models (digits, resnet18, bf16), servers (naive, plain, ai_service, "
-        "litserve), sections (main, cache)",
+        help="comma-separated subset (no write): models (digits, resnet18, bf16), servers (naive, plain, "
+        "plain-gthread, ai_service, litserve), sections (main, cache)",
     )
     parser.add_argument("--no-write", action="store_true", help="print only; leave bench/results/serving.md")
     parser.add_argument("--concurrency", help="comma-separated concurrency levels instead of 1,4,16,32 (no write)")
