@@ -10,12 +10,12 @@ __version__ = "0.1.0"
 
 def create_app(overrides: Mapping[str, Any] | None = None):
     """Application factory: settings → logging → runtime (device, registry, engine) → blueprints."""
-    from flask import Flask
     from loguru import logger
 
     from ai_service import api, web
     from ai_service.http import context, probes
     from ai_service.http.errors import register_error_handlers
+    from ai_service.http.flask_app import ServiceFlask
     from ai_service.http.parsing import install_parsing
     from ai_service.http.security import install_security
     from ai_service.observability.logging import install_request_logging, setup_logging
@@ -27,7 +27,7 @@ def create_app(overrides: Mapping[str, Any] | None = None):
     settings.ensure_dirs()
     setup_logging(settings)
 
-    app = Flask(
+    app = ServiceFlask(
         __name__,
         template_folder=str(ASSETS_DIR / "templates"),
         static_folder=str(ASSETS_DIR / "static"),

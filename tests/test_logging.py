@@ -95,3 +95,29 @@ def test_a_path_cannot_forge_log_lines(home):
     assert not any("| forged |" in line and "forge-1" not in line for line in text.splitlines())
     line = access_line(text, "forge-1")
     assert "/x\\n2026-01-01" in line and "\\x1b[2J" in line and "\x1b" not in text
+
+
+def test_under_gunicorn_the_access_line_is_written_once_the_response_is_sent(home):
+    """gunicorn closes a response after its last byte: the access line (and the request's metrics) wait for that
+    moment, so the client never waits for them, and still carry the request's id and status."""
+    client = create_app({"home": str(home)}).test_client()
+    seen: list = []
+    sink = logger.add(lambda message: seen.append(message.record), level="INFO", filter=lambda r: r["extra"].get("access"))
+    try:
+        response = client.get(
+            "/api/v1/health",
+            headers={"X-Request-ID": "late-1"},
+            environ_overrides={"gunicorn.socket": object()},
+            buffered=False,
+        )
+        assert response.status_code == 200 and response.headers["X-Request-ID"] == "late-1"
+        assert seen == []  # answered, not yet sent
+        response.close()
+        (record,) = seen
+        assert record["extra"]["request_id"] == "late-1" and record["extra"]["status"] == 200
+        assert record["message"].startswith("GET /api/v1/health 200")
+    finally:
+        logger.remove(sink)
+    response = client.get("/api/v1/health", headers={"X-Request-ID": "late-2"}, environ_overrides={"gunicorn.socket": object()})
+    response.close()
+    assert access_line(read_log(home), "late-2")  # the direct path too, with the id the context no longer holds

@@ -15,7 +15,7 @@ from gunicorn.config import Config
 from gunicorn.workers import gthread
 from live_gunicorn import running_gunicorn
 
-from ai_service.server.worker import ThreadWorker, fast_path_problems
+from ai_service.server.worker import CoalescingSocket, ThreadWorker, body_follows, fast_path_problems
 
 REQUEST = b"GET /healthz HTTP/1.1\r\nHost: test\r\n\r\n"
 #: Of 19 follow-up requests on one connection, how many the fast path must serve itself. Not all 19: on a
@@ -105,3 +105,73 @@ def test_a_worker_whose_gunicorn_changed_shape_warns_and_serves_as_plain_gthread
     worker.run()
     assert not worker.fast_path
     assert len(warnings) == 1 and "fast path off" in warnings[0] and "_work_queue" in warnings[0]
+
+
+class RecordingSocket:
+    """What a socket was asked to send, one entry per sendall."""
+
+    def __init__(self) -> None:
+        self.sent: list[bytes] = []
+
+    def sendall(self, data: bytes) -> None:
+        self.sent.append(data)
+
+    def fileno(self) -> int:
+        return 7
+
+
+HEAD_5 = b"HTTP/1.1 200 OK\r\nServer: gunicorn\r\nContent-Length: 5\r\n\r\n"
+
+
+def test_the_header_block_leaves_with_the_body_in_one_send():
+    sock = RecordingSocket()
+    coalescing = CoalescingSocket(sock)
+    coalescing.sendall(HEAD_5)
+    assert sock.sent == []  # held: the body follows
+    coalescing.sendall(b"hello")
+    assert sock.sent == [HEAD_5 + b"hello"]
+    coalescing.sendall(b"more")  # later writes go straight through
+    coalescing.flush()
+    assert sock.sent == [HEAD_5 + b"hello", b"more"]
+
+
+def test_headers_without_a_body_to_wait_for_are_sent_at_once():
+    for head in (
+        b"HTTP/1.1 204 No Content\r\nServer: gunicorn\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n",  # not a whole header block
+        b"not a status line\r\nContent-Length: 5\r\n\r\n",
+    ):
+        sock = RecordingSocket()
+        CoalescingSocket(sock).sendall(head)
+        assert sock.sent == [head]
+    assert body_follows(b"HTTP/1.1 200 OK\r\ncontent-length:  12 \r\n\r\n")
+    assert body_follows(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")
+
+
+def test_anything_else_done_with_the_socket_sends_the_held_headers_first():
+    sock = RecordingSocket()
+    coalescing = CoalescingSocket(sock)
+    coalescing.sendall(HEAD_5)
+    assert coalescing.fileno() == 7  # e.g. sendfile, shutdown, close
+    assert sock.sent == [HEAD_5]
+    sock = RecordingSocket()
+    coalescing = CoalescingSocket(sock)
+    coalescing.sendall(HEAD_5)
+    coalescing.flush()  # the worker's end of request: a body that never came
+    coalescing.flush()
+    assert sock.sent == [HEAD_5]
+
+
+def test_a_live_worker_answers_whole_responses_through_it(tmp_path):
+    """Bodies of every size and HEAD (which the wrapper leaves alone) arrive intact on one keep-alive connection."""
+    with running_gunicorn(tmp_path, workers=1, threads=2) as server:
+        with requests.Session() as session:
+            for _ in range(3):
+                health = session.get(server.base + "/healthz", timeout=10)
+                assert health.status_code == 200 and health.content
+                spec = session.get(server.base + "/api/v1/openapi.json", timeout=10)
+                assert spec.status_code == 200 and spec.json()["openapi"].startswith("3.")
+                assert int(spec.headers["Content-Length"]) == len(spec.content) > 65536 // 4
+                head = session.head(server.base + "/healthz", timeout=10)
+                assert head.status_code == 200 and head.content == b""

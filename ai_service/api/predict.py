@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 
-from flask import Response, jsonify
+from flask import Response
 
 from ai_service.api import bp
 from ai_service.api.common import PredictCall, parse_predict_request, require_json_body
@@ -73,8 +73,10 @@ def answer_predict(call: PredictCall):
         return image_response(data, first.get("filename") or "", outcome, call.options)
     outcome.results = [serialize(result, call.options) for result in outcome.results]
     finish_timing(outcome.timing_ms, started)
-    body = PredictResponse.model_validate(outcome.as_dict()).model_dump(mode="json", by_alias=True, exclude_none=True)
-    return jsonify(body), 200, {"Server-Timing": server_timing(body["timing_ms"])}
+    # Validated against the documented schema, then written by pydantic-core straight to JSON bytes: a dict
+    # dumped and re-encoded by Flask's json module cost a small model's request ~50 µs more.
+    body = PredictResponse.model_validate(outcome.as_dict()).model_dump_json(by_alias=True, exclude_none=True)
+    return Response(body, mimetype="application/json"), 200, {"Server-Timing": server_timing(outcome.timing_ms)}
 
 
 def image_response(data: bytes, filename: str, outcome: PredictOutcome, options: PredictOptions) -> Response:

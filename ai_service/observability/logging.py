@@ -10,7 +10,9 @@ import os
 import re
 import sys
 import time
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from functools import partial
+from typing import TYPE_CHECKING, Any
 
 from loguru import logger
 
@@ -181,23 +183,58 @@ def _timestamp() -> str:
     return f"{_second[1]}.{nanos // 1_000_000:03d}"
 
 
-def write_access_line(message: str, fields: dict) -> None:
+def write_access_line(message: str, fields: dict, request_id: str | None = None) -> None:
     """One access line. When only our own relay would see it as text (file + non-terminal console, no other
     sink), the line is formatted here and written straight into the pipe: through loguru it cost ~35 µs of
     CPU alone and ~70 µs with eight threads queueing on the sink's lock, about a tenth of a small model's
-    request. Otherwise (JSON, a terminal, a sink someone added) loguru gets it with the fields bound."""
+    request. Otherwise (JSON, a terminal, a sink someone added) loguru gets it with the fields bound.
+    `request_id`: the request's id when the line is written after its context ended (see when_sent)."""
     relay = _relay
     caller = sys._getframe(1)
     handlers = getattr(getattr(logger, "_core", None), "handlers", None)  # loguru's sinks (private: checked)
     if _access_direct and relay is not None and isinstance(handlers, dict) and len(handlers) == 2:
         if relay.level_no <= INFO_NO:
             relay.write_line(
-                f"{_timestamp()} | INFO    | {os.getpid()} | {request_id_var.get()} | "
+                f"{_timestamp()} | INFO    | {os.getpid()} | {request_id or request_id_var.get()} | "
                 f"{caller.f_globals['__name__']}:{caller.f_lineno} - {message}\n",
                 INFO_NO,
             )
         return
-    logger.bind(**fields).opt(depth=1).info(message)
+    bound = logger.bind(**fields) if request_id is None else logger.bind(request_id=request_id, **fields)
+    bound.opt(depth=1).info(message)
+
+
+def when_sent(response: Any, callback: Callable[[], None]) -> None:
+    """Run `callback` once the client has the whole response, when the server tells us that moment (gunicorn
+    closes a response's body after sending its last byte, error or not); otherwise now. Bookkeeping that no byte
+    of the answer depends on (the access line, request metrics) then costs the client nothing: measured, a small
+    model's request at concurrency 1 answered ~0.1 ms sooner. The callback runs after the request context ended."""
+    from flask import request
+
+    if "gunicorn.socket" in request.environ:
+        response.call_on_close(callback)
+    else:
+        callback()
+
+
+def _access_line(response: Any, request_id: str, method: str, path: str, bytes_in: int, elapsed: float, fields: dict):
+    """The access line of an answered request (bytes_out counted now: a streamed body, the history export, is not
+    counted, since counting would read it all into memory first)."""
+    bytes_out = 0 if response.is_streamed else response.calculate_content_length() or 0
+    write_access_line(
+        f"{method} {path} {response.status_code} in={bytes_in}B out={bytes_out}B {elapsed:.1f}ms {_access_text(fields)}",
+        {
+            **fields,
+            "access": True,
+            "method": method,
+            "path": path,
+            "status": response.status_code,
+            "bytes_in": bytes_in,
+            "bytes_out": bytes_out,
+            "duration_ms": round(elapsed, 3),
+        },
+        request_id,
+    )
 
 
 CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
@@ -229,24 +266,8 @@ def install_request_logging(app: Flask) -> None:
             response.headers["X-Request-ID"] = request_id
             elapsed = (time.perf_counter() - g.request_started) * 1000.0
             fields = {"client": g.get("client") or "ip:" + (request.remote_addr or "unknown"), **request_fields()}
-            bytes_in = request.content_length or 0
-            # A streamed body (the history export) is not counted: counting would read it all into memory first.
-            bytes_out = 0 if response.is_streamed else response.calculate_content_length() or 0
-            path = printable(request.path)
-            write_access_line(
-                f"{request.method} {path} {response.status_code} in={bytes_in}B "
-                f"out={bytes_out}B {elapsed:.1f}ms {_access_text(fields)}",
-                {
-                    **fields,
-                    "access": True,
-                    "method": request.method,
-                    "path": path,
-                    "status": response.status_code,
-                    "bytes_in": bytes_in,
-                    "bytes_out": bytes_out,
-                    "duration_ms": round(elapsed, 3),
-                },
-            )
+            facts = (request.method, printable(request.path), request.content_length or 0, elapsed, fields)
+            when_sent(response, partial(_access_line, response, request_id, *facts))
         return response
 
     @app.teardown_request

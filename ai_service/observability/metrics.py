@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import time
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -242,7 +243,7 @@ def install_request_metrics(app: Flask, device: torch.device | None) -> None:
     """Count and time every request except scrapes of /metrics itself; `device` is whose memory the gauges sample."""
     from flask import g, request
 
-    from ai_service.observability.logging import request_fields
+    from ai_service.observability.logging import request_fields, when_sent
 
     @app.before_request
     def _start_timer() -> None:
@@ -254,6 +255,11 @@ def install_request_metrics(app: Flask, device: torch.device | None) -> None:
         if started is not None and request.path != "/metrics":
             model = str(request_fields().get("model", ""))
             method = request.method if request.method in KNOWN_METHODS else "OTHER"
-            record_request(_endpoint_label(), method, model, response.status_code, time.perf_counter() - started)
-            update_process_gauges(device)
+            facts = (_endpoint_label(), method, model, response.status_code, time.perf_counter() - started)
+            when_sent(response, partial(_observe, device, *facts))
         return response
+
+
+def _observe(device: torch.device | None, endpoint: str, method: str, model: str, status: int, seconds: float) -> None:
+    record_request(endpoint, method, model, status, seconds)
+    update_process_gauges(device)

@@ -1,4 +1,5 @@
-"""gunicorn's gthread worker, with one change to its keep-alive path (see ThreadWorker)."""
+"""gunicorn's gthread worker, with two changes to its hot path: keep-alive connections stay with the thread that
+answered them, and a response's header block leaves in the same packet as its body (see ThreadWorker)."""
 
 from __future__ import annotations
 
@@ -32,13 +33,60 @@ def fast_path_problems(worker: Any) -> list[str]:
     return problems
 
 
+class CoalescingSocket:
+    """A connection's socket for one request: gunicorn sends the header block with a sendall of its own, then the
+    body with another, which on loopback or a LAN is two TCP segments, two trips through the network stack and two
+    wake-ups of the client. The header block (when the body must follow it) is held here and sent in the body's
+    sendall; anything else done with the socket sends it first, and `flush` sends whatever is still held."""
+
+    __slots__ = ("_sock", "_held", "_first")
+
+    def __init__(self, sock: socket.socket) -> None:
+        self._sock, self._held, self._first = sock, b"", True
+
+    def sendall(self, data: bytes, *flags: int) -> None:
+        if self._held:
+            data, self._held = self._held + data, b""
+        elif self._first and body_follows(data):
+            self._first, self._held = False, data
+            return
+        self._first = False
+        self._sock.sendall(data, *flags)
+
+    def flush(self) -> None:
+        if self._held:
+            held, self._held = self._held, b""
+            self._sock.sendall(held)
+
+    def __getattr__(self, name: str) -> Any:
+        """Every other use (sendfile, send, shutdown, close, fileno...) sees the header block already sent."""
+        self._first = False
+        self.flush()
+        return getattr(self._sock, name)
+
+
+def body_follows(data: bytes) -> bool:
+    """A whole header block that announces a non-empty body (Content-Length > 0; a chunked body's first chunk)."""
+    if not data.startswith(b"HTTP/1.") or not data.endswith(b"\r\n\r\n") or len(data) > 65536:
+        return False
+    head = data.lower()
+    if b"\r\ntransfer-encoding: chunked\r\n" in head:
+        return True
+    start = head.find(b"\r\ncontent-length:")
+    if start < 0:
+        return False
+    value = head[start + 17 : head.index(b"\r\n", start + 17)].strip()
+    return value.isdigit() and int(value) > 0
+
+
 class ThreadWorker(gthread.ThreadWorker):
     """gthread hands every answered keep-alive connection back to its poller thread: a pipe write, two
     wake-ups of that thread, two epoll_ctl calls and a thread-pool submit per request. Here the thread
     that answered waits up to LINGER_MS for the client's next request and serves it itself, but only
     while no other connection is waiting for a thread, so lingering never delays anyone by more than
-    LINGER_MS. Everything else (accept, timeouts, worker recycling, graceful stop, HTTP/2) is gthread's.
-    Each request served that way (and answered keep-alive) counts in ai_service_keepalive_reused_total."""
+    LINGER_MS. Each request served that way (and answered keep-alive) counts in ai_service_keepalive_reused_total.
+    A response to anything but HEAD writes through a CoalescingSocket (header block and body in one sendall).
+    Everything else (accept, timeouts, worker recycling, graceful stop, HTTP/2) is gthread's."""
 
     #: Set by run() once the self-check passed; off, this worker is plain gthread.
     fast_path = False
@@ -72,6 +120,20 @@ class ThreadWorker(gthread.ThreadWorker):
             if keepalive is True:  # a request served (not a client that closed while we lingered)
                 self._reused.inc()
         return keepalive
+
+    def handle_request(self, req, conn):
+        if not self.fast_path or req.method == "HEAD" or getattr(conn, "is_http2", False):
+            return super().handle_request(req, conn)
+        real = conn.sock
+        conn.sock = coalescing = CoalescingSocket(real)
+        try:
+            return super().handle_request(req, conn)
+        finally:
+            conn.sock = real
+            try:
+                coalescing.flush()  # a body that never came: the header block alone, as gunicorn would have sent it
+            except OSError:
+                pass  # the client left; gunicorn's own error handling has already run or runs next
 
     def _next_request_ready(self, conn) -> bool:
         if conn.parser.unreader.buf.getvalue():  # bytes read with the previous body
