@@ -178,6 +178,8 @@ class ModelRegistry:
         with self._lock:
             versions = self._entries.get(name, {})
             if versions and not version:
+                if len(versions) == 1:  # the usual case, asked several times per request: no version parsing
+                    return next(iter(versions.values()))
                 return versions[max(versions, key=version_key)]
             if version in versions:
                 return versions[version]

@@ -251,30 +251,35 @@ def install_request_logging(app: Flask) -> None:
     """Give every request an id (X-Request-ID or new), echo it back, and log one access line."""
     from flask import g, request
 
+    # Each hook looks `g` and `request` up once: every proxy access is a context-variable lookup of its own.
     @app.before_request
     def _start_request() -> None:
+        state = g._get_current_object()
         incoming = request.headers.get("X-Request-ID", "")
-        g.request_id = incoming if REQUEST_ID_PATTERN.match(incoming) else new_request_id()
-        g.request_started = time.perf_counter()
-        g.request_token = request_id_var.set(g.request_id)
-        g.request_fields_token = request_fields_var.set({})
+        state.request_id = request_id = incoming if REQUEST_ID_PATTERN.match(incoming) else new_request_id()
+        state.request_started = time.perf_counter()
+        state.request_token = request_id_var.set(request_id)
+        state.request_fields_token = request_fields_var.set({})
 
     @app.after_request
     def _finish_request(response):
-        request_id = g.get("request_id")
+        state = g._get_current_object()
+        request_id = state.get("request_id")
         if request_id:
+            current = request._get_current_object()
             response.headers["X-Request-ID"] = request_id
-            elapsed = (time.perf_counter() - g.request_started) * 1000.0
-            fields = {"client": g.get("client") or "ip:" + (request.remote_addr or "unknown"), **request_fields()}
-            facts = (request.method, printable(request.path), request.content_length or 0, elapsed, fields)
+            elapsed = (time.perf_counter() - state.request_started) * 1000.0
+            fields = {"client": state.get("client") or "ip:" + (current.remote_addr or "unknown"), **request_fields()}
+            facts = (current.method, printable(current.path), current.content_length or 0, elapsed, fields)
             when_sent(response, partial(_access_line, response, request_id, *facts))
         return response
 
     @app.teardown_request
     def _end_request(_exc: BaseException | None) -> None:
-        token = g.pop("request_token", None)
+        state = g._get_current_object()
+        token = state.pop("request_token", None)
         if token is not None:
             request_id_var.reset(token)
-        fields_token = g.pop("request_fields_token", None)
+        fields_token = state.pop("request_fields_token", None)
         if fields_token is not None:
             request_fields_var.reset(fields_token)
