@@ -102,7 +102,9 @@ def test_under_gunicorn_the_access_line_is_written_once_the_response_is_sent(hom
     moment, so the client never waits for them, and still carry the request's id and status."""
     client = create_app({"home": str(home)}).test_client()
     seen: list = []
-    sink = logger.add(lambda message: seen.append(message.record), level="INFO", filter=lambda r: r["extra"].get("access"))
+    sink = logger.add(
+        lambda message: seen.append(message.record), level="INFO", filter=lambda r: r["extra"].get("access")
+    )
     try:
         response = client.get(
             "/api/v1/health",
@@ -118,6 +120,8 @@ def test_under_gunicorn_the_access_line_is_written_once_the_response_is_sent(hom
         assert record["message"].startswith("GET /api/v1/health 200")
     finally:
         logger.remove(sink)
-    response = client.get("/api/v1/health", headers={"X-Request-ID": "late-2"}, environ_overrides={"gunicorn.socket": object()})
+    response = client.get(
+        "/api/v1/health", headers={"X-Request-ID": "late-2"}, environ_overrides={"gunicorn.socket": object()}
+    )
     response.close()
     assert access_line(read_log(home), "late-2")  # the direct path too, with the id the context no longer holds

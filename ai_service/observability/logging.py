@@ -217,12 +217,15 @@ def when_sent(response: Any, callback: Callable[[], None]) -> None:
         callback()
 
 
-def _access_line(response: Any, request_id: str, method: str, path: str, bytes_in: int, elapsed: float, fields: dict):
+def _access_line(
+    response: Any, request_id: str, method: str, path: str, bytes_in: int, elapsed: float, fields: dict
+) -> None:
     """The access line of an answered request (bytes_out counted now: a streamed body, the history export, is not
     counted, since counting would read it all into memory first)."""
     bytes_out = 0 if response.is_streamed else response.calculate_content_length() or 0
     write_access_line(
-        f"{method} {path} {response.status_code} in={bytes_in}B out={bytes_out}B {elapsed:.1f}ms {_access_text(fields)}",
+        f"{method} {path} {response.status_code} in={bytes_in}B out={bytes_out}B {elapsed:.1f}ms "
+        f"{_access_text(fields)}",
         {
             **fields,
             "access": True,
