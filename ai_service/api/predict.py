@@ -74,7 +74,7 @@ def answer_predict(call: PredictCall):
     outcome.results = [serialize(result, call.options) for result in outcome.results]
     finish_timing(outcome.timing_ms, started)
     # Validated against the documented schema, then written by pydantic-core straight to JSON bytes: a dict
-    # dumped and re-encoded by Flask's json module cost a small model's request ~50 µs more.
+    # dumped and re-encoded by Flask's json module cost a small model's request ~40 µs more (cProfile, digits).
     body = PredictResponse.model_validate(outcome.as_dict()).model_dump_json(by_alias=True, exclude_none=True)
     return Response(body, mimetype="application/json"), 200, {"Server-Timing": server_timing(outcome.timing_ms)}
 

@@ -207,8 +207,9 @@ def write_access_line(message: str, fields: dict, request_id: str | None = None)
 def when_sent(response: Any, callback: Callable[[], None]) -> None:
     """Run `callback` once the client has the whole response, when the server tells us that moment (gunicorn
     closes a response's body after sending its last byte, error or not); otherwise now. Bookkeeping that no byte
-    of the answer depends on (the access line, request metrics) then costs the client nothing: measured, a small
-    model's request at concurrency 1 answered ~0.1 ms sooner. The callback runs after the request context ended."""
+    of the answer depends on (the access line, request metrics) then costs the client nothing (with the worker's
+    header coalescing, digits at concurrency 1 answered ~7% sooner). The callback runs after the request context
+    ended."""
     from flask import request
 
     if "gunicorn.socket" in request.environ:
