@@ -22,12 +22,13 @@ import pstats
 import sys
 import tempfile
 import time
-import uuid
 from collections.abc import Callable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "bench"), str(ROOT / "bench" / "baselines")]
+
+from loadgen import INPUT_TAIL, PLACEHOLDER, multipart_body  # noqa: E402 - bench/ is not a package
 
 WsgiApp = Callable[[dict, Callable], object]
 
@@ -54,19 +55,11 @@ def plain_app(home: Path) -> WsgiApp:
     return naive_flask.app
 
 
-def request_environ(path: str, image: bytes) -> dict:
-    """One multipart POST of the digit with the `model` field, a new boundary and a new input tail."""
-    boundary = uuid.uuid4().hex
-    body = (
-        (
-            f'--{boundary}\r\nContent-Disposition: form-data; name="model"\r\n\r\ndigits\r\n'
-            f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="digit.png"\r\n'
-            "Content-Type: image/png\r\n\r\n"
-        ).encode()
-        + image
-        + os.urandom(16).hex().encode()
-        + f"\r\n--{boundary}--\r\n".encode()
-    )
+def request_environ(path: str, body: bytes, content_type: str) -> dict:
+    """One POST of loadgen's multipart body (built once, see `requester`) with a new boundary and a new input tail,
+    as bench/loadgen.py sends it."""
+    boundary = os.urandom(16).hex().encode()
+    body = body.replace(PLACEHOLDER, boundary).replace(INPUT_TAIL, os.urandom(16).hex().encode())
     return {
         "REQUEST_METHOD": "POST",
         "PATH_INFO": path,
@@ -77,7 +70,7 @@ def request_environ(path: str, image: bytes) -> dict:
         "SERVER_PROTOCOL": "HTTP/1.1",
         "REMOTE_ADDR": "127.0.0.1",
         "HTTP_HOST": "127.0.0.1:8000",
-        "CONTENT_TYPE": f"multipart/form-data; boundary={boundary}",
+        "CONTENT_TYPE": content_type.replace(PLACEHOLDER.decode(), boundary.decode()),
         "CONTENT_LENGTH": str(len(body)),
         "wsgi.input": io.BytesIO(body),
         "wsgi.url_scheme": "http",
@@ -89,17 +82,18 @@ def request_environ(path: str, image: bytes) -> dict:
     }
 
 
-def requester(app: WsgiApp, path: str, image: bytes) -> Callable[[], None]:
+def requester(app: WsgiApp, path: str, image: Path) -> Callable[[], None]:
     """A function that sends one request through `app` and reads the whole answer; fails on anything but 200."""
     status: list[str] = []
+    body, content_type = multipart_body(image, {"model": "digits"}, PLACEHOLDER.decode(), INPUT_TAIL)
 
     def start_response(line: str, headers: list, exc_info: object = None) -> None:
         status.append(line)
 
     def one() -> None:
-        body = app(request_environ(path, image), start_response)
-        b"".join(body)
-        getattr(body, "close", lambda: None)()
+        answer = app(request_environ(path, body, content_type), start_response)
+        b"".join(answer)
+        getattr(answer, "close", lambda: None)()
         if not status[-1].startswith("200"):
             raise SystemExit(f"{path} answered {status[-1]}")
 
@@ -138,7 +132,7 @@ def main() -> None:
 
     home = Path(tempfile.mkdtemp(prefix="bench-inprocess-"))
     prepare_home(home)
-    image = (home / "digit.png").read_bytes()
+    image = home / "digit.png"
     console = os.dup(2)
     os.dup2(os.open(os.devnull, os.O_WRONLY), 2)  # ai_service's console copy of every access line, still written
     try:
@@ -151,7 +145,7 @@ def main() -> None:
         print(f"| {name} | {milliseconds:.3f} | {calls:.0f} |")
 
 
-def measure(home: Path, image: bytes, args: argparse.Namespace) -> list[tuple[str, float, float]]:
+def measure(home: Path, image: Path, args: argparse.Namespace) -> list[tuple[str, float, float]]:
     """(app, CPU ms per request, Python calls per request) for ai_service, then the plain app."""
     apps = {"ai_service": (ai_service_app(home), "/api/v1/predict"), "plain": (plain_app(home), "/predict")}
     rows = []
