@@ -256,7 +256,7 @@ def install_request_metrics(app: Flask, device: torch.device | None) -> None:
             model = str(request_fields().get("model", ""))
             method = request.method if request.method in KNOWN_METHODS else "OTHER"
             facts = (_endpoint_label(), method, model, response.status_code, time.perf_counter() - started)
-            when_sent(response, partial(_observe, device, *facts))
+            when_sent(request.environ, response, partial(_observe, device, *facts))
         return response
 
 
