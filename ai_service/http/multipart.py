@@ -213,7 +213,7 @@ def install() -> bool:
         hasattr(probe, "preamble_re")
         and hasattr(probe, "boundary_re")
         and getattr(formparser, "MultipartDecoder", None) in (MultipartDecoder, LiteralBoundaryDecoder)
-        and getattr(formparser, "MultiPartParser", None) in (formparser.MultiPartParser, OnePassParser)
+        and callable(getattr(formparser.FormDataParser, "_parse_multipart", None))  # looks MultiPartParser up by name
         and callable(getattr(formparser.MultiPartParser, "get_part_charset", None))
     ):
         return False

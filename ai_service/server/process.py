@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 #: Python's default GIL switch interval is 5 ms: an eager forward re-takes the GIL between ops (~60 for
 #: resnet18), so while request threads run Python (parsing, decoding) each re-take could wait 5 ms and a
 #: 30 ms forward took seconds. 0.5 ms fixed that, but with a dozen request threads per worker it also forced
-#: a GIL hand-off every 0.5 ms: a digits request (~2 ms of CPU) was cut up ~4 times. 2 ms, measured side by side
+#: a GIL hand-off every 0.5 ms, several within one digits request (~2 ms of CPU). 2 ms, measured side by side
 #: against 0.5 ms (2026-11-28, 2 cores, c=16): digits 930 against 837 and 931 against 879 req/s, 7-14% less CPU
 #: per request; resnet18 at c=1, 4 and 16 unchanged (47.6 against 46.6 req/s at c=16). 1 ms measured like 0.5.
 GIL_SWITCH_INTERVAL_S = 0.002
