@@ -129,6 +129,7 @@ def split_parts(body: bytes, boundary: bytes) -> list[Part] | None:
             if header is None:
                 return None
             key, value = header[1].lower(), header[2]
+            headers.append((header[1].decode(), value.decode()))
             if key == b"content-disposition":
                 if disposition is not None:
                     return None
@@ -138,10 +139,9 @@ def split_parts(body: bytes, boundary: bytes) -> list[Part] | None:
             elif key == b"content-type":
                 if content_type is not None:
                     return None
-                content_type = value.decode()
+                content_type = headers[-1][1]
             elif key == b"content-length":
                 return None
-            headers.append((header[1].decode(), value.decode()))
         start = blank + 4
         end = body.find(separator, start)
         if disposition is None or end < 0 or body.find(delimiter, start, end) >= 0:
