@@ -172,8 +172,7 @@ def result_key(model_fingerprint: str, upload: Any, options: Any) -> str:
     fields += [
         (f.name, getattr(upload, f.name)) for f in dataclasses.fields(upload) if f.name not in ("data", "filename")
     ]
-    digest = hashlib.sha256(upload.data).hexdigest()
-    return hashlib.sha256(f"{model_fingerprint}\0{fields!r}\0{digest}".encode()).hexdigest()
+    return hashlib.sha256(f"{model_fingerprint}\0{fields!r}\0{upload.sha256}".encode()).hexdigest()
 
 
 # ---- values -----------------------------------------------------------------------------------------------

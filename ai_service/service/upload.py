@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
+from functools import cached_property
 
 
 @dataclass
@@ -15,6 +17,11 @@ class Upload:
     layer: str | None = None
     #: PSD uploads without `layer`: "merged" (the flattened image stored) or "visible" (composited now).
     layers: str = "merged"
+
+    @cached_property
+    def sha256(self) -> str:
+        """Hex digest of the bytes, once per upload: the result cache key and the history row both use it."""
+        return hashlib.sha256(self.data).hexdigest()
 
 
 #: Where a call came from, as history records it.

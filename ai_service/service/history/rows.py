@@ -4,7 +4,6 @@ them on the history writer's thread, bulk jobs in the chunk that wrote them."""
 
 from __future__ import annotations
 
-import hashlib
 import io
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -77,7 +76,7 @@ def pending_rows(
             "model": name,
             "version": version,
             "task": task,
-            "input_sha256": hashlib.sha256(data).hexdigest() if data is not None else None,
+            "input_sha256": upload.sha256 if isinstance(upload, Upload) else None,
             "filename": (upload.filename if isinstance(upload, Upload) else "")[:255],
             "width": result.get("width"),
             "height": result.get("height"),
