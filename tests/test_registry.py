@@ -5,7 +5,8 @@ import weakref
 import pytest
 import torch
 
-from ai_service.models.base import Batch, ImageModel, ModelInfo, top_k_predictions
+from ai_service.models import base
+from ai_service.models.base import Batch, ImageModel, ModelInfo, scored_rows, top_k_predictions
 from ai_service.models.registry import ModelLoadError, ModelRegistry, UnknownModelError
 
 
@@ -104,3 +105,24 @@ def test_top_k_predictions_are_sorted_probabilities():
     assert results[1]["predictions"][0]["label"] == "a"
     assert sum(p["score"] for p in top_k_predictions(logits, "abc", 3)[0]["predictions"]) == pytest.approx(1, abs=1e-5)
     assert len(top_k_predictions(logits, "abc", 99)[0]["predictions"]) == 3
+
+
+def test_python_and_torch_scoring_agree(monkeypatch):
+    """Rows of few classes are scored in Python, wide ones in torch: same order, probabilities and entropy."""
+    torch.manual_seed(0)
+    for classes in (1, 2, 10, base.PYTHON_MAX_CLASSES):
+        logits = torch.randn(8, classes) * 4
+        k = min(3, classes)
+        in_python = scored_rows(logits, k)
+        monkeypatch.setattr(base, "PYTHON_MAX_CLASSES", 0)
+        in_torch = scored_rows(logits, k)
+        monkeypatch.undo()
+        for (best_py, entropy_py), (best_torch, entropy_torch) in zip(in_python, in_torch):
+            assert [i for _, i in best_py] == [i for _, i in best_torch]
+            assert [p for p, _ in best_py] == pytest.approx([p for p, _ in best_torch], abs=1e-6)
+            assert entropy_py == pytest.approx(entropy_torch, abs=1e-6)
+
+
+def test_rows_with_non_finite_logits_keep_the_torch_answer():
+    (best, entropy), _ = scored_rows(torch.tensor([[float("nan"), 1.0], [0.0, 1.0]]), 1)
+    assert best[0][0] != best[0][0] and entropy != entropy  # NaN, as torch's softmax gives
