@@ -17,6 +17,7 @@ CANVAS, BOX = 28, 20
 ANALYSIS_SIDE = 256
 INK_THRESHOLD = 0.2
 _INDEX = np.arange(CANVAS, dtype=np.float64)
+_ROWS, _COLS = _INDEX[:, None], _INDEX[None, :]
 MEAN, STD = 0.1307, 0.3081
 
 
@@ -46,8 +47,9 @@ def _gray_with_alpha(image: Image.Image) -> tuple[np.ndarray, np.ndarray | None]
     alpha = None
     if image.mode in ("LA", "RGBA"):
         alpha = np.asarray(image.getchannel("A"), dtype=np.float32) / 255.0
-    gray = np.asarray(image if image.mode == "L" else image.convert("L"), dtype=np.float32)
-    return gray, alpha
+    gray = image if image.mode == "L" else image.convert("L")
+    width, height = gray.size
+    return np.frombuffer(gray.tobytes(), np.uint8).reshape(height, width).astype(np.float32), alpha
 
 
 def _median(values: np.ndarray) -> float:
@@ -57,14 +59,15 @@ def _median(values: np.ndarray) -> float:
     if n % 2:
         return float(np.partition(values, half)[half])
     part = np.partition(values, (half - 1, half))
-    return float(np.mean(part[half - 1:half + 1]))
+    return float((part[half - 1] + part[half]) / 2)  # float32 arithmetic, as np.mean of the two
 
 
 def normalize_digit(image: Image.Image) -> np.ndarray:
     """Any upload → 28×28 floats in [0, 1]: white ink on black, fitted to 20 px, centered by mass.
 
-    Per-request hot path: plain ufuncs and slicing instead of np.clip/np.median/np.roll (same values,
-    bit for bit, as the version the committed weights were trained with; tests/test_digits.py checks it)."""
+    Per-request hot path: plain ufuncs and slicing instead of np.clip/np.median/np.roll, PIL buffers instead of
+    array-interface round trips (same values, bit for bit, as the version the committed weights were trained with;
+    tests/test_digits.py checks it). Each numpy call costs a few µs inside a served request, so fewer calls pay."""
     if max(image.size) > ANALYSIS_SIDE:
         image = image.copy()
         image.thumbnail((ANALYSIS_SIDE, ANALYSIS_SIDE), Image.Resampling.BOX)
@@ -73,8 +76,7 @@ def normalize_digit(image: Image.Image) -> np.ndarray:
         coverage = float(alpha.sum())
         ink_is_dark = coverage == 0 or float((gray * alpha).sum()) / coverage < 128
         gray = gray * alpha + (255.0 if ink_is_dark else 0.0) * (1.0 - alpha)
-    border = np.concatenate([gray[0], gray[-1], gray[:, 0], gray[:, -1]])
-    background = _median(border)
+    background = _median(np.concatenate([gray[0], gray[-1], gray[:, 0], gray[:, -1]]))
     if background > 127:
         gray, background = 255.0 - gray, 255.0 - background
     ink = np.maximum(gray - background, 0.0)
@@ -84,18 +86,21 @@ def normalize_digit(image: Image.Image) -> np.ndarray:
         return canvas
     ink /= peak
     mask = ink > INK_THRESHOLD
-    rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
-    crop = ink[rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1]
+    rows, cols = mask.any(axis=1).nonzero()[0], mask.any(axis=0).nonzero()[0]
+    crop = np.ascontiguousarray(ink[rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1], dtype=np.float32)
     height, width = crop.shape
     scale = BOX / max(height, width)
     new_w, new_h = max(1, round(width * scale)), max(1, round(height * scale))
-    resized = np.asarray(Image.fromarray(crop.astype(np.float32)).resize((new_w, new_h), Image.Resampling.BILINEAR))
+    resized = Image.frombuffer("F", (width, height), crop, "raw", "F", 0, 1).resize(
+        (new_w, new_h), Image.Resampling.BILINEAR
+    )
     top, left = (CANVAS - new_h) // 2, (CANVAS - new_w) // 2
-    placed = np.minimum(np.maximum(resized, 0.0), 1.0)
+    placed = np.frombuffer(resized.tobytes(), np.float32).reshape(new_h, new_w)
+    placed = np.minimum(np.maximum(placed, 0.0), 1.0)
     canvas[top:top + new_h, left:left + new_w] = placed
     mass = float(canvas.sum())
-    ys_mass = float((_INDEX[:, None] * canvas).sum())
-    xs_mass = float((_INDEX[None, :] * canvas).sum())
+    ys_mass = float((_ROWS * canvas).sum())
+    xs_mass = float((_COLS * canvas).sum())
     shift_y = int(min(max(round(13.5 - ys_mass / mass), -top), CANVAS - new_h - top))
     shift_x = int(min(max(round(13.5 - xs_mass / mass), -left), CANVAS - new_w - left))
     out = np.zeros_like(canvas)
