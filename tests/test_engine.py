@@ -219,6 +219,21 @@ def test_core_budget_gives_a_lone_forward_every_core_and_shares_under_load():
         torch.set_num_threads(previous)
 
 
+def test_a_lone_forward_takes_only_its_share_while_another_worker_has_requests_in_flight():
+    """Its forward would otherwise start beside the other worker's next one: three threads on two cores."""
+    slots = [0, 0]
+    first, second = CoreBudget(total=4, slots=slots, slot=0), CoreBudget(total=4, slots=slots, slot=1)
+    with second.in_flight(), second.in_flight():
+        assert slots == [0, cores.IN_FLIGHT]
+        assert first.take() == 2  # the fair share, not every idle core
+        assert second.take() == 2 and slots == [2, cores.IN_FLIGHT + 2]  # first holds no request: every idle core
+        second.give(2)
+        first.give(2)
+    assert slots == [0, 0]
+    assert first.take() == 4  # nobody else has work: every core
+    first.give(4)
+
+
 def test_engine_settings_are_validated(home):
     with pytest.raises(ValueError, match="bf16"):
         EngineSettings(precision="fp8")

@@ -21,7 +21,7 @@ from ai_service.imaging.io import decode_image
 from ai_service.models.base import ImageModel, ModelOptions
 from ai_service.models.pytree import merge_batches
 from ai_service.observability import metrics
-from ai_service.server.cores import single_threaded
+from ai_service.server.cores import budget, single_threaded
 from ai_service.service.cache import CallCache
 from ai_service.service.meshes import MeshViews, expand_meshes
 from ai_service.service.runtime import Runtime, model_errors
@@ -242,9 +242,10 @@ def _predict(
         batcher = engine.batcher(model)
         name = model.info.name
         try:
-            results, batch_size = _run(
-                model, batcher, uploads, options, runtime.settings.limits.max_pixels, deadline, timer, started, bulk
-            )
+            with budget().in_flight():  # another worker's lone forward leaves this one its cores
+                results, batch_size = _run(
+                    model, batcher, uploads, options, runtime.settings.limits.max_pixels, deadline, timer, started, bulk
+                )
         except Overloaded as error:
             raise ServiceError(
                 "overloaded",
