@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 
-.PHONY: run dist docs docs-screenshot test lint format dev bench-imaging bench-serving bench-jobs train-digits train-digits-detect train-digits-segment clean
+.PHONY: run dist docs docs-screenshot test lint format dev bench-imaging bench-serving bench-serving-gpu bench-jobs train-digits train-digits-detect train-digits-segment clean
 
 $(VENV)/.runtime: requirements.txt pyproject.toml setup.py
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -47,6 +47,9 @@ bench-imaging: $(VENV)/.dev
 
 bench-serving: $(VENV)/.dev  # ~14 min on 2 cores; writes bench/results/serving.md
 	$(PY) bench/serving.py
+
+bench-serving-gpu: $(VENV)/.dev  # needs CUDA (~7 min on an H200); writes bench/results/serving-gpu.md
+	$(PY) bench/serving_gpu.py
 
 bench-jobs: $(VENV)/.dev  # needs Redis on 127.0.0.1:6379 for the Celery part; writes bench/results/jobs.md
 	$(PY) bench/jobs.py

@@ -171,6 +171,7 @@ def run(
     watch_pgid: int | None = None,
     fresh_boundary: bool = True,
     repeat_share: float | None = None,
+    latencies_out: Path | None = None,
 ) -> dict:
     tail = INPUT_TAIL if repeat_share is not None else b""
     body, content_type = multipart_body(file_path, fields, PLACEHOLDER.decode(), tail)
@@ -200,6 +201,8 @@ def run(
         for status, count in log.errors.items():
             errors[status] = errors.get(status, 0) + count
     batches = [size for log in logs for size in log.batch_sizes]
+    if latencies_out is not None:  # for a caller merging several loadgen processes (bench/serving_gpu.py)
+        latencies_out.write_text(json.dumps({"latencies_ms": latencies, "batch_sizes": batches}))
     server_cpu, client_cpu, busy = (b - a for a, b in zip(before, after))
     counted = max(1, len(latencies) + sum(errors.values()))
     cpu = {
@@ -245,6 +248,7 @@ def main() -> None:
         type=float,
         help="share of requests repeating one input (0 = every request a new input); off: the file as it is",
     )
+    parser.add_argument("--latencies-out", type=Path, help="also write every latency and batch size here (JSON)")
     args = parser.parse_args()
     fields = dict(item.split("=", 1) for item in args.field)
     print(
@@ -260,6 +264,7 @@ def main() -> None:
                 args.watch_pgid,
                 fresh_boundary=not args.fixed_boundary,
                 repeat_share=args.repeat_share,
+                latencies_out=args.latencies_out,
             )
         )
     )

@@ -52,7 +52,13 @@ THREADS = ServerSettings().threads
 ANALYSIS_MARKER = "<!-- analysis: hand-written, kept when the benchmark rewrites this file -->"
 PY = sys.executable
 MODELS = ("digits", "resnet18-demo", "resnet18-bf16")
-PAYLOAD = {"digits": "digit.png", "resnet18-demo": "photo.jpg", "resnet18-bf16": "photo.jpg"}
+#: Each model's request payload (resnet18-fp16: bench/serving_gpu.py).
+PAYLOAD = {
+    "digits": "digit.png",
+    "resnet18-demo": "photo.jpg",
+    "resnet18-bf16": "photo.jpg",
+    "resnet18-fp16": "photo.jpg",
+}
 #: Models measured only at some concurrency levels (first pass); the others at every level.
 MODEL_LEVELS = {"resnet18-bf16": (1, 16)}
 #: `--only` words that select models.
@@ -231,15 +237,22 @@ class Server:
         return f"http://127.0.0.1:{self.port}{self.paths[model]}"
 
     def start(self, log_path: Path, timeout: float = 180.0) -> None:
-        log = log_path.open("ab")
-        self.process = subprocess.Popen(
-            self.command,
-            cwd=self.cwd,
-            env={**os.environ, **self.env},
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+        self.spawn(log_path)
+        self.wait_ready(log_path, timeout)
+
+    def spawn(self, log_path: Path) -> None:
+        """Start the process in its own session (servers can start side by side; wait_ready then waits for each)."""
+        with log_path.open("ab") as log:
+            self.process = subprocess.Popen(
+                self.command,
+                cwd=self.cwd,
+                env={**os.environ, **self.env},
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+
+    def wait_ready(self, log_path: Path, timeout: float = 180.0) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
@@ -396,6 +409,11 @@ def servers(home: Path, litserve: bool) -> list[Server]:
                     f"LitServe, {n} inference workers × 1 torch thread, max_batch_size 8, batch_timeout 5 ms",
                 )
             )
+    return with_ports(found)
+
+
+def with_ports(found: list[Server]) -> list[Server]:
+    """Give each server a free loopback port: in its command ({port}) and, for ai_service, AI_SERVICE_BIND."""
     for server in found:
         server.port = free_port()
         server.command = [part.replace("{port}", str(server.port)) for part in server.command]

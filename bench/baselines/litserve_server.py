@@ -61,7 +61,7 @@ class ImageClassifierAPI(ls.LitAPI):
 
     def predict(self, batch):
         with torch.inference_mode():
-            return torch.softmax(self.network(batch.to(self.device)), dim=1)
+            return torch.softmax(self.network(batch.to(self.device)), dim=1).cpu()  # one copy per batch from a GPU
 
     def unbatch(self, output):
         return list(output)
@@ -82,6 +82,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1, help="torch threads per inference process")
     parser.add_argument("--max-batch-size", type=int, default=8)
     parser.add_argument("--batch-timeout", type=float, default=0.005)
+    parser.add_argument("--accelerator", default="cpu", help="cpu or cuda (LitServer's accelerator)")
     args = parser.parse_args()
     api = ImageClassifierAPI(
         args.model,
@@ -90,7 +91,7 @@ def main() -> None:
         batch_timeout=args.batch_timeout,
         api_path="/predict",
     )
-    server = ls.LitServer(api, accelerator="cpu", devices=1, workers_per_device=args.workers, timeout=60)
+    server = ls.LitServer(api, accelerator=args.accelerator, devices=1, workers_per_device=args.workers, timeout=60)
     server.run(host="127.0.0.1", port=args.port, generate_client_file=False, log_level="warning")
 
 

@@ -6,7 +6,8 @@ forward under torch.no_grad(), softmax + top-k, jsonify. No batching, no channel
 torch threads (BENCH_TORCH_THREADS=1 sets one per worker: bench/serving.py's "plain" server). Served by
 `gunicorn -k sync -w N naive_flask:app` (bench/serving.py starts it).
 
-BENCH_RESNET_WEIGHTS names the resnet18 state_dict the benchmark generated (random, timing only).
+BENCH_RESNET_WEIGHTS names the resnet18 state_dict the benchmark generated (random, timing only);
+BENCH_DEVICE=cuda puts both models and each request's tensor on the GPU (bench/serving_gpu.py).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from torchvision import transforms
 from ai_service.models.builtin.digits import WEIGHTS_PATH, SimpleCNN
 
 app = Flask(__name__)
+DEVICE = torch.device(os.environ.get("BENCH_DEVICE", "cpu"))
 if os.environ.get("BENCH_TORCH_THREADS"):  # the well-sized variant: one torch thread per sync worker
     torch.set_num_threads(int(os.environ["BENCH_TORCH_THREADS"]))
 
@@ -32,7 +34,7 @@ digits.eval()
 resnet = torchvision.models.resnet18(num_classes=1000)
 resnet.load_state_dict(torch.load(os.environ["BENCH_RESNET_WEIGHTS"], map_location="cpu", weights_only=True))
 resnet.eval()
-MODELS = {"digits": digits, "resnet18-demo": resnet}
+MODELS = {"digits": digits.to(DEVICE), "resnet18-demo": resnet.to(DEVICE)}
 
 
 @app.route("/predict", methods=["POST"])
@@ -56,14 +58,12 @@ def predict():
                 transforms.Normalize([0.485, 0.456, 0.406], [0.229, 0.224, 0.225]),
             ]
         )
-    tensor = transform(image.convert("RGB")).unsqueeze(0)
+    tensor = transform(image.convert("RGB")).unsqueeze(0).to(DEVICE)
     with torch.no_grad():
         outputs = MODELS[name](tensor)
     probabilities = torch.nn.functional.softmax(outputs[0], dim=0)
-    scores, indices = torch.topk(probabilities, 3)
-    return jsonify(
-        {"model": name, "predictions": [{"index": int(i), "score": float(s)} for s, i in zip(scores, indices)]}
-    )
+    scores, indices = (values.tolist() for values in torch.topk(probabilities, 3))  # one copy each from a GPU
+    return jsonify({"model": name, "predictions": [{"index": i, "score": s} for s, i in zip(scores, indices)]})
 
 
 @app.route("/health")
