@@ -13,6 +13,7 @@ import pytest
 import torch
 from conftest import digit_variants, encode
 from engine_doubles import GatedModel
+from loguru import logger
 from PIL import Image
 
 from ai_service import create_app
@@ -199,6 +200,34 @@ def test_compiled_runner_pads_to_buckets_and_warms_each_one_first():
     assert len(outputs) == 3 and outputs[0].shape == reference
     runner([torch.rand(1, 8, 8)])
     assert [size for size, _, _ in model.seen][-1] == 1  # no second warm-up for a known shape
+
+
+def test_a_compilation_that_fails_falls_back_to_eager_and_keeps_serving(monkeypatch):
+    """Seen on an H200: inductor raised on the first batch and every request got a 500; now one warning, then eager."""
+
+    def broken_compile(function, **_):
+        def compiled(batch):
+            raise RuntimeError("inductor: no working C++ compiler")
+
+        return compiled
+
+    monkeypatch.setattr(torch, "compile", broken_compile)
+    model = ConvModel()
+    model.load(torch.device("cpu"))
+    runner = ForwardRunner(model, EngineSettings(compile=True, compile_backend="eager"), max_batch_size=4)
+    reference = model.network(torch.rand(1, 1, 8, 8)).shape
+    messages: list[str] = []
+    handler = logger.add(lambda message: messages.append(str(message)), level="WARNING")
+    try:
+        outputs = runner([torch.rand(1, 8, 8) for _ in range(3)])
+        runner([torch.rand(1, 8, 8)])
+    finally:
+        logger.remove(handler)
+    assert len(outputs) == 3 and outputs[0].shape == reference
+    # An eager warm-up of one, then eager batches: no padding to buckets, no second compilation attempt.
+    assert [size for size, _, _ in model.seen] == [1, 3, 1]
+    assert len(messages) == 1
+    assert "torch.compile failed, serving it eager (RuntimeError: inductor: no working C++ compiler)" in messages[0]
 
 
 def test_core_budget_gives_a_lone_forward_every_core_and_shares_under_load():

@@ -92,6 +92,7 @@ class ForwardRunner:
         self._prepared_for: int | None = None
         self._channels_last = False
         self._forward: Callable[[torch.Tensor], Any] = model.forward
+        self._compiled = False
         self._warmed: set[tuple] = set()
         self._one_core_ms_per_sample: float | None = None
 
@@ -105,7 +106,7 @@ class ForwardRunner:
             estimate is not None
             and estimate * count < SMALL_FORWARD_MS
             and self.settings.torch_threads <= 1
-            and not self.settings.compile
+            and not self._compiled
             and (device is None or device.type == "cpu")
         )
 
@@ -117,8 +118,9 @@ class ForwardRunner:
         self._prepare(network, device)
         count = len(samples)
         batch = self._assemble(samples, device)
-        if self.settings.compile:
+        if self._compiled:
             self._warm_up(samples[0], device)
+        if self._compiled:  # still: a compilation that failed falls back to eager
             batch = self._pad(batch)
         alone = count == 1 and not self.under_load()
         outputs = self._forward_on(batch, device, alone=alone)
@@ -136,7 +138,8 @@ class ForwardRunner:
         if device.type == "cuda":
             torch.backends.cudnn.benchmark = True
         self._forward = self.model.forward
-        if self.settings.compile:
+        self._compiled = self.settings.compile
+        if self._compiled:
             self._forward = torch.compile(
                 self.model.forward,
                 mode=self.settings.compile_mode,
@@ -176,11 +179,28 @@ class ForwardRunner:
         key = sample_key(sample)
         if key in self._warmed:
             return
-        for size in bucket_sizes(self.max_batch_size):
-            zeros = torch.zeros((size, *sample.shape), dtype=sample.dtype, device=device)
-            if self._channels_last and zeros.dim() == 4:
-                zeros = zeros.contiguous(memory_format=torch.channels_last)
-            self._forward_on(zeros, device, measure=False)
+        zeros = torch.zeros((1, *sample.shape), dtype=sample.dtype, device=device)
+        try:
+            for size in bucket_sizes(self.max_batch_size):
+                zeros = torch.zeros((size, *sample.shape), dtype=sample.dtype, device=device)
+                if self._channels_last and zeros.dim() == 4:
+                    zeros = zeros.contiguous(memory_format=torch.channels_last)
+                self._forward_on(zeros, device, measure=False)
+        except Exception as error:  # noqa: BLE001 - a compiler failure (no C compiler, an unsupported op) must not fail requests
+            logger.warning(
+                "model {}: torch.compile failed, serving it eager ({}: {})",
+                self.model.info.name,
+                type(error).__name__,
+                " ".join(str(error).split())[:600],
+            )
+            self._forward, self._compiled = self.model.forward, False
+            # Seen on an H200 (torch 2.11): right after inductor failed, the first eager forward failed once too.
+            # A warm-up absorbs that, not a user's request.
+            try:
+                self._forward_on(zeros[:1], device, measure=False)
+            except Exception as again:  # noqa: BLE001 - the requests that follow report any lasting failure
+                logger.debug("model {}: eager warm-up after the failed compilation: {}", self.model.info.name, again)
+            return
         logger.info(
             "model {}: compiled and warmed batch sizes {} for input {}",
             self.model.info.name,
