@@ -86,8 +86,8 @@ class ServerSettings(Section):
 
     #: host:port gunicorn binds; `python app.py` listens there too.
     bind: str = "127.0.0.1:8000"
-    #: Worker processes; 0 (default) = the best count for the machine: one per core on CPU (affinity and cgroup
-    #: quota), one per listed (AI_SERVICE_GPUS) or else visible GPU; a fixed number overrides it.
+    #: Worker processes; 0 (default) = the best count for the machine: one per core (affinity and cgroup quota),
+    #: on GPU boxes too, at least one per GPU in use (listed in AI_SERVICE_GPUS, else visible); a number overrides it.
     workers: int = Field(0, ge=0)
     #: Request threads per worker (the most requests one worker can batch together).
     threads: int = 12

@@ -41,13 +41,17 @@ def test_available_cores_respects_affinity_and_quota():
     assert cores.available_cores() == max(1, int(expected))
 
 
-def test_gpu_boxes_get_one_worker_per_gpu():
-    assert placement.default_workers("0,1,2", "auto", gpu_count=8) == 3  # listed GPUs win
-    assert placement.default_workers("", "auto", gpu_count=4) == 4  # else every visible GPU
-    assert placement.default_workers("", "cuda", gpu_count=2) == 2
-    assert placement.default_workers("", "cuda:1", gpu_count=4) == 1  # one named device
-    assert placement.default_workers("", "cpu", gpu_count=4) == cores.available_cores()
-    assert placement.default_workers("", "auto", gpu_count=0) == cores.available_cores()
+def test_gpu_boxes_get_one_worker_per_core_and_at_least_one_per_gpu():
+    """A worker's Python runs on about one core whatever the device (bench/results/serving-gpu.md)."""
+    n = cores.available_cores()
+    assert placement.default_workers("0,1,2", "auto", gpu_count=8) == max(n, 3)
+    assert placement.default_workers("", "auto", gpu_count=4) == max(n, 4)
+    assert placement.default_workers("", "cuda", gpu_count=2) == max(n, 2)
+    assert placement.default_workers("", "cuda:1", gpu_count=4) == n  # one named device, every core feeding it
+    assert placement.default_workers("", "cpu", gpu_count=4) == n
+    assert placement.default_workers("", "auto", gpu_count=0) == n
+    many = ",".join(str(index) for index in range(n + 2))
+    assert placement.default_workers(many, "auto") == n + 2  # more GPUs than cores: still one worker each
     # Unlisted GPUs: each worker takes one by index, visibility untouched.
     assert [placement.device_for_slot("", "auto", slot, 4) for slot in range(5)] == [
         "cuda:0",

@@ -45,7 +45,7 @@ def test_entering_a_worker_pins_the_gpu_and_joins_the_shared_budget(restore_envi
     assert slots[1] == 0
 
 
-def test_default_workers_follow_the_gpus_or_the_cores():
-    assert placement.default_workers("0,1,2", "auto") == 3
+def test_default_workers_follow_the_cores_and_cover_the_gpus():
+    assert placement.default_workers("0,1,2", "auto") == max(3, cores.available_cores())
     assert placement.default_workers("0,1,2", "cpu") == cores.available_cores()
     assert placement.default_workers("", "auto") == cores.available_cores()

@@ -19,12 +19,12 @@ Choices:
   after AI_SERVICE_MAX_REQUESTS (+ jitter) requests.
 - Control socket: one per home (var/gunicorn.ctl), not gunicorn's per-user default that every instance
   shares (a second instance would take the first one's over; a read-only home cannot create it).
-- Sizing (docs/performance/tuning.md): AI_SERVICE_WORKERS=0, the default, means one worker per core on CPU
-  (affinity and cgroup quota), one per listed GPU with AI_SERVICE_GPUS, else one per visible GPU. Workers
-  share the cores through a budget in shared memory (ai_service/server/cores.py): a lone forward takes
-  every idle core, under load each forward gets its share, so workers × torch threads never exceeds the
-  cores. With several GPUs each worker is pinned to one GPU: through CUDA_VISIBLE_DEVICES when listed,
-  else as cuda:N (ai_service/server/placement.py).
+- Sizing (docs/performance/tuning.md): AI_SERVICE_WORKERS=0, the default, means one worker per core
+  (affinity and cgroup quota), on GPU boxes too (a worker's Python runs on one core whatever the device), and
+  never fewer than the GPUs in use. Workers share the cores through a budget in shared memory
+  (ai_service/server/cores.py): a lone forward takes every idle core, under load each forward gets its share,
+  so workers × torch threads never exceeds the cores. With several GPUs the workers take them round robin:
+  through CUDA_VISIBLE_DEVICES when listed, else as cuda:N (ai_service/server/placement.py).
 """
 
 from __future__ import annotations
