@@ -240,3 +240,20 @@ def test_no_cache_runs_the_model_for_a_repeated_image(workdir, tmp_path):
 
     assert cached() == [False, True]  # the same bytes again: answered from the result cache
     assert cached("--no-cache") == [False, False]
+
+
+def test_local_workers_default_to_one_per_core_up_to_four_on_a_gpu_too():
+    """One process decodes on one core, far slower than a GPU forward: a GPU box gets the CPU box's pool."""
+    import argparse
+
+    from ai_service.cli.predict import AUTO_WORKERS, plan
+    from ai_service.server.cores import available_cores
+    from ai_service.settings import load_settings
+
+    args = argparse.Namespace(workers=0, batch_size=0)
+    expected = min(available_cores(), AUTO_WORKERS)
+    for device, gpus, least in (("cpu", "", 1), ("cuda", "", 1), ("cuda", "0,1,2,3,4,5", 6)):
+        settings = load_settings({"device": device, "gpus": gpus, "log_to_file": False})
+        _, workers, _ = plan(args, settings, count=10_000)
+        assert workers == max(least, expected), (device, gpus)
+    assert plan(argparse.Namespace(workers=3, batch_size=0), settings, count=10_000)[1] == 3

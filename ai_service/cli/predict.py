@@ -70,7 +70,8 @@ def add_predict_command(commands: Any) -> None:
         type=int,
         default=0,
         help="local worker processes, one model copy each "
-        f"(default: one per core up to {AUTO_WORKERS}; on CUDA one per GPU in AI_SERVICE_GPUS, each its own)",
+        f"(default: one per core up to {AUTO_WORKERS}, on CUDA too and at least one per GPU in AI_SERVICE_GPUS, which "
+        "they take round robin)",
     )
     predict.add_argument(
         "--batch-size",
@@ -268,7 +269,8 @@ def plan(args: argparse.Namespace, settings: Any, count: int) -> tuple[int, int,
     size = args.batch_size or settings.engine.max_batch_size or DEFAULT_BATCH_SIZE["cuda" if on_gpu else "cpu"]
     cores = available_cores()
     listed = [gpu for gpu in settings.compute.gpus.split(",") if gpu.strip()]
-    wanted = args.workers or (max(1, len(listed)) if on_gpu else min(cores, AUTO_WORKERS))
+    # On a GPU too: one process decodes on one core, far slower than the GPU runs a forward (serving-gpu.md).
+    wanted = args.workers or max(len(listed) if on_gpu else 1, min(cores, AUTO_WORKERS))
     workers = max(1, min(wanted, -(-count // size)))
     overrides: dict[str, Any] = {
         # No client waits on a CLI batch: a slow one on a busy machine must not time out, nor overflow the queue.
