@@ -27,6 +27,7 @@ import argparse
 import json
 import os
 import platform
+import shutil
 import signal
 import socket
 import subprocess
@@ -635,8 +636,11 @@ def categorise(stack: str) -> str | None:
 def profile(server: Server, model: str, home: Path, seconds: float = 8.0) -> dict[str, float] | None:
     """py-spy samples of every ai_service worker under concurrency 16, as % per category; None without py-spy."""
     spy = Path(PY).with_name("py-spy")
-    if not spy.exists():
-        return None
+    if not spy.exists():  # beside the interpreter in a venv; else on the PATH (packages installed with --target)
+        found = shutil.which("py-spy")
+        if found is None:
+            return None
+        spy = Path(found)
     command = loadgen_command(server, model, 16, home, seconds + 4, 1)
     with tempfile.NamedTemporaryFile(suffix=".txt") as raw:
         server.resume()

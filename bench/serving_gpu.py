@@ -1,4 +1,4 @@
-"""Serving on a CUDA GPU: ai_service as `make run` starts it there, its variants (batching off, more workers,
+"""Serving on a CUDA GPU: ai_service as `make run` starts it there, its variants (batching off, one worker,
 torch.compile, bf16 and fp16), LitServe and the plain Flask app on the same GPU, at concurrency 1, 16 and 64.
 
     make bench-serving-gpu                                    # needs CUDA; writes bench/results/serving-gpu.md
@@ -10,7 +10,8 @@ torch.compile, bf16 and fp16), LitServe and the plain Flask app on the same GPU,
 3. Every server starts side by side, each is warmed with one request per model (torch.compile compiles its batch
    buckets then), then all are paused (SIGSTOP) and woken one at a time; every point is driven by one loadgen process
    per 16 clients (one Python client process tops out near 3,000 requests/s), merged into one latency distribution.
-4. Writes the tables to bench/results/serving-gpu.md (text below serving.ANALYSIS_MARKER is kept) and, with --out,
+4. py-spy profiles ai_service's workers at c=16 on resnet18 and digits (when py-spy is installed).
+5. Writes the tables to bench/results/serving-gpu.md (text below serving.ANALYSIS_MARKER is kept) and, with --out,
    the raw points and the servers' log there too. A point that would end past --budget seconds is skipped and said.
 """
 
@@ -164,12 +165,11 @@ def contenders(home: Path, device: str) -> list[Server]:
             "models preloaded, worker recycling off, long worker timeout (servers sit paused)",
         ),
         ours(
-            "ai_service/workers=4",
+            "ai_service/1 worker",
             fp32,
-            "the same with AI_SERVICE_WORKERS=4 (four processes share the GPU: more cores decode and run Python); "
-            "c=16 and 64 only",
-            (16, 64),
-            AI_SERVICE_WORKERS="4",
+            "the same with AI_SERVICE_WORKERS=1 (one process feeds the GPU: the default until 2026-11-28); c=16 only",
+            (16,),
+            AI_SERVICE_WORKERS="1",
         ),
         ours(
             "ai_service/no batching",
@@ -397,6 +397,7 @@ def main() -> None:
     parser.add_argument("--no-write", action="store_true", help="leave bench/results/serving-gpu.md")
     parser.add_argument("--servers", help="comma-separated subset of the servers (names before any ':'; no write)")
     parser.add_argument("--no-limit", action="store_true", help="skip the in-process limit (no write)")
+    parser.add_argument("--no-profile", action="store_true", help="skip the py-spy profile of ai_service")
     parser.add_argument("--measure-limit", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     seconds = 0.5 if args.quick else 1.5
@@ -443,6 +444,7 @@ def main() -> None:
             print(f"-- starting {server.name}", flush=True)
             server.spawn(log_path)
         results: list[dict] = []
+        profiles: dict[str, dict[str, float] | None] = {}
         skipped: list[str] = []
         warmups: dict[tuple[str, str], tuple[float, int | str]] = {}
         registry_check = None
@@ -515,6 +517,13 @@ def main() -> None:
                     f"server {point['server_cpu_ms']} ms CPU/req  errors {point['errors']}",
                     flush=True,
                 )
+            ours = next((server for server in ready if server.name == "ai_service"), None)
+            for model in ("resnet18-demo", "digits") if ours is not None and not args.no_profile else ():
+                if time.monotonic() - started + 20 > args.budget:
+                    skipped.append(f"profile of {model}")
+                    continue
+                print(f"-- profiling ai_service on {model} at c=16 (py-spy)", flush=True)
+                profiles[model] = serving.profile(ours, model, home, seconds=6.0)
         finally:
             for server in servers:
                 if server.process is not None:
@@ -525,6 +534,8 @@ def main() -> None:
                 (out / "servers.log").write_text("\n".join(kept[-2000:] + ["---- last lines ----"] + lines[-3000:]))
         configs = {server.name.split(":")[0]: server.config for server in servers}
         text = render(meta, limits, configs, warmups, results, skipped)
+        if profiles:
+            text += "\n".join(serving.profile_table(results, profiles))
     print(text)
     (out / "serving-gpu.md").write_text(text)
     registry_results = ROOT / "bench" / "results" / "gpu_registry_check.md"
