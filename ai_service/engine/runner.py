@@ -119,8 +119,8 @@ class ForwardRunner:
         count = len(samples)
         batch = self._assemble(samples, device)
         if self._compiled:
-            self._warm_up(samples[0], device)
-        if self._compiled:  # still: a compilation that failed falls back to eager
+            self._warm_up(samples[0], device)  # a compilation that fails falls back to eager: _compiled turns False
+        if self._compiled:
             batch = self._pad(batch)
         alone = count == 1 and not self.under_load()
         outputs = self._forward_on(batch, device, alone=alone)
@@ -179,7 +179,6 @@ class ForwardRunner:
         key = sample_key(sample)
         if key in self._warmed:
             return
-        zeros = torch.zeros((1, *sample.shape), dtype=sample.dtype, device=device)
         try:
             for size in bucket_sizes(self.max_batch_size):
                 zeros = torch.zeros((size, *sample.shape), dtype=sample.dtype, device=device)
@@ -197,7 +196,9 @@ class ForwardRunner:
             # Seen on an H200 (torch 2.11): right after inductor failed, the first eager forward failed once too.
             # A warm-up absorbs that, not a user's request.
             try:
-                self._forward_on(zeros[:1], device, measure=False)
+                self._forward_on(
+                    torch.zeros((1, *sample.shape), dtype=sample.dtype, device=device), device, measure=False
+                )
             except Exception as again:  # noqa: BLE001 - the requests that follow report any lasting failure
                 logger.debug("model {}: eager warm-up after the failed compilation: {}", self.model.info.name, again)
             return
