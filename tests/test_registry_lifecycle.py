@@ -231,6 +231,17 @@ def test_out_of_memory_while_loading_evicts_idle_models_and_retries():
     assert registry.loaded_names() == ["hungry"]
 
 
+def test_out_of_memory_that_eviction_cannot_fix_says_every_worker_holds_a_copy():
+    class TooBig(SizedModel):
+        def load(self, device):
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory (simulated)")
+
+    registry = cpu_registry()
+    registry.register(TooBig("huge"))
+    with pytest.raises(ModelLoadError, match="every gunicorn worker holds its own copy.*AI_SERVICE_WORKERS"):
+        registry.get("huge")
+
+
 def test_failure_records_are_listed_and_refuse_use():
     registry = cpu_registry()
     registry.register_failure("broken plugin", "plugin broken plugin.py", "ImportError: no module named x")

@@ -17,6 +17,12 @@ from ai_service.devices import release_memory
 from ai_service.models import precision
 from ai_service.models.base import ImageModel, ModelInfo, check_contract
 from ai_service.settings import EVICTION_MODES
+
+#: Said when a load runs out of GPU memory: since 2026-11-28 a GPU box starts one worker per core, each with its copy.
+GPU_COPIES_HINT = (
+    " (every gunicorn worker holds its own copy of each model on the GPU, and AI_SERVICE_WORKERS=0 starts one "
+    "worker per core: set AI_SERVICE_WORKERS lower for models this large)"
+)
 CPU = torch.device("cpu")
 #: What a registration that failed never declared: listed as null, not as ModelInfo's defaults.
 UNDECLARED = {"version": None, "task": None, "input_size": None, "input_mode": None}
@@ -363,7 +369,8 @@ class ModelRegistry:
                     seconds = self._bring_up(entry)
             except Exception as exc:
                 metrics.record_model_load(entry.info.key, time.perf_counter() - started, ok=False)
-                raise self._failed(entry, f"{type(exc).__name__}: {exc}") from exc
+                hint = GPU_COPIES_HINT if isinstance(exc, torch.cuda.OutOfMemoryError) else ""
+                raise self._failed(entry, f"{type(exc).__name__}: {exc}{hint}") from exc
             metrics.record_model_load(entry.info.key, seconds, ok=True)
             entry.known_bytes = entry.device_bytes(self.device)
             with self._lock:
