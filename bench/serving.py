@@ -987,12 +987,13 @@ def render_history(
     return "\n".join(lines)
 
 
-def write_results(text: str) -> None:
+def write_results(text: str, path: Path = RESULTS) -> None:
+    """The generated part of a results file, keeping the hand-written analysis below ANALYSIS_MARKER."""
     kept = ""
-    if RESULTS.exists() and ANALYSIS_MARKER in RESULTS.read_text():
-        kept = RESULTS.read_text().split(ANALYSIS_MARKER, 1)[1]
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(text + "\n" + ANALYSIS_MARKER + (kept or "\n"))
+    if path.exists() and ANALYSIS_MARKER in path.read_text():
+        kept = path.read_text().split(ANALYSIS_MARKER, 1)[1]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text + "\n" + ANALYSIS_MARKER + (kept or "\n"))
 
 
 def machine(durations: dict[str, float], warmup: float, litserve: str) -> dict:

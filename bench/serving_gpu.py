@@ -33,7 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import serving  # noqa: E402 (bench/ on the path)
 from loadgen import multipart_body, percentile  # noqa: E402
-from serving import ANALYSIS_MARKER, PAUSED_TIMEOUT, PY, ROOT, Server  # noqa: E402
+from serving import PAUSED_TIMEOUT, PY, ROOT, Server  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results" / "serving-gpu.md"
 MODELS = ("resnet18-demo", "resnet18-bf16", "resnet18-fp16", "digits")
@@ -378,13 +378,6 @@ def base_model(model: str) -> str:
     return "resnet18-demo" if model.startswith("resnet18") else model
 
 
-def write_results(text: str) -> None:
-    kept = ""
-    if RESULTS.exists() and ANALYSIS_MARKER in RESULTS.read_text():
-        kept = RESULTS.read_text().split(ANALYSIS_MARKER, 1)[1]
-    RESULTS.write_text(text + "\n" + ANALYSIS_MARKER + kept)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", default="cuda", help="cuda (default) or cpu (a smoke test of the script)")
@@ -542,7 +535,7 @@ def main() -> None:
     if registry_results.exists() and args.out:
         shutil.copy(registry_results, out / "gpu_registry_check.md")
     if not (args.quick or args.no_write or args.device == "cpu" or args.servers or args.no_limit):
-        write_results(text)
+        serving.write_results(text, RESULTS)
         print(f"-- wrote {RESULTS.relative_to(ROOT)}")
     print(f"-- finished in {time.monotonic() - started:.0f} s", flush=True)
 
