@@ -57,5 +57,9 @@ def create_app(overrides: Mapping[str, Any] | None = None):
         runtime.device,
         runtime.registry.names(),
     )
-    runtime.registry.preload(settings.models.preload)
+    failed = runtime.registry.preload(settings.models.preload)
+    for ref in settings.models.preload:
+        if ref not in failed:
+            with runtime.registry.using(ref) as model:
+                runtime.engine.warm(model)
     return app

@@ -199,7 +199,7 @@ class EngineSettings(Section):
     #: auto (bf16 where the device computes it natively, else fp32). Reduced precision is served only when the
     #: model's answers pass the accuracy check at load (docs/performance/tuning.md); AI_SERVICE_AMP is the old name.
     precision: Annotated[Literal[PRECISIONS], BeforeValidator(_precision_word)] = "fp32"  # type: ignore[valid-type]
-    #: torch.compile each model, batches padded to power-of-two buckets, each compiled and warmed before use.
+    #: torch.compile each model for power-of-two batch buckets, compiled at preload (else by its first batch).
     compile: Flag = False
     #: torch.compile's mode.
     compile_mode: Annotated[

@@ -17,7 +17,8 @@ from loguru import logger
 from PIL import Image
 
 from ai_service import create_app
-from ai_service.engine.runner import ForwardRunner, bucket_sizes
+from ai_service.engine.engine import Engine
+from ai_service.engine.runner import ForwardRunner, bucket_pieces, bucket_sizes
 from ai_service.models.base import Batch, ImageModel, ModelInfo, ModelOptions
 from ai_service.models.pytree import merge_batches, split_batch
 from ai_service.server import cores
@@ -149,6 +150,11 @@ def test_bucket_sizes_cover_every_batch_size():
     assert bucket_sizes(8) == [1, 2, 4, 8] and bucket_sizes(12) == [1, 2, 4, 8, 12] and bucket_sizes(1) == [1]
 
 
+def test_bucket_pieces_add_up_to_the_batch_largest_first():
+    assert bucket_pieces(5, 8) == [4, 1] and bucket_pieces(7, 8) == [4, 2, 1] and bucket_pieces(8, 8) == [8]
+    assert bucket_pieces(11, 12) == [8, 2, 1] and bucket_pieces(20, 8) == [8, 8, 4] and bucket_pieces(0, 8) == []
+
+
 class ConvModel(ImageModel):
     """Records what reaches forward: memory format, dtype and batch shapes."""
 
@@ -190,16 +196,42 @@ def test_runner_uses_channels_last_and_returns_float32_under_bf16_autocast():
     assert model.network[0].weight.is_contiguous(memory_format=torch.channels_last)
 
 
-def test_compiled_runner_pads_to_buckets_and_warms_each_one_first():
+def test_compiled_runner_warms_each_bucket_first_and_cuts_cpu_batches_into_buckets():
     model = ConvModel()
     model.load(torch.device("cpu"))
     runner = ForwardRunner(model, EngineSettings(compile=True, compile_backend="eager"), max_batch_size=4)
-    reference = model.network(torch.rand(1, 1, 8, 8)).shape
-    outputs = runner([torch.rand(1, 8, 8) for _ in range(3)])
-    assert [size for size, _, _ in model.seen] == [1, 2, 4, 4]  # warm-up of every bucket, then 3 padded to 4
-    assert len(outputs) == 3 and outputs[0].shape == reference
+    samples = [torch.rand(1, 8, 8) for _ in range(3)]
+    outputs = runner(samples)
+    # A warm-up of every bucket, then 3 as 2 + 1: padding to 4 would cost a whole image's compute on the CPU.
+    assert [size for size, _, _ in model.seen] == [1, 2, 4, 2, 1]
+    with torch.inference_mode():
+        reference = model.network(torch.stack(samples).contiguous(memory_format=torch.channels_last))
+    assert len(outputs) == 3 and all(torch.allclose(output, reference[i : i + 1]) for i, output in enumerate(outputs))
     runner([torch.rand(1, 8, 8)])
     assert [size for size, _, _ in model.seen][-1] == 1  # no second warm-up for a known shape
+    padded = runner._pad(torch.rand(3, 1, 8, 8))  # how a CUDA batch reaches its bucket: padding rows are free there
+    assert padded.shape[0] == 4 and padded.is_contiguous(memory_format=torch.channels_last)
+
+
+def test_inductor_on_the_cpu_compiles_with_frozen_weights(monkeypatch):
+    import torch._inductor.config
+
+    frozen: list[bool] = []
+
+    def recording_compile(function, **_):
+        def compiled(batch):
+            frozen.append(torch._inductor.config.freezing)
+            return function(batch)
+
+        return compiled
+
+    monkeypatch.setattr(torch, "compile", recording_compile)
+    model = ConvModel()
+    model.load(torch.device("cpu"))
+    runner = ForwardRunner(model, EngineSettings(compile=True, compile_backend="inductor"), max_batch_size=2)
+    runner([torch.rand(1, 8, 8)])
+    assert frozen == [True, True, False]  # both buckets compile frozen; the patch ends with the warm-up
+    assert torch._inductor.config.freezing is False
 
 
 def test_a_compilation_that_fails_falls_back_to_eager_and_keeps_serving(monkeypatch):
@@ -365,3 +397,31 @@ def test_lone_digits_requests_run_in_the_request_thread(app, digits_split):
     assert all(o.results[0]["predictions"] == outcomes[0].results[0]["predictions"] for o in outcomes)
     assert threads[0].startswith("infer-digits")  # the first forward is measured on the inference thread
     assert threads[-1] == threading.current_thread().name  # once it is known to be tiny: inline
+
+
+def test_the_engine_compiles_a_preloaded_model_at_load_not_in_its_first_request():
+    model = ConvModel()
+    model.load(torch.device("cpu"))
+    Engine(EngineSettings()).warm(model)
+    assert model.seen == []  # nothing to compile: the first forward is a request's
+    engine = Engine(EngineSettings(compile=True, compile_backend="eager", max_batch_size=4))
+    engine.warm(model)
+    assert [size for size, _, _ in model.seen] == [1, 2, 4]
+    batcher, deadline = engine.batcher(model), time.monotonic() + 10
+    with batcher.arrival(1) as arrival:
+        tickets = arrival.submit([torch.rand(1, 8, 8)], deadline)
+    batcher.wait(tickets, deadline)
+    assert tickets[0].output.shape == (1, 2)
+    assert [size for size, _, _ in model.seen] == [1, 2, 4, 1]  # the request found every bucket warm
+    engine.close()
+
+
+def test_create_app_warms_preloaded_models_when_compiling(home):
+    from ai_service import create_app
+
+    settings = {"home": str(home), "preload": "digits", "compile": "1", "compile_backend": "eager"}
+    app = create_app({"TESTING": True, **settings})
+    runtime = app.extensions["ai_service"]
+    _, _, runner = runtime.engine._batchers["digits@1.0"]
+    assert runner._compiled and len(runner._warmed) == 1  # digits' 1×28×28 input, compiled before any request
+    runtime.close()

@@ -6,10 +6,11 @@ import threading
 from typing import Any
 
 import torch
+from loguru import logger
 
 from ai_service.engine.batcher import Batcher
 from ai_service.engine.runner import ForwardRunner
-from ai_service.models.base import ImageModel
+from ai_service.models.base import ImageModel, ModelOptions
 from ai_service.settings import EngineSettings
 
 #: Measured (bench/results/serving.md): on CPU resnet18 gains ~20% from batch 1 to 8 and loses past 16;
@@ -24,7 +25,7 @@ class Engine:
     def __init__(self, settings: EngineSettings | None = None) -> None:
         #: The engine section of the settings (defaults for an engine built by hand).
         self.settings = settings or EngineSettings()
-        self._batchers: dict[str, tuple[ImageModel, Batcher]] = {}
+        self._batchers: dict[str, tuple[ImageModel, Batcher, ForwardRunner]] = {}
         self._lock = threading.Lock()
 
     def batcher(self, model: ImageModel) -> Batcher:
@@ -48,10 +49,22 @@ class Engine:
                 inline=runner.runs_inline,
             )
             runner.under_load = lambda: batcher.pending > 0
-            self._batchers[name] = (model, batcher)
+            self._batchers[name] = (model, batcher, runner)
         if current is not None:
             current[1].close(timeout=0)
         return batcher
+
+    def warm(self, model: ImageModel) -> None:
+        """With AI_SERVICE_COMPILE, compile the loaded model's batch buckets now (preload), not in its first request."""
+        if not self.settings.compile:
+            return
+        self.batcher(model)
+        with self._lock:
+            runner = self._batchers[getattr(model.info, "key", model.info.name)][2]
+        try:
+            runner.warm_up(model.preprocess([model.warmup_image()], ModelOptions(top_k=1)).tensor[0])
+        except Exception as error:  # noqa: BLE001 - a model that cannot take a blank image still serves; its first batch warms it
+            logger.warning("model {}: no warm-up at load ({}: {})", model.info.name, type(error).__name__, error)
 
     def batch_size_for(self, model: ImageModel | None, device: torch.device | None) -> int:
         """The model's own limit (None: not loaded yet), else the setting, else the measured default for the device."""
@@ -70,11 +83,11 @@ class Engine:
     def stats(self) -> dict[str, dict[str, Any]]:
         """Queue depth and batch sizes per model, for health pages and benchmarks."""
         with self._lock:
-            return {name: batcher.stats() for name, (_, batcher) in sorted(self._batchers.items())}
+            return {name: batcher.stats() for name, (_, batcher, _) in sorted(self._batchers.items())}
 
     def close(self) -> None:
         with self._lock:
-            batchers = [batcher for _, batcher in self._batchers.values()]
+            batchers = [batcher for _, batcher, _ in self._batchers.values()]
             self._batchers.clear()
         for batcher in batchers:
             batcher.close()

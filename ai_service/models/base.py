@@ -169,11 +169,15 @@ class ImageModel(ABC, Generic[ItemT]):
 
     def warmup(self) -> None:
         """Run one dummy batch so lazy initialization (cuDNN autotune, allocator growth) happens at load."""
+        options = ModelOptions(top_k=1)
+        batch = self.preprocess([self.warmup_image()], options)
+        self.postprocess(self.forward(batch.tensor), batch.states(), options)
+
+    def warmup_image(self) -> Image.Image:
+        """A blank image of the model's input size and mode: what warm-ups feed it before any request."""
         width, height = self.info.input_size or (WARMUP_SIDE, WARMUP_SIDE)
         mode = self.info.input_mode if self.info.input_mode in ("L", "LA", "RGB", "RGBA") else "RGB"
-        options = ModelOptions(top_k=1)
-        batch = self.preprocess([Image.new(mode, (width, height), 0)], options)
-        self.postprocess(self.forward(batch.tensor), batch.states(), options)
+        return Image.new(mode, (width, height), 0)
 
     def unload(self) -> None:
         """Drop every reference to weights (modules, tensors, caches of them) so the memory can be returned."""
