@@ -334,3 +334,17 @@ def test_cancel_mid_job_skips_the_rest_and_keeps_what_is_done(tmp_path, redis_ur
         assert again.value.code == "invalid_state"
     finally:
         deployment.close()
+
+
+def test_the_default_concurrency_sizes_the_pool_like_the_web_service(monkeypatch):
+    """One process per core (at least one per GPU in use), or AI_SERVICE_WORKERS: never one per machine or GPU."""
+    from ai_service.server import cores
+    from ai_service.worker.main import concurrency_for, parse_args
+
+    monkeypatch.setattr(cores, "available_cores", lambda: 16)
+    assert parse_args([]).concurrency == 0
+    assert concurrency_for(0, load_settings({"device": "cpu"})) == 16
+    assert concurrency_for(0, load_settings({"device": "cuda", "gpus": "0,1"})) == 16
+    assert concurrency_for(0, load_settings({"gpus": ",".join(map(str, range(20)))})) == 20
+    assert concurrency_for(0, load_settings({"device": "cuda", "gpus": "0", "workers": 8})) == 8
+    assert concurrency_for(3, load_settings({"workers": 8})) == 3

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from celery.utils.nodenames import default_nodename, host_format
 from loguru import logger
 
+from ai_service.server.placement import default_workers
 from ai_service.settings import ConfigError, Settings, load_settings
 from ai_service.worker import tasks
 from ai_service.worker.app import QUEUE, make_celery
@@ -36,9 +37,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         "-c",
         "--concurrency",
         type=int,
-        default=1,
+        default=0,
         help="chunks run at once: worker processes (prefork, one model copy each) or threads sharing one copy; "
-        "0 = one per GPU in AI_SERVICE_GPUS (1 without GPUs)",
+        "0 (default) = AI_SERVICE_WORKERS, the web service's count: one per core, at least one per GPU in use",
     )
     parser.add_argument("-P", "--pool", choices=POOLS, default="prefork", help="how chunks run side by side")
     parser.add_argument("-l", "--loglevel", default="", help="log level (default AI_SERVICE_LOG_LEVEL)")
@@ -56,11 +57,14 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def concurrency_for(requested: int, gpus: str) -> int:
-    """0 means one process per listed GPU, or one without GPUs."""
+def concurrency_for(requested: int, settings: Settings) -> int:
+    """0 sizes the pool as AI_SERVICE_WORKERS sizes the web service: a chunk's decode and preprocessing are one
+    core's Python whatever the device (bench/results/jobs.md: 2 processes made 1.4-1.6x one on 2 cores)."""
     if requested > 0:
         return requested
-    return max(1, len([part for part in gpus.split(",") if part.strip()]))
+    if settings.server.workers > 0:
+        return settings.server.workers
+    return default_workers(settings.compute.gpus, settings.compute.device)
 
 
 def install_placement(slots: MutableSequence[int], gpus: str) -> None:
@@ -126,7 +130,7 @@ def run_worker(argv: list[str]) -> int:
     if not settings.jobs.broker_url:
         print("ai-service worker: set AI_SERVICE_BROKER_URL (redis://… or amqp://…)", file=sys.stderr)
         return 2
-    concurrency = concurrency_for(args.concurrency, settings.compute.gpus)
+    concurrency = concurrency_for(args.concurrency, settings)
     if args.pool == "prefork":
         overrides["workers"] = concurrency  # torch threads: each process its share of the cores
     tasks.set_overrides(overrides)
