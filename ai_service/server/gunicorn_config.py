@@ -81,9 +81,7 @@ def gunicorn_config(settings: Settings | None = None) -> dict[str, Any]:
     from ai_service.server.cores import shared_slots
 
     gpu_count = 0 if settings.compute.gpus.strip() else placement.visible_gpus(settings.compute.device)
-    workers = settings.server.workers or placement.default_workers(
-        settings.compute.gpus, settings.compute.device, gpu_count
-    )
+    workers = placement.worker_count(settings, gpu_count)
     socket_path = control_socket(settings)
     # Shared by every worker (created before the first fork): cores held by each worker's forwards.
     core_slots = shared_slots(workers)

@@ -9,8 +9,12 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable, MutableSequence
+from typing import TYPE_CHECKING
 
 from ai_service.server import cores
+
+if TYPE_CHECKING:
+    from ai_service.settings import Settings
 
 
 def free_slot(taken: Iterable[int | None], count: int) -> int | None:
@@ -77,6 +81,12 @@ def default_workers(gpus: str, device: str, gpu_count: int | None = None) -> int
     else:
         in_use = visible_gpus(device) if gpu_count is None else gpu_count
     return max(cores.available_cores(), in_use)
+
+
+def worker_count(settings: Settings, gpu_count: int | None = None) -> int:
+    """The processes AI_SERVICE_WORKERS asks for: its number, or for 0 the best count for this machine. Web workers
+    and Celery's prefork pool are sized alike (a request's and a chunk's Python both run on one core)."""
+    return settings.server.workers or default_workers(settings.compute.gpus, settings.compute.device, gpu_count)
 
 
 def device_for_slot(gpus: str, device: str, slot: int | None, gpu_count: int) -> str | None:

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from celery.utils.nodenames import default_nodename, host_format
 from loguru import logger
 
-from ai_service.server.placement import default_workers
+from ai_service.server.placement import worker_count
 from ai_service.settings import ConfigError, Settings, load_settings
 from ai_service.worker import tasks
 from ai_service.worker.app import QUEUE, make_celery
@@ -60,11 +60,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 def concurrency_for(requested: int, settings: Settings) -> int:
     """0 sizes the pool as AI_SERVICE_WORKERS sizes the web service: a chunk's decode and preprocessing are one
     core's Python whatever the device (bench/results/jobs.md: 2 processes made 1.4-1.6x one on 2 cores)."""
-    if requested > 0:
-        return requested
-    if settings.server.workers > 0:
-        return settings.server.workers
-    return default_workers(settings.compute.gpus, settings.compute.device)
+    return requested if requested > 0 else worker_count(settings)
 
 
 def install_placement(slots: MutableSequence[int], gpus: str) -> None:
